@@ -1,0 +1,47 @@
+"""interp: locate and steer the safety mechanism of LLMs and vision-language models.
+
+>>> import interp
+>>> model = interp.load_model("default")
+>>> acts = interp.capture(model, interp.data.load("harmbench").prompts, positions="last")
+"""
+
+from interp import data
+from interp.activations import Activations
+from interp.capture import ActivationShards, capture
+from interp.errors import (
+    CorruptFileError,
+    FingerprintMismatchError,
+    InputError,
+    InterpError,
+    LayerIndexError,
+    UnknownModelFamilyError,
+)
+from interp.hooks import Edit, attach
+from interp.inputs import Batch, encode
+from interp.models import ADAPTERS, HookedModel, ModelFingerprint, known_families, load_model, wrap
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ADAPTERS",
+    "ActivationShards",
+    "Activations",
+    "Batch",
+    "CorruptFileError",
+    "Edit",
+    "FingerprintMismatchError",
+    "HookedModel",
+    "InputError",
+    "InterpError",
+    "LayerIndexError",
+    "ModelFingerprint",
+    "UnknownModelFamilyError",
+    "attach",
+    "capture",
+    "data",
+    "encode",
+    "known_families",
+    "load_model",
+    "wrap",
+    "__version__",
+]

@@ -1,0 +1,298 @@
+"""Batched capture of residual-stream states; large prompt sets stream to disk and resume.
+
+>>> acts = interp.capture(model, prompts, positions="last", layers="all", batch_size=16)
+>>> acts = interp.capture(vlm, prompts, images=images, positions=["last", "image_mean"])
+>>> shards = interp.capture(model, big_list, out_dir="runs/acts")   # resumable; shards.load()
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from interp.activations import Activations
+from interp.errors import CorruptFileError, InputError
+from interp.hooks import StopForward, resolve_layers
+from interp.inputs import normalize_images
+from interp.models.hooked import HookedModel
+from interp.positions import PromptLayout, parse_positions, reduce_prefill
+
+BACKENDS = ("native", "nnsight", "transformer_lens")
+
+
+def capture(
+    model: HookedModel,
+    prompts: Sequence[str],
+    images=None,
+    positions="last",
+    layers="all",
+    batch_size: int = 16,
+    labels: Sequence[str] | None = None,
+    prompt_ids: Sequence[str] | None = None,
+    chat_template=None,
+    system: str | None = None,
+    backend: str = "native",
+    out_dir: str | Path | None = None,
+    shard_size: int = 1024,
+    dtype: torch.dtype = torch.float32,
+    progress: bool | None = None,
+) -> Activations | ActivationShards:
+    """Capture hidden states at decoder-layer outputs for every prompt (and image).
+
+    Returns :class:`Activations` in memory, or with ``out_dir`` an :class:`ActivationShards` handle on
+    shards written as they finish (memory stays at one shard); running the same call again skips
+    finished shards. ``backend`` = ``native`` (hooks), ``nnsight`` or ``transformer_lens``.
+    """
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    prompts = list(prompts)
+    if not prompts:
+        raise InputError("the prompt list is empty. Fix: pass at least one prompt.")
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend {backend!r}; choose one of {BACKENDS}.")
+    if batch_size < 1:
+        raise InputError(f"batch_size={batch_size}; it must be at least 1.")
+    layer_ids = resolve_layers(layers, model.n_layers)
+    pos = parse_positions(positions)
+    per_image = normalize_images(images, len(prompts))
+    ids = [str(i) for i in (prompt_ids if prompt_ids is not None else range(len(prompts)))]
+    if len(ids) != len(prompts) or (labels is not None and len(labels) != len(prompts)):
+        raise InputError("prompt_ids and labels need one entry per prompt.")
+    job = _Job(model, prompts, per_image, pos, layer_ids, batch_size, chat_template, system, backend, dtype)
+    if out_dir is None:
+        bar = _bar(progress, len(prompts), "capture")
+        acts = job.run(0, len(prompts), ids, list(labels) if labels is not None else None, bar)
+        bar.close()
+        return acts
+    return _capture_sharded(job, Path(out_dir), shard_size, ids, labels, progress)
+
+
+@dataclass
+class _Job:
+    model: HookedModel
+    prompts: list[str]
+    images: list[list] | None
+    positions: list
+    layers: list[int]
+    batch_size: int
+    chat_template: object
+    system: str | None
+    backend: str
+    dtype: torch.dtype
+
+    def run(self, start: int, stop: int, ids: list[str], labels, bar) -> Activations:
+        parts: dict[str, list] = {p.name: [] for p in self.positions}
+        for b0 in range(start, stop, self.batch_size):
+            b1 = min(b0 + self.batch_size, stop)
+            imgs = self.images[b0:b1] if self.images is not None else None
+            batch = self.model.encode(
+                self.prompts[b0:b1], images=imgs, chat_template=self.chat_template, system=self.system
+            )
+            for name, value in self.capture_batch(batch).items():
+                parts[name].append(value)
+            bar.update(b1 - b0)
+        tensors, masks = {}, {}
+        for p in self.positions:
+            if p.is_span:
+                width = max(x.shape[2] for x, _ in parts[p.name])
+                tensors[p.name] = torch.cat([_pad_to(x, width, 2) for x, _ in parts[p.name]])
+                masks[p.name] = torch.cat([_pad_to(m, width, 1) for _, m in parts[p.name]])
+            else:
+                tensors[p.name] = torch.cat(parts[p.name])
+        meta = {
+            "backend": self.backend,
+            "chat_template": str(self.chat_template),
+            "dtype": str(self.dtype),
+            "model_dtype": str(self.model.dtype),
+        }
+        return Activations(
+            tensors,
+            self.layers,
+            self.model.fingerprint,
+            ids[start:stop],
+            labels[start:stop] if labels is not None else None,
+            masks,
+            meta,
+        )
+
+    def capture_batch(self, batch) -> dict:
+        """One batch → ``{position: [B, L, D]}`` or ``{position: ([B, L, P, D], [B, P])}`` on the CPU."""
+        if self.backend == "native":
+            with self.model.hooks(self.layers, self.positions, stop=True) as run:
+                try:
+                    self.model.forward(batch)
+                except StopForward:
+                    pass
+            got = run.take()
+            per_layer = {(i, p.name): got[(i, p.name)][0] for i in self.layers for p in self.positions}
+        else:
+            full = _backend(self.backend)(self.model, batch, self.layers)
+            layout = PromptLayout(batch.attention_mask.bool(), _image_mask(self.model, batch))
+            per_layer = {
+                (i, p.name): reduce_prefill(full[i], layout, p) for i in self.layers for p in self.positions
+            }
+        out = {}
+        for p in self.positions:
+            states = [per_layer[(i, p.name)][0] for i in self.layers]
+            stacked = torch.stack(states, dim=1).to("cpu", self.dtype)
+            out[p.name] = (stacked, per_layer[(self.layers[0], p.name)][1].cpu()) if p.is_span else stacked
+            _check_finite(stacked, p.name)
+        return out
+
+
+def _image_mask(model: HookedModel, batch):
+    tid = model.image_token_id
+    return batch.input_ids == tid if tid is not None else None
+
+
+def _check_finite(t: torch.Tensor, name: str) -> None:
+    if not torch.isfinite(t).all():
+        raise InputError(
+            f"captured states at position {name!r} contain NaN/inf (model dtype overflow?). "
+            "Fix: load the model in float32 or bfloat16 rather than float16."
+        )
+
+
+def _backend(name: str):
+    if name == "nnsight":
+        from interp.backends.nnsight_backend import hidden_states
+    else:
+        from interp.backends.transformer_lens_backend import hidden_states
+    return hidden_states
+
+
+def _pad_to(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    if t.shape[dim] == width:
+        return t
+    shape = list(t.shape)
+    shape[dim] = width - t.shape[dim]
+    return torch.cat([t, torch.zeros(shape, dtype=t.dtype)], dim=dim)
+
+
+def _bar(progress: bool | None, total: int, desc: str):
+    return tqdm(
+        total=total, desc=desc, unit="prompt", disable=not progress if progress is not None else total < 256
+    )
+
+
+# --- streaming to disk ----------------------------------------------------------------------------
+@dataclass
+class ActivationShards:
+    """Handle on a sharded capture directory. ``load()`` joins the shards (optionally some layers)."""
+
+    directory: Path
+    manifest: dict
+
+    @property
+    def shard_paths(self) -> list[Path]:
+        return [self.directory / name for name in self.manifest["shards"]]
+
+    def __len__(self) -> int:
+        return self.manifest["n_prompts"]
+
+    def __iter__(self):
+        for path in self.shard_paths:
+            yield Activations.load(path)
+
+    def load(self, layers: Sequence[int] | None = None, model: HookedModel | None = None) -> Activations:
+        parts = []
+        for path in self.shard_paths:
+            part = Activations.load(path, model=model)
+            if layers is not None:
+                keep = [part.layers.index(i) for i in layers]
+                part = Activations(
+                    {k: v[:, keep] for k, v in part.tensors.items()},
+                    list(layers),
+                    part.fingerprint,
+                    part.prompt_ids,
+                    part.labels,
+                    part.masks,
+                    part.metadata,
+                )
+            parts.append(part)
+        return Activations.concat(parts)
+
+    @classmethod
+    def open(cls, directory: str | Path) -> ActivationShards:
+        directory = Path(directory)
+        manifest = _read_manifest(directory)
+        if manifest is None:
+            raise CorruptFileError(f"{directory} holds no capture manifest.json.")
+        missing = [n for n in manifest["shards"] if not (directory / n).exists()]
+        if missing:
+            raise CorruptFileError(
+                f"{directory} misses shards {missing}: rerun the same capture call to finish it."
+            )
+        return cls(directory, manifest)
+
+
+def _read_manifest(directory: Path) -> dict | None:
+    path = directory / "manifest.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CorruptFileError(
+            f"{path} is not valid JSON ({e}). Fix: delete the directory and capture again."
+        ) from e
+
+
+def _job_key(job: _Job, ids, labels, shard_size: int) -> dict:
+    h = hashlib.sha256()
+    for i, p in enumerate(job.prompts):
+        h.update(f"{ids[i]}\x00{p}\x00{len(job.images[i]) if job.images else 0}\x01".encode())
+    return {
+        "fingerprint": job.model.fingerprint.to_dict(),
+        "layers": job.layers,
+        "positions": [p.name for p in job.positions],
+        "prompts_digest": h.hexdigest(),
+        "labels": list(labels) if labels is not None else None,
+        "chat_template": str(job.chat_template),
+        "system": job.system,
+        "shard_size": shard_size,
+        "backend": job.backend,
+        "dtype": str(job.dtype),
+    }
+
+
+def _capture_sharded(job: _Job, directory: Path, shard_size: int, ids, labels, progress) -> ActivationShards:
+    if shard_size < 1:
+        raise InputError(f"shard_size={shard_size}; it must be at least 1.")
+    directory.mkdir(parents=True, exist_ok=True)
+    key = _job_key(job, ids, labels, shard_size)
+    manifest = _read_manifest(directory)
+    if manifest is not None and manifest["key"] != key:
+        raise InputError(
+            f"{directory} holds a capture of different prompts, model or settings. Nothing was overwritten. "
+            "Fix: choose another out_dir, or delete that directory to start over."
+        )
+    n = len(job.prompts)
+    names = [f"shard_{k:05d}.safetensors" for k in range((n + shard_size - 1) // shard_size)]
+    manifest = {"key": key, "n_prompts": n, "shards": names, "done": []}
+    bar = _bar(progress, n, "capture")
+    labels = list(labels) if labels is not None else None
+    for k, name in enumerate(names):
+        start, stop = k * shard_size, min((k + 1) * shard_size, n)
+        path = directory / name
+        if path.exists() and _shard_ok(path, stop - start):
+            bar.update(stop - start)
+        else:
+            job.run(start, stop, ids, labels, bar).save(path)
+        manifest["done"].append(name)
+        (directory / "manifest.json").write_text(json.dumps(manifest))
+    bar.close()
+    return ActivationShards(directory, manifest)
+
+
+def _shard_ok(path: Path, n: int) -> bool:
+    try:
+        return len(Activations.load(path)) == n
+    except CorruptFileError:
+        return False  # a shard cut off mid-write is recomputed

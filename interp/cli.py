@@ -1,0 +1,80 @@
+"""Command line: ``interp summary`` (capture on shipped prompts, per-layer summary), ``interp families``.
+
+$ interp summary --model default --n 64 --out runs/summary
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def _summary(args) -> int:
+    import interp
+    from interp.summary import layer_summary
+
+    t0 = time.time()
+    model = interp.load_model(args.model, dtype=args.dtype, device=args.device)
+    print(f"loaded {model} in {time.time() - t0:.1f}s", file=sys.stderr)
+    prompts = interp.data.load("harmbench", n=args.n) + interp.data.load("harmless", n=args.n)
+    t1 = time.time()
+    acts = interp.capture(
+        model,
+        prompts.prompts,
+        labels=prompts.labels,
+        prompt_ids=prompts.ids,
+        positions="last",
+        layers="all",
+        batch_size=args.batch_size,
+        progress=True,
+    )
+    print(
+        f"captured {len(acts)} prompts x {len(acts.layers)} layers in {time.time() - t1:.1f}s",
+        file=sys.stderr,
+    )
+    summary = layer_summary(acts)
+    print(summary.table())
+    if args.out:
+        out = Path(args.out)
+        acts.save(out / "activations.safetensors")
+        (out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=1))
+        print(f"wrote {out}/activations.safetensors and summary.json", file=sys.stderr)
+    return 0
+
+
+def _families(args) -> int:
+    from interp.models.adapters import ADAPTERS
+
+    for name, a in sorted(ADAPTERS.items()):
+        print(f"{name:14} {a.kind:16} {a.notes}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="interp", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("summary", help="capture harmful vs harmless prompts and print a per-layer summary")
+    s.add_argument("--model", default="default")
+    s.add_argument("--n", type=int, default=64, help="prompts per class (harmbench vs harmless)")
+    s.add_argument("--batch-size", type=int, default=16)
+    s.add_argument("--dtype", default=None)
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--out", default=None, help="directory for activations.safetensors and summary.json")
+    s.set_defaults(func=_summary)
+    f = sub.add_parser("families", help="list the supported model families")
+    f.set_defaults(func=_families)
+    args = parser.parse_args(argv)
+    from interp.errors import InterpError
+
+    try:
+        return args.func(args)
+    except InterpError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""Forward hooks at decoder-layer outputs (the residual stream): capture, add, replace, ablate.
+
+    >>> with interp.hooks.attach(model, capture_layers=[3, 5], capture_positions=["last"]) as run:
+    ...     model.forward(batch)
+    >>> run.captured[(3, "last")][0].shape        # [B, D]
+
+This module is the single place that registers hooks. :func:`attach` always removes them, also when
+the forward raises. State (the prompt layout, what was captured) lives in the :class:`HookRun` of one
+``with`` block, never on a class, so concurrent contexts and batches never mix.
+
+Layer ``i`` here is the output of decoder layer ``i``: ``hidden_states[i + 1]`` of
+``output_hidden_states=True`` and TransformerLens ``blocks.{i}.hook_resid_post``. Edits run before
+captures on the same layer, so a capture sees the edited state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from interp.errors import InputError, LayerIndexError
+from interp.positions import Position, PromptLayout, edit_mask, parse_positions, reduce_prefill
+
+if TYPE_CHECKING:
+    from interp.models.hooked import HookedModel
+
+
+class StopForward(Exception):
+    """Raised by a hook to end a forward pass after the last layer that matters (baukit's ``stop``)."""
+
+
+def untuple(output):
+    """Decoder layers return a tensor in transformers 5.x and a tuple in older or remote-code models."""
+    return output[0] if isinstance(output, tuple) else output
+
+
+def retuple(output, hidden):
+    return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+
+@dataclass
+class Edit:
+    """A change to the residual stream at some layers and positions.
+
+    >>> Edit.add(direction, layers=[10, 11], alpha=4.0, positions="all")
+    >>> Edit.ablate(direction, layers="all")
+    >>> Edit.replace(states, layers=[12], positions="last")   # states: [D] or [B, D]
+    """
+
+    op: Literal["add", "replace", "ablate"]
+    vector: Tensor  # [D] or per-row [B, D]
+    layers: Sequence[int] | str
+    positions: list[Position]
+    alpha: float = 1.0
+
+    @classmethod
+    def add(cls, vector: Float[Tensor, "*b d"], layers, alpha: float = 1.0, positions="all") -> Edit:
+        return cls("add", _check_vector(vector), layers, parse_positions(positions), float(alpha))
+
+    @classmethod
+    def replace(cls, value: Float[Tensor, "*b d"], layers, positions="last") -> Edit:
+        return cls("replace", _check_vector(value), layers, parse_positions(positions))
+
+    @classmethod
+    def ablate(cls, direction: Float[Tensor, " d"], layers="all", positions="all") -> Edit:
+        d = _check_vector(direction)
+        norm = d.float().norm()
+        if norm == 0:
+            raise InputError("ablation direction has zero norm. Fix: pass a non-zero direction.")
+        return cls("ablate", (d.float() / norm), layers, parse_positions(positions))
+
+    def apply(self, h: Float[Tensor, "b c d"], mask: torch.Tensor) -> Float[Tensor, "b c d"]:
+        v = self.vector.to(h.device, h.dtype)
+        if v.ndim == 2:
+            if v.shape[0] != h.shape[0]:
+                raise InputError(
+                    f"per-row edit vector has {v.shape[0]} rows but the batch has {h.shape[0]}. "
+                    "Fix: give one row per prompt, or a single [D] vector."
+                )
+            v = v.unsqueeze(1)
+        m = mask.unsqueeze(-1).to(h.dtype)
+        if self.op == "add":
+            return h + m * (self.alpha * v)
+        if self.op == "replace":
+            return torch.where(mask.unsqueeze(-1), v.expand_as(h), h)
+        proj = (h * v).sum(-1, keepdim=True)
+        return h - m * proj * v
+
+
+def _check_vector(vector) -> Tensor:
+    t = torch.as_tensor(vector)
+    if t.ndim not in (1, 2):
+        raise InputError(f"edit vector must be [D] or [B, D], got shape {tuple(t.shape)}.")
+    if not torch.isfinite(t).all():
+        raise InputError("edit vector contains NaN or inf. Fix: recompute it; never steer with it.")
+    return t
+
+
+def resolve_layers(layers, n_layers: int) -> list[int]:
+    """``"all"``, an int or a list (negative counts from the end) → sorted unique layer indices."""
+    if isinstance(layers, str):
+        if layers != "all":
+            raise LayerIndexError(f"layers={layers!r}; use 'all', an int or a list of ints.")
+        return list(range(n_layers))
+    items = [layers] if isinstance(layers, int) else list(layers)
+    if not items:
+        raise LayerIndexError("layers is empty. Fix: pass 'all' or at least one layer index.")
+    out = []
+    for i in items:
+        if not isinstance(i, int) or isinstance(i, bool) or not -n_layers <= i < n_layers:
+            raise LayerIndexError(
+                f"layer {i!r} is out of range: this model has {n_layers} decoder layers, "
+                f"valid indices are 0..{n_layers - 1} (or -{n_layers}..-1)."
+            )
+        out.append(i % n_layers)
+    return sorted(set(out))
+
+
+@dataclass
+class HookRun:
+    """State of one :func:`attach` block: the current prompt layout and what was captured."""
+
+    image_token_id: int | None
+    capture_positions: list[Position] = field(default_factory=list)
+    stop_after: int | None = None
+    captured: dict[tuple[int, str], list] = field(default_factory=dict)
+    layout: PromptLayout | None = None
+    past_len: int = 0
+    chunk_len: int = 0
+    chunk_real: Tensor | None = None
+    _masks: dict = field(default_factory=dict)
+
+    def on_forward(self, module, args, kwargs):
+        """Pre-hook on the top-level model: learn the chunk, prefill vs decode, and the prompt layout."""
+        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        embeds = kwargs.get("inputs_embeds")
+        ref = input_ids if input_ids is not None else embeds
+        if ref is None:
+            return
+        b, c = ref.shape[0], ref.shape[1]
+        attn = kwargs.get("attention_mask")
+        if isinstance(attn, dict) or (attn is not None and attn.ndim != 2):
+            attn = None  # 4D/custom masks: treat every token as real
+        cache = kwargs.get("past_key_values")
+        if attn is not None and attn.shape[1] > c:
+            past = attn.shape[1] - c
+        elif cache is not None and hasattr(cache, "get_seq_length"):
+            past = int(cache.get_seq_length())
+        else:
+            past = 0
+        full = (
+            attn.bool() if attn is not None else torch.ones(b, past + c, dtype=torch.bool, device=ref.device)
+        )
+        if past == 0 or self.layout is None:
+            image = None
+            if self.image_token_id is not None and input_ids is not None:
+                image = input_ids == self.image_token_id
+            self.layout = PromptLayout(mask=full[:, :c], image=image)
+        self.past_len, self.chunk_len = past, c
+        self.chunk_real = full[:, past : past + c]
+        self._masks = {}
+
+    def _ensure_layout(self, h: Tensor) -> None:
+        if self.layout is None:  # forward called on a submodule: every token real, no images
+            mask = torch.ones(h.shape[:2], dtype=torch.bool, device=h.device)
+            self.layout = PromptLayout(mask=mask, image=None)
+            self.past_len, self.chunk_len, self.chunk_real = 0, h.shape[1], mask
+
+    def mask_for(self, pos: Position) -> Tensor:
+        if pos.name not in self._masks:
+            self._masks[pos.name] = edit_mask(
+                pos, self.layout, self.past_len, self.chunk_len, self.chunk_real
+            )
+        return self._masks[pos.name]
+
+    def take(self) -> dict[tuple[int, str], list]:
+        """Return what was captured so far and start empty (one call per batch)."""
+        out, self.captured = self.captured, {}
+        return out
+
+
+@contextmanager
+def attach(
+    model: HookedModel,
+    capture_layers=None,
+    capture_positions="last",
+    edits: Sequence[Edit] = (),
+    stop: bool = False,
+):
+    """Register capture and edit hooks on ``model`` for the duration of the block; yields a :class:`HookRun`.
+
+    ``stop=True`` ends the forward (raising :class:`StopForward`, which the caller catches) after the
+    last captured layer at prefill, so no later layer, final norm or LM head is computed.
+    """
+    n = model.n_layers
+    cap_layers = resolve_layers(capture_layers, n) if capture_layers is not None else []
+    run = HookRun(image_token_id=model.image_token_id)
+    if cap_layers:
+        run.capture_positions = parse_positions(capture_positions)
+    if stop and cap_layers:
+        run.stop_after = max(cap_layers)
+    per_layer: dict[int, list[Edit]] = {}
+    for edit in edits:
+        for i in resolve_layers(edit.layers, n):
+            per_layer.setdefault(i, []).append(edit)
+    modules = model.layers
+    handles = []
+    try:
+        handles.append(model.model.register_forward_pre_hook(run.on_forward, with_kwargs=True))
+        for i in sorted(set(cap_layers) | set(per_layer)):
+            handles.append(
+                modules[i].register_forward_hook(_layer_hook(run, i, per_layer.get(i, []), i in cap_layers))
+            )
+        yield run
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _layer_hook(run: HookRun, index: int, edits: list[Edit], capture: bool):
+    def hook(module, args, output):
+        h = untuple(output)
+        run._ensure_layout(h)
+        if edits:
+            for edit in edits:
+                mask = torch.zeros(h.shape[:2], dtype=torch.bool, device=h.device)
+                for pos in edit.positions:
+                    mask = mask | run.mask_for(pos)
+                h = edit.apply(h, mask)
+            output = retuple(output, h)
+        if capture and run.past_len == 0:
+            for pos in run.capture_positions:
+                run.captured.setdefault((index, pos.name), []).append(
+                    reduce_prefill(h.detach(), run.layout, pos)
+                )
+            if run.stop_after == index:
+                raise StopForward
+        return output if edits else None
+
+    return hook

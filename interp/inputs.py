@@ -1,0 +1,162 @@
+"""Prompts (and images) to model inputs: chat template, processor, left padding, checks.
+
+>>> batch = encode(model, ["How do I bake bread?"])
+>>> batch.inputs["input_ids"].shape           # [1, T], left padded
+>>> batch = encode(vlm, ["What is this?"], images=[img])   # image placeholders added for you
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from interp.errors import InputError
+
+if TYPE_CHECKING:
+    from interp.models.hooked import HookedModel
+
+
+@dataclass
+class Batch:
+    """Model-ready inputs of one batch plus the strings they came from."""
+
+    inputs: dict[str, torch.Tensor]
+    texts: list[str]
+
+    @property
+    def input_ids(self) -> torch.Tensor:
+        return self.inputs["input_ids"]
+
+    @property
+    def attention_mask(self) -> torch.Tensor:
+        return self.inputs["attention_mask"]
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    def to(self, device) -> Batch:
+        moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.inputs.items()}
+        return Batch(moved, self.texts)
+
+
+def normalize_images(images, n_prompts: int) -> list[list] | None:
+    """``None`` | one image per prompt | a list of images per prompt → list of lists (or None)."""
+    if images is None:
+        return None
+    if not isinstance(images, (list, tuple)):
+        raise InputError(
+            "images must be a list with one entry per prompt (an image, a list of images, or None)."
+        )
+    if len(images) != n_prompts:
+        raise InputError(
+            f"{len(images)} image entries for {n_prompts} prompts. Fix: pass one entry per prompt "
+            "(None for a prompt without an image)."
+        )
+    out = []
+    for item in images:
+        if item is None:
+            out.append([])
+        elif isinstance(item, (list, tuple)):
+            out.append(list(item))
+        else:
+            out.append([item])
+    return out
+
+
+def format_prompt(model: HookedModel, prompt: str, n_images: int, chat_template, system: str | None) -> str:
+    """One prompt string, templated or raw, with exactly ``n_images`` image placeholders."""
+    placeholder = model.image_placeholder
+    if placeholder is not None:
+        found = prompt.count(placeholder)
+        if found not in (0, n_images):
+            raise InputError(
+                f"prompt has {found} image placeholder(s) {placeholder!r} but {n_images} image(s) were given. "
+                "Fix: give as many images as placeholders, or leave placeholders out and interp adds them."
+            )
+        if found:
+            prompt = prompt.replace(placeholder, "").strip()
+    template_owner = model.processor if model.processor is not None else model.tokenizer
+    has_template = getattr(template_owner, "chat_template", None) is not None
+    use_template = has_template if chat_template == "auto" else bool(chat_template)
+    if use_template and not has_template:
+        raise InputError(
+            f"{model.name} has no chat template. Fix: pass chat_template=False to use raw prompts, "
+            "or set tokenizer.chat_template."
+        )
+    if use_template:
+        if model.processor is not None:
+            content = [{"type": "image"}] * n_images + [{"type": "text", "text": prompt}]
+        else:
+            content = prompt
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": content}
+        ]
+        return template_owner.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    prefix = (placeholder + "\n") * n_images if n_images else ""
+    return (system + "\n\n" if system else "") + prefix + prompt
+
+
+def encode(
+    model: HookedModel,
+    prompts: Sequence[str],
+    images=None,
+    chat_template=None,
+    system: str | None = None,
+) -> Batch:
+    """Tokenize (and process images for) a list of prompts, left padded, on the model's device."""
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    prompts = list(prompts)
+    if not prompts:
+        raise InputError("the prompt list is empty. Fix: pass at least one prompt.")
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str):
+            raise InputError(f"prompt {i} is a {type(p).__name__}, not a string.")
+    per_prompt = normalize_images(images, len(prompts))
+    if per_prompt is not None and any(per_prompt) and model.adapter.kind == "text":
+        raise InputError(
+            f"images were given but {model.name} ({model.adapter.family}) is a text-only model. "
+            "Fix: load a vision-language model (e.g. llava-hf/llava-1.5-7b-hf) or drop images=."
+        )
+    if per_prompt is not None and any(per_prompt) and model.processor is None:
+        raise InputError(f"{model.name} has no processor for images. Fix: load it with interp.load_model.")
+    counts = [len(x) for x in per_prompt] if per_prompt else [0] * len(prompts)
+    template = model.chat_template if chat_template is None else chat_template
+    texts = [format_prompt(model, p, k, template, system) for p, k in zip(prompts, counts, strict=True)]
+    if per_prompt is not None and any(per_prompt):
+        flat = [img for row in per_prompt for img in row]
+        if any(c == 0 for c in counts):
+            raise InputError(
+                "some prompts have images and some do not; processors need every prompt of a batch to carry "
+                "images. Fix: capture text-only and image prompts in separate calls."
+            )
+        inputs = model.processor(text=texts, images=flat, padding=True, return_tensors="pt")
+    else:
+        tok = model.tokenizer
+        inputs = tok(texts, padding=True, return_tensors="pt", add_special_tokens=_adds_bos(tok, texts))
+    inputs = dict(inputs)
+    inputs.setdefault("attention_mask", torch.ones_like(inputs["input_ids"]))
+    _check_lengths(model, inputs)
+    return Batch(inputs, texts).to(model.device)
+
+
+def _adds_bos(tok, texts: list[str]) -> bool:
+    """Templated text often starts with BOS already; don't add a second one."""
+    bos = getattr(tok, "bos_token", None)
+    return not (bos and all(t.startswith(bos) for t in texts))
+
+
+def _check_lengths(model: HookedModel, inputs: dict) -> None:
+    lengths = inputs["attention_mask"].sum(1)
+    limit = model.max_context
+    if (lengths == 0).any():
+        raise InputError("a prompt encoded to zero tokens. Fix: pass non-empty prompts.")
+    if limit is not None and int(lengths.max()) > limit:
+        i = int(lengths.argmax())
+        raise InputError(
+            f"prompt {i} is {int(lengths[i])} tokens, longer than the model's context of {limit}. "
+            "Fix: shorten or truncate it."
+        )

@@ -1,0 +1,17 @@
+"""Model loading, family adapters and the HookedModel wrapper."""
+
+from interp.models.adapters import ADAPTERS, Adapter, adapter_for, known_families
+from interp.models.fingerprint import ModelFingerprint
+from interp.models.hooked import HookedModel
+from interp.models.load import load_model, wrap
+
+__all__ = [
+    "ADAPTERS",
+    "Adapter",
+    "HookedModel",
+    "ModelFingerprint",
+    "adapter_for",
+    "known_families",
+    "load_model",
+    "wrap",
+]

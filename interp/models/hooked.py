@@ -1,0 +1,148 @@
+"""HookedModel: a Hugging Face model + its tokenizer/processor + the family adapter.
+
+>>> model = interp.load_model("default")                 # or interp.wrap(hf_model, tokenizer)
+>>> batch = model.encode(["How do I bake bread?"])
+>>> with model.hooks(capture_layers="all") as run:
+...     model.forward(batch)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from interp.hooks import attach
+from interp.inputs import Batch, encode
+from interp.models.adapters import Adapter, adapter_for, get_path, image_token_id
+from interp.models.fingerprint import ModelFingerprint, weights_digest
+
+
+@dataclass(eq=False)
+class HookedModel:
+    """The wrapped model. ``chat_template``: ``"auto"`` (use one when the tokenizer has it), True, False."""
+
+    model: Any
+    tokenizer: Any
+    processor: Any | None = None
+    name: str = ""
+    chat_template: bool | str = "auto"
+    adapter: Adapter = field(init=False)
+
+    def __post_init__(self):
+        self.adapter = adapter_for(self.model.config)
+        self.name = self.name or getattr(self.model.config, "_name_or_path", "") or self.adapter.family
+        self.model.eval()
+        if self.tokenizer is not None:
+            self.tokenizer.padding_side = "left"
+            if self.tokenizer.pad_token is None:
+                self.tokenizer.pad_token = self.tokenizer.eos_token
+
+    # --- structure ---------------------------------------------------------------------------
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def text_config(self):
+        return self.model.config.get_text_config()
+
+    @cached_property
+    def layers(self) -> torch.nn.ModuleList:
+        return get_path(self.model, self.adapter.layers, "decoder layers")
+
+    @cached_property
+    def final_norm(self) -> torch.nn.Module:
+        return get_path(self.model, self.adapter.final_norm, "final norm")
+
+    @cached_property
+    def lm_head(self) -> torch.nn.Module:
+        return get_path(self.model, self.adapter.lm_head, "LM head")
+
+    @cached_property
+    def embed(self) -> torch.nn.Module:
+        return get_path(self.model, self.adapter.embed, "token embedding")
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def d_model(self) -> int:
+        return int(self.text_config.hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def max_context(self) -> int | None:
+        return getattr(self.text_config, "max_position_embeddings", None)
+
+    @property
+    def image_token_id(self) -> int | None:
+        return image_token_id(self.config, self.adapter)
+
+    @property
+    def image_placeholder(self) -> str | None:
+        """The string a prompt uses for one image (``<image>``, ``<|image_pad|>``...), or None."""
+        if self.adapter.kind == "text" or self.processor is None:
+            return None
+        token = getattr(self.processor, "image_token", None)
+        if token is None and self.image_token_id is not None:
+            token = self.tokenizer.convert_ids_to_tokens(self.image_token_id)
+        return token
+
+    @cached_property
+    def fingerprint(self) -> ModelFingerprint:
+        return ModelFingerprint(
+            name=self.name,
+            architecture=type(self.model).__name__,
+            model_type=self.adapter.family,
+            n_layers=self.n_layers,
+            d_model=self.d_model,
+            vocab_size=int(self.text_config.vocab_size),
+            weights_digest=weights_digest(self.model, self.embed, self.layers),
+        )
+
+    # --- running -----------------------------------------------------------------------------
+    def encode(self, prompts, images=None, chat_template=None, system: str | None = None) -> Batch:
+        """Prompts (+ images) → a left-padded :class:`Batch` on the model's device."""
+        return encode(self, prompts, images=images, chat_template=chat_template, system=system)
+
+    def forward(self, batch: Batch, **kwargs):
+        with torch.inference_mode():
+            return self.model(**batch.inputs, **kwargs)
+
+    def generate(self, batch: Batch, max_new_tokens: int = 32, **kwargs) -> list[str]:
+        """Greedy by default; returns only the new text of each row."""
+        kwargs.setdefault("do_sample", False)
+        pad = self.tokenizer.pad_token_id
+        with torch.inference_mode():
+            out = self.model.generate(
+                **batch.inputs, max_new_tokens=max_new_tokens, pad_token_id=pad, **kwargs
+            )
+        new = out[:, batch.input_ids.shape[1] :]
+        return self.tokenizer.batch_decode(new, skip_special_tokens=True)
+
+    def hooks(self, capture_layers=None, capture_positions="last", edits=(), stop: bool = False):
+        """Context manager registering capture/edit hooks; see :func:`interp.hooks.attach`."""
+        return attach(self, capture_layers, capture_positions, edits, stop)
+
+    def unembed(self, hidden: Float[Tensor, "... d"]) -> Float[Tensor, "... vocab"]:
+        """Logit lens: final norm then LM head, as the model applies them after its last layer."""
+        return self.lm_head(self.final_norm(hidden))
+
+    def __repr__(self) -> str:
+        return (
+            f"HookedModel({self.name!r}, family={self.adapter.family}, kind={self.adapter.kind}, "
+            f"layers={self.n_layers}, d_model={self.d_model}, dtype={self.dtype}, device={self.device})"
+        )
