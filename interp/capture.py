@@ -122,28 +122,41 @@ class _Job:
         )
 
     def capture_batch(self, batch) -> dict:
-        """One batch → ``{position: [B, L, D]}`` or ``{position: ([B, L, P, D], [B, P])}`` on the CPU."""
-        if self.backend == "native":
-            with self.model.hooks(self.layers, self.positions, stop=True) as run:
-                try:
-                    self.model.forward(batch)
-                except StopForward:
-                    pass
-            got = run.take()
-            per_layer = {(i, p.name): got[(i, p.name)][0] for i in self.layers for p in self.positions}
-        else:
-            full = _backend(self.backend)(self.model, batch, self.layers)
-            layout = PromptLayout(batch.attention_mask.bool(), _image_mask(self.model, batch))
-            per_layer = {
-                (i, p.name): reduce_prefill(full[i], layout, p) for i in self.layers for p in self.positions
-            }
-        out = {}
-        for p in self.positions:
-            states = [per_layer[(i, p.name)][0] for i in self.layers]
-            stacked = torch.stack(states, dim=1).to("cpu", self.dtype)
-            out[p.name] = (stacked, per_layer[(self.layers[0], p.name)][1].cpu()) if p.is_span else stacked
-            _check_finite(stacked, p.name)
-        return out
+        return capture_batch(self.model, batch, self.layers, self.positions, self.backend, self.dtype)
+
+
+def capture_batch(
+    model: HookedModel,
+    batch,
+    layers="all",
+    positions="last",
+    backend: str = "native",
+    dtype: torch.dtype = torch.float32,
+) -> dict:
+    """One encoded batch → ``{position: [B, L, D]}`` (spans: ``([B, L, P, D], [B, P])``) on the CPU.
+
+    >>> states = capture_batch(model, model.encode(prompts), layers=[4, 8])["last"]
+    """
+    layer_ids = resolve_layers(layers, model.n_layers)
+    pos = parse_positions(positions)
+    if backend == "native":
+        with model.hooks(layer_ids, pos, stop=True) as run:
+            try:
+                model.forward(batch)
+            except StopForward:
+                pass
+        got = run.take()
+        per_layer = {(i, p.name): got[(i, p.name)][0] for i in layer_ids for p in pos}
+    else:
+        full = _backend(backend)(model, batch, layer_ids)
+        layout = PromptLayout(batch.attention_mask.bool(), _image_mask(model, batch))
+        per_layer = {(i, p.name): reduce_prefill(full[i], layout, p) for i in layer_ids for p in pos}
+    out = {}
+    for p in pos:
+        stacked = torch.stack([per_layer[(i, p.name)][0] for i in layer_ids], dim=1).to("cpu", dtype)
+        _check_finite(stacked, p.name)
+        out[p.name] = (stacked, per_layer[(layer_ids[0], p.name)][1].cpu()) if p.is_span else stacked
+    return out
 
 
 def _image_mask(model: HookedModel, batch):

@@ -90,7 +90,8 @@ def tiny_model(
     if family == "llava":
         return _tiny_llava(tok, dtype, device, **overrides)
     config = _text_config(family, **overrides)
-    model = AutoModelForCausalLM.from_config(config, dtype=dtype).to(device)
+    with torch.device(device):  # initialise in place: an 8B-shaped model never visits the CPU
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     return HookedModel(model, tok, name=f"tiny-{family}")
 
 

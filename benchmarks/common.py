@@ -1,0 +1,88 @@
+"""Shared helpers for the benchmarks: timing, memory sampling, model choice, result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_interleaved(fns: dict, repeats: int, device, warmup: int = 3) -> dict[str, float]:
+    """Median milliseconds per function; the functions run in turn within each repeat, so drift
+    (clocks, caches, other load) falls on all of them alike."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    sync(device)
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            sync(device)
+            t = time.perf_counter()
+            fn()
+            sync(device)
+            samples[name].append((time.perf_counter() - t) * 1000)
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakRSS:
+    """Samples the process's resident memory every 20 ms in a thread; ``peak`` after the block."""
+
+    def __enter__(self):
+        self.start = self.peak = rss_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_bytes())
+            time.sleep(0.02)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_bytes())
+
+
+def device_name(device) -> str:
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name()
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+def load(model_name: str, device: str, dtype: str | None):
+    import interp
+    from interp.models.tiny import LLAMA3_8B_SHAPE, tiny_model
+
+    if model_name == "llama3-8b-shape":
+        return tiny_model("llama", dtype=getattr(torch, dtype or "bfloat16"), device=device, **LLAMA3_8B_SHAPE)
+    return interp.load_model(model_name, dtype=dtype, device=device)
+
+
+def write(name: str, result: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
+    print(f"wrote {path}")
+    return path
