@@ -74,13 +74,19 @@ def main() -> None:
     def capture():
         capture_batch(model, batch, layers="all", positions="last")
 
-    fns = {"forward": forward, "capture": capture, "backbone_forward": backbone,
-           "output_hidden_states": hidden_states_last}
+    fns = {
+        "forward": forward,
+        "capture": capture,
+        "backbone_forward": backbone,
+        "output_hidden_states": hidden_states_last,
+    }
     skipped = {}
     for backend in [b for b in args.backends.split(",") if b]:
         try:
             capture_batch(model, batch, layers=[0], positions="last", backend=backend)
-            fns[backend] = lambda b=backend: capture_batch(model, batch, layers="all", positions="last", backend=b)
+            fns[backend] = lambda b=backend: capture_batch(
+                model, batch, layers="all", positions="last", backend=b
+            )
         except Exception as e:  # an optional extra missing on this machine
             skipped[backend] = f"{type(e).__name__}: {e}"[:300]
     ms = time_interleaved(fns, args.repeats, args.device)
@@ -116,16 +122,24 @@ def main() -> None:
             result[f"{backend}_ms"] = ms[backend]
             result[f"ratio_{backend}_vs_forward"] = ms[backend] / ms["forward"]
     if args.stream_prompts:
-        result["streaming"] = stream(model, args)
-        result["peak_mem_bytes"] = result["streaming"]["peak_rss_bytes"]
+        small = stream(model, args, max(args.stream_prompts // 10, args.shard_size))
+        large = stream(model, args, args.stream_prompts)
+        result["streaming"] = large
+        result["streaming_small"] = small
+        result["peak_mem_bytes"] = large["peak_rss_bytes"]
+        # bounded: 10x the prompts may not grow peak memory by more than one shard's result size
+        shard_bytes = args.shard_size * model.n_layers * model.d_model * 4
+        result["streaming_memory_bounded"] = (
+            large["peak_rss_growth_bytes"] <= small["peak_rss_growth_bytes"] + shard_bytes
+        )
     tag = "cpu" if args.device == "cpu" else "gpu"
     write(f"capture_{tag}_{args.model.replace('/', '_')}", result)
 
 
-def stream(model, args) -> dict:
+def stream(model, args, n: int) -> dict:
     base = interp.data.load("harmbench") + interp.data.load("harmless") + interp.data.load("benign_sensitive")
-    prompts = [base.prompts[i % len(base)] for i in range(args.stream_prompts)]
-    ids = [f"{base.ids[i % len(base)]}#{i}" for i in range(args.stream_prompts)]
+    prompts = [base.prompts[i % len(base)] for i in range(n)]
+    ids = [f"{base.ids[i % len(base)]}#{i}" for i in range(n)]
     out = Path(tempfile.mkdtemp(prefix="tmp_stream_", dir=Path(__file__).parent / "results"))
     if torch.device(args.device).type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -133,26 +147,33 @@ def stream(model, args) -> dict:
     t = time.time()
     try:
         with PeakRSS() as mem:
-            shards = interp.capture(model, prompts, prompt_ids=ids, layers="all", positions="last",
-                                    batch_size=args.stream_batch, out_dir=out, shard_size=args.shard_size)
+            shards = interp.capture(
+                model,
+                prompts,
+                prompt_ids=ids,
+                layers="all",
+                positions="last",
+                batch_size=args.stream_batch,
+                out_dir=out,
+                shard_size=args.shard_size,
+            )
         wall = time.time() - t
         disk = sum(p.stat().st_size for p in shards.shard_paths)
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    full = args.stream_prompts * model.n_layers * model.d_model * 4
+    full = n * model.n_layers * model.d_model * 4
     res = {
-        "n_prompts": args.stream_prompts,
+        "n_prompts": n,
         "batch_size": args.stream_batch,
         "shard_size": args.shard_size,
         "layers": model.n_layers,
         "wall_s": round(wall, 1),
-        "prompts_per_s": round(args.stream_prompts / wall, 1),
+        "prompts_per_s": round(n / wall, 1),
         "rss_before_bytes": before,
         "peak_rss_bytes": mem.peak,
         "peak_rss_growth_bytes": mem.peak - before,
         "result_bytes_on_disk": disk,
         "result_bytes_if_held_in_memory": full,
-        "note": "RSS growth stays near one shard's size however many prompts are captured",
     }
     if torch.device(args.device).type == "cuda":
         res["cuda_max_allocated_bytes"] = torch.cuda.max_memory_allocated()

@@ -75,7 +75,11 @@ def load(model_name: str, device: str, dtype: str | None):
     from interp.models.tiny import LLAMA3_8B_SHAPE, tiny_model
 
     if model_name == "llama3-8b-shape":
-        return tiny_model("llama", dtype=getattr(torch, dtype or "bfloat16"), device=device, **LLAMA3_8B_SHAPE)
+        model = tiny_model(
+            "llama", dtype=getattr(torch, dtype or "bfloat16"), device=device, **LLAMA3_8B_SHAPE
+        )
+        model.name = "llama3-8b-shape (random weights)"
+        return model
     return interp.load_model(model_name, dtype=dtype, device=device)
 
 

@@ -145,17 +145,38 @@ def capture_batch(
                 model.forward(batch)
             except StopForward:
                 pass
-        got = run.take()
-        per_layer = {(i, p.name): got[(i, p.name)][0] for i in layer_ids for p in pos}
+        per_layer = _fill_skipped_layers(run.take(), layer_ids, pos, model)
     else:
         full = _backend(backend)(model, batch, layer_ids)
         layout = PromptLayout(batch.attention_mask.bool(), _image_mask(model, batch))
         per_layer = {(i, p.name): reduce_prefill(full[i], layout, p) for i in layer_ids for p in pos}
     out = {}
     for p in pos:
-        stacked = torch.stack([per_layer[(i, p.name)][0] for i in layer_ids], dim=1).to("cpu", dtype)
+        # convert and check on the device, then one copy to the CPU: CPU-side work here shows up
+        # directly in the capture/forward ratio on a GPU
+        stacked = torch.stack([per_layer[(i, p.name)][0] for i in layer_ids], dim=1).to(dtype)
         _check_finite(stacked, p.name)
+        stacked = stacked.cpu()
         out[p.name] = (stacked, per_layer[(layer_ids[0], p.name)][1].cpu()) if p.is_span else stacked
+    return out
+
+
+def _fill_skipped_layers(got: dict, layer_ids: list[int], pos, model: HookedModel) -> dict:
+    """Mllama skips its cross-attention layers when a batch carries no image, so their hooks never
+    fire; the residual stream passes them unchanged, so their output is the previous layer's."""
+    out = {}
+    for i in layer_ids:
+        for p in pos:
+            if (i, p.name) in got:
+                out[(i, p.name)] = got[(i, p.name)][0]
+            elif (i - 1, p.name) in out:
+                out[(i, p.name)] = out[(i - 1, p.name)]
+            else:
+                raise InputError(
+                    f"decoder layer {i} of {model.name} did not run in this forward (Mllama skips its "
+                    "cross-attention layers when no image is given). Fix: include layer "
+                    f"{i - 1} in layers=, or give images."
+                )
     return out
 
 

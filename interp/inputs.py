@@ -127,13 +127,12 @@ def encode(
     template = model.chat_template if chat_template is None else chat_template
     texts = [format_prompt(model, p, k, template, system) for p, k in zip(prompts, counts, strict=True)]
     if per_prompt is not None and any(per_prompt):
-        flat = [img for row in per_prompt for img in row]
         if any(c == 0 for c in counts):
             raise InputError(
                 "some prompts have images and some do not; processors need every prompt of a batch to carry "
                 "images. Fix: capture text-only and image prompts in separate calls."
             )
-        inputs = model.processor(text=texts, images=flat, padding=True, return_tensors="pt")
+        inputs = model.processor(text=texts, images=per_prompt, padding=True, return_tensors="pt")
     else:
         tok = model.tokenizer
         inputs = tok(texts, padding=True, return_tensors="pt", add_special_tokens=_adds_bos(tok, texts))

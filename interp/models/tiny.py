@@ -31,14 +31,18 @@ LLAMA3_8B_SHAPE = dict(
 )
 
 
-def byte_tokenizer():
-    """A byte-level BPE tokenizer with no merges: every string encodes, 256 + 4 special tokens, ChatML."""
+def byte_tokenizer(extra_specials: tuple[str, ...] = (), image_placeholder: str = "<image>"):
+    """A byte-level BPE tokenizer with no merges: every string encodes; specials first, then 256 bytes.
+
+    Ids: 0 ``<|endoftext|>`` (pad), 1 ``<|im_start|>``, 2 ``<|im_end|>`` (eos), 3 ``<image>``, then
+    ``extra_specials``. The ChatML template writes ``image_placeholder`` for each image.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    vocab = {tok: i for i, tok in enumerate(SPECIALS)}
-    for ch in sorted(alphabet):
+    specials = SPECIALS + [t for t in extra_specials if t not in SPECIALS]
+    vocab = {tok: i for i, tok in enumerate(specials)}
+    for ch in sorted(pre_tokenizers.ByteLevel.alphabet()):
         vocab[ch] = len(vocab)
     core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -48,17 +52,21 @@ def byte_tokenizer():
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         bos_token=None,
-        additional_special_tokens=["<|im_start|>", "<image>"],
+        additional_special_tokens=specials[1:2] + specials[3:],
     )
-    tok.chat_template = CHATML
+    tok.chat_template = CHATML.replace("<image>", image_placeholder)
     return tok
+
+
+def vocab_size(tok) -> int:
+    return len(tok)
 
 
 def _text_config(family: str, **overrides):
     from transformers import AutoConfig
 
     base = dict(
-        vocab_size=len(SPECIALS) + 256,
+        vocab_size=len(SPECIALS) + 256 + 8,
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=4,
@@ -68,7 +76,7 @@ def _text_config(family: str, **overrides):
         head_dim=16,
         eos_token_id=2,
         pad_token_id=0,
-        bos_token_id=None,
+        bos_token_id=1,
         tie_word_embeddings=False,
     )
     if family.startswith("gemma"):
@@ -79,60 +87,235 @@ def _text_config(family: str, **overrides):
     return AutoConfig.for_model(family, **base)
 
 
+def _vision(**kw) -> dict:
+    return dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, **kw)
+
+
+def vlm_config(family: str, image_token_id: int = 3, **text_overrides):
+    """A tiny config for each vision-language family in interp's adapter table."""
+    from transformers import AutoConfig
+
+    def text(fam="llama", **extra):
+        return _text_config(fam, **text_overrides).to_dict() | extra
+
+    mrope = {"type": "mrope", "mrope_section": [2, 3, 3]}
+    table = {
+        "llava": dict(
+            vision_config=dict(_vision(image_size=32, patch_size=8), model_type="clip_vision_model"),
+            text_config=text(),
+            image_token_index=image_token_id,
+            vision_feature_layer=-1,
+            vision_feature_select_strategy="default",
+        ),
+        "llava_next": dict(
+            vision_config=dict(_vision(image_size=32, patch_size=8), model_type="clip_vision_model"),
+            text_config=text(),
+            image_token_index=image_token_id,
+            image_grid_pinpoints=[[32, 32]],
+            vision_feature_layer=-1,
+            vision_feature_select_strategy="default",
+        ),
+        "qwen2_vl": dict(
+            vision_config=dict(
+                depth=2,
+                embed_dim=32,
+                hidden_size=64,
+                num_heads=2,
+                mlp_ratio=2,
+                patch_size=4,
+                spatial_merge_size=2,
+                temporal_patch_size=2,
+            ),
+            text_config=text("qwen2", model_type="qwen2_vl_text", rope_scaling=mrope),
+            image_token_id=image_token_id,
+        ),
+        "qwen2_5_vl": dict(
+            vision_config=dict(
+                depth=2,
+                hidden_size=32,
+                out_hidden_size=64,
+                num_heads=2,
+                intermediate_size=64,
+                patch_size=4,
+                spatial_merge_size=2,
+                temporal_patch_size=2,
+                fullatt_block_indexes=[1],
+                window_size=16,
+            ),
+            text_config=text("qwen2", model_type="qwen2_5_vl_text", rope_scaling=mrope),
+            image_token_id=image_token_id,
+        ),
+        "gemma3": dict(
+            vision_config=dict(_vision(image_size=32, patch_size=8), model_type="siglip_vision_model"),
+            text_config=text("gemma3_text"),
+            mm_tokens_per_image=4,
+            image_token_index=image_token_id,
+        ),
+        "idefics3": dict(
+            vision_config=_vision(image_size=32, patch_size=8),
+            text_config=text(),
+            image_token_id=image_token_id,
+            scale_factor=2,
+        ),
+        "smolvlm": dict(
+            vision_config=_vision(image_size=32, patch_size=8),
+            text_config=text(),
+            image_token_id=image_token_id,
+            scale_factor=2,
+        ),
+        "internvl": dict(
+            vision_config=_vision(image_size=[32, 32], patch_size=[8, 8]),
+            text_config=text("qwen2"),
+            image_token_id=image_token_id,
+            downsample_ratio=0.5,
+        ),
+        "mllama": dict(
+            vision_config=dict(
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_global_layers=1,
+                attention_heads=2,
+                image_size=32,
+                patch_size=8,
+                vision_output_dim=64,
+                intermediate_layers_indices=[0],
+                max_num_tiles=4,
+            ),
+            text_config=text(model_type="mllama_text_model", cross_attention_layers=[1]),
+            image_token_index=image_token_id,
+        ),
+    }
+    return AutoConfig.for_model(family, **table[family])
+
+
+VLM_FAMILIES = (
+    "llava",
+    "llava_next",
+    "qwen2_vl",
+    "qwen2_5_vl",
+    "gemma3",
+    "idefics3",
+    "smolvlm",
+    "internvl",
+    "mllama",
+)
+WITH_PROCESSOR = ("llava", "llava_next", "qwen2_vl", "gemma3")
+
+
 def tiny_model(
     family: str = "llama", seed: int = 0, dtype=torch.float32, device="cpu", **overrides
 ) -> HookedModel:
-    """A random-weight HookedModel of ``family``: text families, or ``llava`` with its processor."""
-    from transformers import AutoModelForCausalLM
+    """A random-weight HookedModel of ``family``. Vision-language families in ``WITH_PROCESSOR`` come
+    with their real transformers processor (tiny image processor + byte tokenizer) built in code."""
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
     torch.manual_seed(seed)
+    if family in VLM_FAMILIES:
+        tok, processor = _processor(family)
+        config = vlm_config(family, image_token_id=_image_id(family, tok), **overrides)
+        with torch.device(device):
+            model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
+        return HookedModel(model, tok, processor, name=f"tiny-{family}")
     tok = byte_tokenizer()
-    if family == "llava":
-        return _tiny_llava(tok, dtype, device, **overrides)
     config = _text_config(family, **overrides)
     with torch.device(device):  # initialise in place: an 8B-shaped model never visits the CPU
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     return HookedModel(model, tok, name=f"tiny-{family}")
 
 
-def _tiny_llava(tok, dtype, device, image_size: int = 32, patch_size: int = 8, **overrides) -> HookedModel:
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPVisionConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
-    )
+def _image_id(family: str, tok) -> int:
+    name = {"qwen2_vl": "<|image_pad|>", "gemma3": "<image_soft_token>"}.get(family, "<image>")
+    return tok.convert_tokens_to_ids(name)
 
-    vision = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=image_size,
-        patch_size=patch_size,
-        projection_dim=32,
-    )
-    text = _text_config("llama", **overrides)
-    image_id = tok.convert_tokens_to_ids("<image>")
-    config = LlavaConfig(
-        vision_config=vision,
-        text_config=text,
-        image_token_index=image_id,
-        vision_feature_layer=-1,
-        vision_feature_select_strategy="default",
-    )
-    model = LlavaForConditionalGeneration(config).to(device, dtype)
-    image_processor = CLIPImageProcessor(
-        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
-    )
-    processor = LlavaProcessor(
-        image_processor=image_processor,
-        tokenizer=tok,
-        patch_size=patch_size,
-        vision_feature_select_strategy="default",
-        image_token="<image>",
-        chat_template=CHATML,
-        num_additional_image_tokens=1,
-    )
-    return HookedModel(model, tok, processor, name="tiny-llava")
+
+def _processor(family: str):
+    """(tokenizer, processor or None) for a tiny vision-language model."""
+    from transformers import CLIPImageProcessor
+
+    clip = dict(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    if family == "llava":
+        from transformers import LlavaProcessor
+
+        tok = byte_tokenizer()
+        proc = LlavaProcessor(
+            image_processor=CLIPImageProcessor(**clip),
+            tokenizer=tok,
+            patch_size=8,
+            vision_feature_select_strategy="default",
+            image_token="<image>",
+            chat_template=tok.chat_template,
+            num_additional_image_tokens=1,
+        )
+        return tok, proc
+    if family == "llava_next":
+        from transformers import LlavaNextImageProcessor, LlavaNextProcessor
+
+        tok = byte_tokenizer()
+        image_processor = LlavaNextImageProcessor(**clip, image_grid_pinpoints=[[32, 32]])
+        proc = LlavaNextProcessor(
+            image_processor=image_processor,
+            tokenizer=tok,
+            patch_size=8,
+            vision_feature_select_strategy="default",
+            image_token="<image>",
+            chat_template=tok.chat_template,
+            num_additional_image_tokens=1,
+        )
+        return tok, proc
+    if family == "qwen2_vl":
+        specials = ("<|vision_start|>", "<|image_pad|>", "<|vision_end|>")
+        tok = byte_tokenizer(specials, image_placeholder="<|vision_start|><|image_pad|><|vision_end|>")
+        return tok, QwenImageProcessorLite(tok)
+    if family == "gemma3":
+        from transformers import Gemma3ImageProcessor, Gemma3Processor
+
+        specials = ("<start_of_image>", "<image_soft_token>", "<end_of_image>")
+        tok = byte_tokenizer(specials, image_placeholder="<start_of_image>")
+        tok.boi_token, tok.image_token, tok.eoi_token = specials
+        tok.boi_token_id, tok.image_token_id, tok.eoi_token_id = (
+            tok.convert_tokens_to_ids(t) for t in specials
+        )
+        image_processor = Gemma3ImageProcessor(size={"height": 32, "width": 32})
+        proc = Gemma3Processor(
+            image_processor=image_processor,
+            tokenizer=tok,
+            chat_template=tok.chat_template,
+            image_seq_length=4,
+        )
+        return tok, proc
+    return byte_tokenizer(), None
+
+
+class QwenImageProcessorLite:
+    """Qwen2-VL's processing for images only: transformers' ``Qwen2VLProcessor`` insists on a video
+    processor, which needs torchvision. Same steps as the real one: image patches and
+    ``image_grid_thw`` from ``Qwen2VLImageProcessor``, each ``<|image_pad|>`` expanded to
+    ``prod(grid_thw) / merge_size**2`` tokens, and ``mm_token_type_ids`` (1 on image tokens)."""
+
+    image_token = "<|image_pad|>"
+
+    def __init__(self, tokenizer):
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+        self.tokenizer = tokenizer
+        self.chat_template = tokenizer.chat_template
+        self.image_processor = Qwen2VLImageProcessorPil(
+            patch_size=4, merge_size=2, temporal_patch_size=2, min_pixels=16 * 16, max_pixels=32 * 32
+        )
+
+    def apply_chat_template(self, *args, **kwargs):
+        return self.tokenizer.apply_chat_template(*args, **kwargs)
+
+    def __call__(self, text, images, padding=True, return_tensors="pt"):
+        flat = [img for row in images for img in row]
+        pixels = self.image_processor(images=flat, return_tensors="pt")
+        grids = iter(pixels["image_grid_thw"].prod(-1) // self.image_processor.merge_size**2)
+        expanded = []
+        for t in text:
+            parts = t.split(self.image_token)
+            expanded.append(parts[0] + "".join(self.image_token * int(next(grids)) + p for p in parts[1:]))
+        out = dict(self.tokenizer(expanded, padding=padding, return_tensors=return_tensors))
+        image_id = self.tokenizer.convert_tokens_to_ids(self.image_token)
+        out["mm_token_type_ids"] = (out["input_ids"] == image_id).long()
+        return out | dict(pixels)

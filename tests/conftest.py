@@ -1,0 +1,49 @@
+"""Fixtures: tiny random-weight models built from configs (seconds), and the real offline SmolLM2."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from interp.models.tiny import tiny_model
+
+
+@pytest.fixture(scope="session")
+def llama():
+    return tiny_model("llama")
+
+
+@pytest.fixture(scope="session")
+def llava():
+    return tiny_model("llava")
+
+
+@pytest.fixture(scope="session")
+def image():
+    return Image.fromarray((np.random.RandomState(0).rand(40, 48, 3) * 255).astype("uint8"))
+
+
+@pytest.fixture(scope="session")
+def smollm():
+    import interp
+
+    return interp.load_model("default")
+
+
+PROMPTS = ["hello there", "a much longer prompt than the first one", "x"]
+
+
+@pytest.fixture
+def prompts():
+    return list(PROMPTS)
+
+
+def reference_states(model, batch) -> list[torch.Tensor]:
+    """Decoder-layer outputs from ``output_hidden_states``. Its last entry is *after* the final
+    norm, so the last layer's raw output is not in it; callers compare layers 0..L-2 and check the
+    last through the norm."""
+    with torch.inference_mode():
+        hs = model.model(**batch.inputs, output_hidden_states=True).hidden_states
+    return list(hs[1:])

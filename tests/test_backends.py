@@ -1,0 +1,49 @@
+"""native hooks == nnsight == TransformerLens bridge == output_hidden_states, to fp32 tolerance."""
+
+import pytest
+import torch
+
+import interp
+from interp.models.tiny import tiny_model
+from tests.conftest import reference_states
+
+pytest.importorskip("nnsight")
+pytest.importorskip("transformer_lens")
+pytestmark = pytest.mark.backends
+
+BACKENDS = ("native", "nnsight", "transformer_lens")
+
+
+@pytest.mark.parametrize("family", ["llama", "llava"])
+def test_all_backends_agree(family, image):
+    model = tiny_model(family)
+    prompts = ["what is this?", "and this longer one here"]
+    kw = {"images": [image, image]} if family == "llava" else {}
+    attn_before = model.model.config._attn_implementation
+    layer_type = type(model.layers[0])
+    acts = {b: interp.capture(model, prompts, positions=["last", "all"], backend=b, **kw) for b in BACKENDS}
+    for b in BACKENDS[1:]:
+        torch.testing.assert_close(acts[b]["all"], acts["native"]["all"], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(acts[b]["last"], acts["native"]["last"], rtol=1e-5, atol=1e-5)
+    ref = reference_states(model, model.encode(prompts, **kw))
+    for i in range(model.n_layers - 1):
+        torch.testing.assert_close(acts["native"]["last"][:, i], ref[i][:, -1])
+    # the TransformerLens bridge was booted on a copy: the user's model is untouched
+    assert model.model.config._attn_implementation == attn_before
+    assert type(model.layers[0]) is layer_type
+
+
+def test_missing_extra_names_the_install(monkeypatch, llama, prompts):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_nnsight(name, *args, **kwargs):
+        if name.startswith("nnsight"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    llama.__dict__.pop("_backends", None)
+    monkeypatch.setattr(builtins, "__import__", no_nnsight)
+    with pytest.raises(interp.InputError, match=r"pip install 'interp\[nnsight\]'"):
+        interp.capture(llama, prompts, backend="nnsight")

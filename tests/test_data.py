@@ -1,0 +1,27 @@
+import pytest
+
+import interp
+from interp.data import FILES, load
+
+
+def test_shipped_sets_and_licences():
+    hb = load("harmbench")
+    assert len(hb) == 200 and set(hb.labels) == {"harmful"}
+    assert len(load("harmbench", split="val")) == 41 and len(load("harmbench", split="test")) == 159
+    harmless = load("harmless")
+    assert len(harmless) >= 100 and len(set(harmless.prompts)) == len(harmless)
+    assert not set(harmless.prompts) & set(hb.prompts)
+    assert len(load("benign_sensitive")) == 50 and len(load("benign_sensitive", sensitive=True)) == 20
+    assert (FILES / "LICENSE-harmbench.txt").read_text().count("MIT") >= 1
+    assert "MIT License" in (FILES / "LICENSE-aplomb.txt").read_text()
+
+
+def test_combine_and_errors():
+    both = load("harmbench", n=5) + load("harmless", n=5)
+    assert both.labels == ["harmful"] * 5 + ["harmless"] * 5
+    with pytest.raises(interp.InputError, match="unknown prompt set"):
+        load("advbench")
+    with pytest.raises(interp.InputError, match="splits"):
+        load("harmbench", split="train")
+    with pytest.raises(interp.InputError, match="asked for 500"):
+        load("harmless", n=500)

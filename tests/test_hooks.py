@@ -1,0 +1,146 @@
+import pytest
+import torch
+
+import interp
+from interp.hooks import Edit, resolve_layers
+
+
+def _logits(model, batch, edits=()):
+    with model.hooks(edits=edits):
+        return model.forward(batch).logits
+
+
+def test_resolve_layers_errors_name_the_range():
+    assert resolve_layers("all", 4) == [0, 1, 2, 3]
+    assert resolve_layers([-1, 0, 0], 4) == [0, 3]
+    with pytest.raises(interp.LayerIndexError, match="4 decoder layers, valid indices are 0..3"):
+        resolve_layers([4], 4)
+    with pytest.raises(interp.LayerIndexError):
+        resolve_layers("first", 4)
+
+
+def test_hooks_are_removed_even_when_forward_raises(llama, prompts):
+    batch = llama.encode(prompts)
+    before = [len(m._forward_hooks) for m in llama.layers] + [len(llama.model._forward_pre_hooks)]
+    with pytest.raises(RuntimeError, match="boom"):
+        with llama.hooks(capture_layers="all", edits=[Edit.add(torch.ones(64), layers=[1])]):
+            raise RuntimeError("boom")
+    bad = Edit.add(torch.ones(2, 64), layers=[1])  # 2 rows for a batch of 3: raises inside the forward
+    with pytest.raises(interp.InputError, match="2 rows"):
+        with llama.hooks(edits=[bad]):
+            llama.forward(batch)
+    after = [len(m._forward_hooks) for m in llama.layers] + [len(llama.model._forward_pre_hooks)]
+    assert before == after
+
+
+def test_left_padding_does_not_change_captured_states(llama, prompts):
+    together = interp.capture(llama, prompts, positions=["last", "mean", 0])
+    for i, p in enumerate(prompts):
+        alone = interp.capture(llama, [p], positions=["last", "mean", 0])
+        for pos in ("last", "mean", "tok0"):
+            torch.testing.assert_close(together[pos][i], alone[pos][0], rtol=1e-4, atol=1e-5)
+
+
+def test_add_changes_only_the_selected_positions(llama, prompts):
+    batch = llama.encode(prompts)
+    v = torch.randn(64)
+    with llama.hooks(capture_layers=[2], capture_positions="all") as run:
+        llama.forward(batch)
+    clean, _ = run.take()[(2, "all")][0]
+    with llama.hooks(
+        capture_layers=[2],
+        capture_positions="all",
+        edits=[Edit.add(v, layers=[2], alpha=2.0, positions="last")],
+    ) as run:
+        llama.forward(batch)
+    steered, valid = run.take()[(2, "all")][0]
+    diff = (steered - clean).norm(dim=-1)
+    n_real = valid.sum(1)
+    for row in range(3):
+        last = int(n_real[row]) - 1
+        torch.testing.assert_close(steered[row, last] - clean[row, last], 2.0 * v)
+        assert diff[row, :last].max() == 0
+
+
+def test_ablate_removes_the_direction_everywhere(llama, prompts):
+    batch = llama.encode(prompts)
+    d = torch.randn(64)
+    with llama.hooks(
+        capture_layers="all", capture_positions="all", edits=[Edit.ablate(d, layers="all")]
+    ) as run:
+        llama.forward(batch)
+    unit = d / d.norm()
+    for (layer, _), [(states, valid)] in run.take().items():
+        proj = (states @ unit)[valid]
+        assert proj.abs().max() < 1e-4, layer
+
+
+def test_replace_sets_per_row_values(llama, prompts):
+    batch = llama.encode(prompts)
+    values = torch.randn(3, 64)
+    with llama.hooks(capture_layers=[1], edits=[Edit.replace(values, layers=[1], positions="last")]) as run:
+        llama.forward(batch)
+    torch.testing.assert_close(run.take()[(1, "last")][0][0], values)
+
+
+def test_edit_vector_checks():
+    with pytest.raises(interp.InputError, match="NaN"):
+        Edit.add(torch.tensor([1.0, float("nan")]), layers=[0])
+    with pytest.raises(interp.InputError, match="zero norm"):
+        Edit.ablate(torch.zeros(4))
+    with pytest.raises(interp.InputError, match=r"\[D\] or \[B, D\]"):
+        Edit.add(torch.zeros(1, 2, 3), layers=[0])
+
+
+def test_generated_only_steering_leaves_prefill_alone_and_hits_every_decode_step(llama, prompts):
+    batch = llama.encode(prompts)
+    v = torch.randn(64) * 50
+    n_new = 5
+    clean_prefill = _logits(llama, batch)
+    edit = Edit.add(v, layers=[1], positions="generated")
+    torch.testing.assert_close(_logits(llama, batch, [edit]), clean_prefill)  # prefill untouched
+
+    calls = []
+    with llama.hooks(edits=[edit]) as run:
+        original = edit.apply
+
+        def spy(h, mask):
+            calls.append((h.shape[1], run.past_len, int(mask.sum())))
+            return original(h, mask)
+
+        edit.apply = spy
+        steered = llama.generate(batch, max_new_tokens=n_new, min_new_tokens=n_new)
+    del edit.apply
+    prefill, *decode = calls
+    assert prefill[2] == 0  # nothing edited at prefill
+    assert len(decode) == n_new - 1  # the first new token comes from the prefill logits
+    assert all(c == 1 and edited == 3 for c, _, edited in decode)
+    assert [past for _, past, _ in decode] == sorted(past for _, past, _ in decode)
+    assert steered != llama.generate(batch, max_new_tokens=n_new, min_new_tokens=n_new)
+
+
+def test_last_position_edit_fires_only_at_prefill(llama, prompts):
+    batch = llama.encode(prompts)
+    edit = Edit.add(torch.randn(64), layers=[0], positions="last")
+    counts = []
+    original = edit.apply
+    edit.apply = lambda h, mask: (counts.append(int(mask.sum())), original(h, mask))[1]
+    with llama.hooks(edits=[edit]):
+        llama.generate(batch, max_new_tokens=4, min_new_tokens=4)
+    assert counts[0] == 3 and all(c == 0 for c in counts[1:])
+
+
+def test_capture_ignores_decode_steps(llama, prompts):
+    batch = llama.encode(prompts)
+    with llama.hooks(capture_layers=[0, 3]) as run:
+        llama.generate(batch, max_new_tokens=4, min_new_tokens=4)
+    got = run.take()
+    assert len(got[(0, "last")]) == 1 and got[(3, "last")][0][0].shape == (3, 64)
+
+
+def test_contexts_do_not_share_state(llama, prompts):
+    batch = llama.encode(prompts)
+    with llama.hooks(capture_layers=[1]) as a, llama.hooks(capture_layers=[1]) as b:
+        llama.forward(batch)
+    assert a is not b
+    torch.testing.assert_close(a.take()[(1, "last")][0][0], b.take()[(1, "last")][0][0])
