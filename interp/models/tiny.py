@@ -200,7 +200,7 @@ VLM_FAMILIES = (
     "internvl",
     "mllama",
 )
-WITH_PROCESSOR = ("llava", "llava_next", "qwen2_vl", "gemma3")
+WITH_PROCESSOR = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "gemma3", "idefics3", "mllama")
 
 
 def tiny_model(
@@ -225,7 +225,12 @@ def tiny_model(
 
 
 def _image_id(family: str, tok) -> int:
-    name = {"qwen2_vl": "<|image_pad|>", "gemma3": "<image_soft_token>"}.get(family, "<image>")
+    name = {
+        "qwen2_vl": "<|image_pad|>",
+        "qwen2_5_vl": "<|image_pad|>",
+        "gemma3": "<image_soft_token>",
+        "mllama": "<|image|>",
+    }.get(family, "<image>")
     return tok.convert_tokens_to_ids(name)
 
 
@@ -263,7 +268,7 @@ def _processor(family: str):
             num_additional_image_tokens=1,
         )
         return tok, proc
-    if family == "qwen2_vl":
+    if family in ("qwen2_vl", "qwen2_5_vl"):
         specials = ("<|vision_start|>", "<|image_pad|>", "<|vision_end|>")
         tok = byte_tokenizer(specials, image_placeholder="<|vision_start|><|image_pad|><|vision_end|>")
         return tok, QwenImageProcessorLite(tok)
@@ -284,6 +289,28 @@ def _processor(family: str):
             image_seq_length=4,
         )
         return tok, proc
+    if family == "idefics3":
+        from transformers import Idefics3Processor
+        from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
+
+        tok = byte_tokenizer(("<fake_token_around_image>", "<global-img>", "<end_of_utterance>"))
+        image_processor = Idefics3ImageProcessorPil(
+            size={"longest_edge": 32}, max_image_size={"longest_edge": 32}, do_image_splitting=False
+        )
+        proc = Idefics3Processor(
+            image_processor=image_processor, tokenizer=tok, image_seq_len=4, chat_template=tok.chat_template
+        )
+        return tok, proc
+    if family == "mllama":
+        from transformers import MllamaProcessor
+        from transformers.models.mllama.image_processing_pil_mllama import MllamaImageProcessorPil
+
+        tok = byte_tokenizer(("<|image|>", "<|begin_of_text|>"), image_placeholder="<|image|>")
+        tok.bos_token = "<|begin_of_text|>"  # the Mllama processor prepends it
+        image_processor = MllamaImageProcessorPil(size={"height": 32, "width": 32}, max_image_tiles=4)
+        return tok, MllamaProcessor(
+            image_processor=image_processor, tokenizer=tok, chat_template=tok.chat_template
+        )
     return byte_tokenizer(), None
 
 

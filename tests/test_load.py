@@ -1,0 +1,49 @@
+"""The real loading path (hub names resolve to local directories the same way), on tiny saved models."""
+
+import pytest
+import torch
+
+import interp
+from interp.models.tiny import tiny_model
+
+
+def test_load_local_text_model_directory(tmp_path, prompts):
+    tiny = tiny_model("llama")
+    tiny.model.save_pretrained(tmp_path)
+    tiny.tokenizer.save_pretrained(tmp_path)
+    model = interp.load_model(str(tmp_path), dtype="float32")
+    assert model.adapter.family == "llama" and model.tokenizer.padding_side == "left"
+    torch.testing.assert_close(interp.capture(model, prompts)["last"], interp.capture(tiny, prompts)["last"])
+    assert model.fingerprint.weights_digest == tiny.fingerprint.weights_digest
+    bf16 = interp.load_model(str(tmp_path), dtype="bfloat16", chat_template=False)
+    assert bf16.dtype == torch.bfloat16 and bf16.encode(["hi"]).texts == ["hi"]
+
+
+def test_load_local_vision_language_directory(tmp_path, image):
+    tiny = tiny_model("llava")
+    tiny.model.save_pretrained(tmp_path)
+    tiny.processor.save_pretrained(tmp_path)
+    model = interp.load_model(str(tmp_path))
+    assert model.adapter.kind == "image" and model.processor is not None
+    a = interp.capture(model, ["what is this?"], images=[image], positions="image_mean")
+    b = interp.capture(tiny, ["what is this?"], images=[image], positions="image_mean")
+    torch.testing.assert_close(a["image_mean"], b["image_mean"])
+
+
+def test_unknown_family_fails_before_loading_weights(tmp_path):
+    from transformers import BertConfig
+
+    BertConfig(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+    ).save_pretrained(tmp_path)
+    with pytest.raises(interp.UnknownModelFamilyError, match="model_type='bert'.*Known families"):
+        interp.load_model(str(tmp_path))
+
+
+def test_bad_names():
+    with pytest.raises(interp.InputError, match="does not exist"):
+        interp.load_model("/nowhere/model.gguf")
+    with pytest.raises(interp.InputError, match="could not load a config"):
+        interp.load_model("/nowhere/at/all")
+    with pytest.raises(interp.InputError, match="unknown dtype"):
+        interp.load_model("default", dtype="float7")
