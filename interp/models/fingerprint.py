@@ -49,12 +49,12 @@ class ModelFingerprint:
 
 
 def weights_digest(model: torch.nn.Module, embed: torch.nn.Module, layers: torch.nn.ModuleList) -> str:
-    """SHA-256 over a strided sample of the embedding and of the first and last layers' weights:
-    cheap on an 8B model and different for fine-tunes of the same base."""
+    """SHA-256 over a strided sample of the embedding and of four weight matrices of every layer:
+    cheap on an 8B model, and different for a fine-tune that touched only a window of layers."""
     h = hashlib.sha256()
     tensors = [embed.weight]
-    for layer in (layers[0], layers[-1]):
-        tensors += [p for _, p in sorted(layer.named_parameters())][:4]
+    for layer in layers:
+        tensors += [p for _, p in sorted(layer.named_parameters()) if p.ndim == 2][:4]
     with torch.no_grad():
         for t in tensors:
             flat = t.detach().reshape(-1)
