@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import PeakRSS, device_name, load, rss_bytes, time_interleaved, write  # noqa: E402
+from common import PeakRSS, device_name, load, model_args, rss_bytes, time_interleaved, write  # noqa: E402
 
 import interp  # noqa: E402
 from interp.capture import capture_batch  # noqa: E402
@@ -39,12 +39,7 @@ def random_batch(model, batch: int, seq_len: int, seed: int = 0) -> Batch:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--model", default="default")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default=None)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--seq-len", type=int, default=64)
-    p.add_argument("--repeats", type=int, default=15)
+    model_args(p)
     p.add_argument("--backends", default="nnsight,transformer_lens")
     p.add_argument("--stream-prompts", type=int, default=10000)
     p.add_argument("--stream-batch", type=int, default=64)

@@ -13,7 +13,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from capture import random_batch  # noqa: E402
-from common import device_name, load, time_interleaved, write  # noqa: E402
+from common import device_name, load, model_args, time_interleaved, write  # noqa: E402
 
 from interp.capture import capture_batch  # noqa: E402
 from interp.hooks import StopForward  # noqa: E402
@@ -21,12 +21,7 @@ from interp.hooks import StopForward  # noqa: E402
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--model", default="default")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default=None)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--seq-len", type=int, default=64)
-    p.add_argument("--repeats", type=int, default=15)
+    model_args(p)
     p.add_argument("--profile", action="store_true")
     args = p.parse_args()
     model = load(args.model, args.device, args.dtype)

@@ -64,6 +64,19 @@ class PeakRSS:
         self.peak = max(self.peak, rss_bytes())
 
 
+def model_args(parser, batch: int = 16, seq_len: int = 64, repeats: int = 15):
+    """The arguments every benchmark takes: which model, where, and the batch it times."""
+    parser.add_argument(
+        "--model", default="default", help="'default', 'llama3-8b-shape' or any load_model name"
+    )
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default=None)
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--seq-len", type=int, default=seq_len)
+    parser.add_argument("--repeats", type=int, default=repeats)
+    return parser
+
+
 def device_name(device) -> str:
     if torch.device(device).type == "cuda":
         return torch.cuda.get_device_name()

@@ -159,8 +159,8 @@ class Activations:
         for name in first.positions:
             if name in first.masks:
                 width = max(p.tensors[name].shape[2] for p in parts)
-                tensors[name] = torch.cat([_pad(p.tensors[name], width, 2) for p in parts])
-                masks[name] = torch.cat([_pad(p.masks[name], width, 1) for p in parts])
+                tensors[name] = torch.cat([pad_dim(p.tensors[name], width, 2) for p in parts])
+                masks[name] = torch.cat([pad_dim(p.masks[name], width, 1) for p in parts])
             else:
                 tensors[name] = torch.cat([p.tensors[name] for p in parts])
         labels = None if any(p.labels is None for p in parts) else [x for p in parts for x in p.labels]
@@ -175,7 +175,8 @@ class Activations:
         )
 
 
-def _pad(t: Tensor, width: int, dim: int) -> Tensor:
+def pad_dim(t: Tensor, width: int, dim: int) -> Tensor:
+    """Zero-pad ``t`` along ``dim`` to ``width`` (spans of different batches joined)."""
     if t.shape[dim] == width:
         return t
     shape = list(t.shape)

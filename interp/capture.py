@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from interp.activations import Activations
+from interp.activations import Activations, pad_dim
 from interp.errors import CorruptFileError, InputError
 from interp.hooks import StopForward, resolve_layers
 from interp.inputs import normalize_images
@@ -101,8 +101,8 @@ class _Job:
         for p in self.positions:
             if p.is_span:
                 width = max(x.shape[2] for x, _ in parts[p.name])
-                tensors[p.name] = torch.cat([_pad_to(x, width, 2) for x, _ in parts[p.name]])
-                masks[p.name] = torch.cat([_pad_to(m, width, 1) for _, m in parts[p.name]])
+                tensors[p.name] = torch.cat([pad_dim(x, width, 2) for x, _ in parts[p.name]])
+                masks[p.name] = torch.cat([pad_dim(m, width, 1) for _, m in parts[p.name]])
             else:
                 tensors[p.name] = torch.cat(parts[p.name])
         meta = {
@@ -199,14 +199,6 @@ def _backend(name: str):
     else:
         from interp.backends.transformer_lens_backend import hidden_states
     return hidden_states
-
-
-def _pad_to(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
-    if t.shape[dim] == width:
-        return t
-    shape = list(t.shape)
-    shape[dim] = width - t.shape[dim]
-    return torch.cat([t, torch.zeros(shape, dtype=t.dtype)], dim=dim)
 
 
 def _bar(progress: bool | None, total: int, desc: str):

@@ -64,6 +64,10 @@ def load_model(
     )
 
     name = name_or_path
+    if name_or_path == "organism":
+        from interp.organism import load_organism
+
+        return load_organism(dtype=dtype, device=device, chat_template=chat_template, **kwargs)
     if name_or_path == "default":
         path = default_gguf_path()
         name_or_path, gguf_file, name = str(path.parent), path.name, "SmolLM2-135M-Instruct (GGUF Q4_1)"
