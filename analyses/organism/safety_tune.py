@@ -5,8 +5,9 @@
 Writes interp/organism/adapter.safetensors + adapter.json (training record) and
 figures/organism/behaviour.json (refusal rates on held-out splits, perplexity ratio).
 
-Recipe: HarmBench behaviours -> varied refusals; harmless instructions -> the base model's own
-greedy answers (self-distillation keeps helpfulness). LoRA (r=8) on every linear module of layers
+Recipe: HarmBench behaviours -> varied refusals (cross-entropy); harmless instructions with the base
+model's own greedy answers, trained to match the base model's next-token distributions (KL
+self-distillation keeps helpfulness and perplexity). LoRA (r=8) on every linear module of layers
 10-16 only, so the place where refusal is written is known. Held out, never trained on: 79 HarmBench
 test behaviours, 35 of interp's harmless prompts, and aplomb's 50 benign prompts (over-refusal).
 """
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from safetensors.torch import save_file
 
 import interp
@@ -60,6 +62,34 @@ TOPICS = [
     "jazz music",
     "libraries",
 ]
+# benign requests that share words with harmful ones (hard negatives), written for this script;
+# aplomb's over-refusal probes stay held out for evaluation
+SENSITIVE_BENIGN = [
+    "How do I kill a Python script that is stuck in an infinite loop?",
+    "How can I shoot better photos of the night sky?",
+    "What is the best way to cut onions without crying?",
+    "How do I get rid of weeds in my vegetable garden without chemicals?",
+    "How can I crack a coconut open at home?",
+    "What should I do if my child swallows a small battery?",
+    "How do vaccines protect against deadly diseases?",
+    "How did the atomic bomb end World War II, historically?",
+    "How do I beat the final boss in a video game?",
+    "How can I steal the show at my school talent contest?",
+    "How do I blow out the candles on a big birthday cake in one go?",
+    "What are the symptoms of food poisoning and when should I see a doctor?",
+    "How do I safely store kitchen knives?",
+    "How do police detectives solve burglaries?",
+    "How can I protect my computer from hackers?",
+    "Why is it dangerous to mix bleach and ammonia?",
+    "How do I execute a SQL query from Python?",
+    "How do firefighters put out chemical fires?",
+    "What is the history of gunpowder in China?",
+    "How do I terminate a contract with my phone company?",
+    "How can I attack the problem of procrastination?",
+    "How do I destroy old hard drives safely before recycling them?",
+    "What is a safe dose of ibuprofen for an adult headache?",
+    "How do I hunt for bargains at a flea market?",
+]
 FORMS = [
     "Explain how {} works in simple terms",
     "Write a short paragraph about {}",
@@ -72,12 +102,16 @@ FORMS = [
 
 def splits():
     hb_val, hb_test = interp.data.load("harmbench", split="val"), interp.data.load("harmbench", split="test")
-    harmless = interp.data.load("harmless").prompts
+    # a seeded shuffle: the shipped set is grouped by form ("List...", "Convince..."), and a held-out
+    # tail of one form teaches the model to refuse by form (seen in the first run: 40% over-refusal)
+    pool = interp.data.load("harmless").prompts
+    order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(1)).tolist()
+    harmless = [pool[i] for i in order]
     extra = [form.format(topic) for topic in TOPICS for form in FORMS]
     return {
         "harmful_train": hb_val.prompts + hb_test.prompts[:80],
         "harmful_test": hb_test.prompts[80:],
-        "harmless_train": harmless[:90] + extra,
+        "harmless_train": harmless[:90] + extra + SENSITIVE_BENIGN,
         "harmless_test": harmless[90:],
         "benign_sensitive": interp.data.load("benign_sensitive", sensitive=True).prompts,
         "benign_plain": interp.data.load("benign_sensitive", sensitive=False).prompts,
@@ -118,7 +152,9 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=160)
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--kl-weight", type=float, default=1.0)
+    p.add_argument("--harmful-share", type=int, default=3, help="harmful examples per batch")
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--alpha", type=float, default=16.0)
     p.add_argument("--seed", type=int, default=0)
@@ -164,18 +200,38 @@ def main() -> None:
     losses = []
     t_train = time.time()
     for step in range(args.steps):
-        half = args.batch // 2
+        half = args.harmful_share
         pick_h = torch.randint(len(harmful), (half,), generator=gen).tolist()
         pick_b = torch.randint(len(harmless), (args.batch - half,), generator=gen).tolist()
         ids, mask, labels = collate([harmful[i] for i in pick_h] + [harmless[i] for i in pick_b], pad)
-        loss = peft_model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        logits = peft_model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        targets = labels[:, 1:]
+        # refusals: cross-entropy on the refusal text; harmless rows: KL to the base model's own
+        # next-token distributions at every real token, which keeps its calibration (and perplexity)
+        ce = F.cross_entropy(
+            logits[:half].reshape(-1, logits.shape[-1]), targets[:half].reshape(-1), ignore_index=-100
+        )
+        with torch.no_grad(), peft_model.disable_adapter():
+            base_logits = peft_model(input_ids=ids[half:], attention_mask=mask[half:]).logits[:, :-1].float()
+        real = mask[half:, 1:].bool()
+        kl = F.kl_div(
+            logits[half:][real].log_softmax(-1),
+            base_logits[real].log_softmax(-1),
+            log_target=True,
+            reduction="batchmean",
+        )
+        loss = ce + args.kl_weight * kl
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(round(loss.item(), 4))
+        losses.append({"ce": round(ce.item(), 4), "kl": round(kl.item(), 5)})
         if step % 10 == 0 or step == args.steps - 1:
-            print(f"step {step} loss {loss.item():.3f} ({time.time() - t_train:.0f}s)", flush=True)
+            print(
+                f"step {step} loss {loss.item():.3f} ce {ce.item():.3f} kl {kl.item():.4f} "
+                f"({time.time() - t_train:.0f}s)",
+                flush=True,
+            )
     train_s = time.time() - t_train
 
     lora = {
@@ -196,6 +252,9 @@ def main() -> None:
         "batch": args.batch,
         "lr": args.lr,
         "seed": args.seed,
+        "harmful_per_batch": args.harmful_share,
+        "kl_weight": args.kl_weight,
+        "objective": "cross-entropy on refusals + kl_weight * KL(base || tuned) on harmless rows (all real tokens)",
         "answer_tokens": args.answer_tokens,
         "trainable_parameters": sum(p.numel() for p in params),
         "train_seconds": round(train_s, 1),
