@@ -11,6 +11,7 @@ import torch
 from interp.backends import missing_extra
 from interp.hooks import untuple
 from interp.inputs import Batch
+from interp.models.adapters import follow, resolve_path
 
 
 def envoy(model):
@@ -25,28 +26,12 @@ def envoy(model):
     return cache["nnsight"]
 
 
-def _module(root, path: str):
-    for part in path.split("."):
-        root = getattr(root, part)
-    return root
-
-
 def hidden_states(model, batch: Batch, layers: list[int]) -> dict[int, torch.Tensor]:
     wrapped = envoy(model)
-    path = _resolved_layers_path(model)
+    path = resolve_path(model.model, model.adapter.layers, "decoder layers")
     saved = {}
     with torch.inference_mode(), wrapped.trace(**batch.inputs):
-        stack = _module(wrapped, path)
+        stack = follow(wrapped, path)
         for i in layers:
             saved[i] = stack[i].output.save()
     return {i: untuple(v) for i, v in saved.items()}
-
-
-def _resolved_layers_path(model) -> str:
-    for path in model.adapter.layers:
-        try:
-            _module(model.model, path)
-            return path
-        except AttributeError:
-            continue
-    raise AttributeError(f"no decoder layers at {model.adapter.layers}")

@@ -167,20 +167,30 @@ def adapter_for(config) -> Adapter:
     )
 
 
-def get_path(root: torch.nn.Module, candidates: tuple[str, ...], what: str):
-    """Resolve the first attribute path in ``candidates`` that exists on ``root``."""
+def follow(root, path: str):
+    """``root.a.b.c`` for ``path = "a.b.c"`` (works on modules and on wrappers such as nnsight's)."""
+    for part in path.split("."):
+        root = getattr(root, part)
+    return root
+
+
+def resolve_path(root: torch.nn.Module, candidates: tuple[str, ...], what: str) -> str:
+    """The first attribute path in ``candidates`` that exists on ``root``."""
     for path in candidates:
-        obj = root
         try:
-            for part in path.split("."):
-                obj = getattr(obj, part)
+            follow(root, path)
         except AttributeError:
             continue
-        return obj
+        return path
     raise UnknownModelFamilyError(
         f"Could not find the {what} of {type(root).__name__} at any of {list(candidates)}; "
         "this transformers version lays the model out differently. Fix: update the Adapter entry."
     )
+
+
+def get_path(root: torch.nn.Module, candidates: tuple[str, ...], what: str):
+    """The object at the first attribute path in ``candidates`` that exists on ``root``."""
+    return follow(root, resolve_path(root, candidates, what))
 
 
 def image_token_id(config, adapter: Adapter) -> int | None:

@@ -58,10 +58,6 @@ def byte_tokenizer(extra_specials: tuple[str, ...] = (), image_placeholder: str 
     return tok
 
 
-def vocab_size(tok) -> int:
-    return len(tok)
-
-
 def _text_config(family: str, **overrides):
     from transformers import AutoConfig
 
