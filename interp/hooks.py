@@ -51,6 +51,7 @@ class Edit:
     >>> Edit.add(direction, layers=[10, 11], alpha=4.0, positions="all")
     >>> Edit.ablate(direction, layers="all")
     >>> Edit.replace(states, layers=[12], positions="last")   # states: [D] or [B, D]
+    >>> Edit.replace(states, layers=[3], rows=group == 3)      # only some batch rows (batched patching)
     """
 
     op: Literal["add", "replace", "ablate"]
@@ -58,14 +59,19 @@ class Edit:
     layers: Sequence[int] | str
     positions: list[Position]
     alpha: float = 1.0
+    rows: Tensor | None = None  # bool [B]: rows the edit touches (None = all)
 
     @classmethod
-    def add(cls, vector: Float[Tensor, "*b d"], layers, alpha: float = 1.0, positions="all") -> Edit:
-        return cls("add", _check_vector(vector), layers, parse_positions(positions), float(alpha))
+    def add(
+        cls, vector: Float[Tensor, "*b d"], layers, alpha: float = 1.0, positions="all", rows=None
+    ) -> Edit:
+        return cls(
+            "add", _check_vector(vector), layers, parse_positions(positions), float(alpha), _rows(rows)
+        )
 
     @classmethod
-    def replace(cls, value: Float[Tensor, "*b d"], layers, positions="last") -> Edit:
-        return cls("replace", _check_vector(value), layers, parse_positions(positions))
+    def replace(cls, value: Float[Tensor, "*b d"], layers, positions="last", rows=None) -> Edit:
+        return cls("replace", _check_vector(value), layers, parse_positions(positions), rows=_rows(rows))
 
     @classmethod
     def ablate(cls, direction: Float[Tensor, " d"], layers="all", positions="all") -> Edit:
@@ -84,6 +90,12 @@ class Edit:
                     "Fix: give one row per prompt, or a single [D] vector."
                 )
             v = v.unsqueeze(1)
+        if self.rows is not None:
+            if self.rows.shape[0] != h.shape[0]:
+                raise InputError(
+                    f"edit rows select {self.rows.shape[0]} rows but the batch has {h.shape[0]}."
+                )
+            mask = mask & self.rows.to(mask.device).unsqueeze(1)
         m = mask.unsqueeze(-1).to(h.dtype)
         if self.op == "add":
             return h + m * (self.alpha * v)
@@ -91,6 +103,15 @@ class Edit:
             return torch.where(mask.unsqueeze(-1), v.expand_as(h), h)
         proj = (h * v).sum(-1, keepdim=True)
         return h - m * proj * v
+
+
+def _rows(rows) -> Tensor | None:
+    if rows is None:
+        return None
+    t = torch.as_tensor(rows)
+    if t.ndim != 1 or t.dtype != torch.bool:
+        raise InputError("edit rows must be a 1-D bool tensor with one entry per batch row.")
+    return t
 
 
 def _check_vector(vector) -> Tensor:
@@ -130,6 +151,8 @@ class HookRun:
     capture_positions: list[Position] = field(default_factory=list)
     stop_after: int | None = None
     captured: dict[tuple[int, str], list] = field(default_factory=dict)
+    keep_layers: tuple[int, ...] = ()
+    kept: dict[int, Tensor] = field(default_factory=dict)  # full layer outputs, graph attached
     layout: PromptLayout | None = None
     past_len: int = 0
     chunk_len: int = 0
@@ -192,15 +215,20 @@ def attach(
     capture_positions="last",
     edits: Sequence[Edit] = (),
     stop: bool = False,
+    keep_layers=None,
 ):
     """Register capture and edit hooks on ``model`` for the duration of the block; yields a :class:`HookRun`.
 
     ``stop=True`` ends the forward (raising :class:`StopForward`, which the caller catches) after the
     last captured layer at prefill, so no later layer, final norm or LM head is computed.
+    ``keep_layers`` keeps those layers' full outputs in ``run.kept`` with the autograd graph attached
+    (the embeddings are made differentiable if no parameter requires grad), for gradient methods such
+    as attribution patching: ``torch.autograd.grad(metric, list(run.kept.values()))``.
     """
     n = model.n_layers
     cap_layers = resolve_layers(capture_layers, n) if capture_layers is not None else []
-    run = HookRun(image_token_id=model.image_token_id)
+    keep = resolve_layers(keep_layers, n) if keep_layers is not None else []
+    run = HookRun(image_token_id=model.image_token_id, keep_layers=tuple(keep))
     if cap_layers:
         run.capture_positions = parse_positions(capture_positions)
     if stop and cap_layers:
@@ -213,7 +241,9 @@ def attach(
     handles = []
     try:
         handles.append(model.model.register_forward_pre_hook(run.on_forward, with_kwargs=True))
-        for i in sorted(set(cap_layers) | set(per_layer)):
+        if keep:  # make the stream differentiable even when no parameter requires grad
+            handles.append(model.embed.register_forward_hook(_grad_from_embeddings))
+        for i in sorted(set(cap_layers) | set(per_layer) | set(keep)):
             handles.append(
                 modules[i].register_forward_hook(_layer_hook(run, i, per_layer.get(i, []), i in cap_layers))
             )
@@ -221,6 +251,12 @@ def attach(
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _grad_from_embeddings(module, args, output):
+    if torch.is_grad_enabled() and not output.requires_grad:
+        return output.detach().requires_grad_(True)
+    return None
 
 
 def _layer_hook(run: HookRun, index: int, edits: list[Edit], capture: bool):
@@ -234,6 +270,8 @@ def _layer_hook(run: HookRun, index: int, edits: list[Edit], capture: bool):
                     mask = mask | run.mask_for(pos)
                 h = edit.apply(h, mask)
             output = retuple(output, h)
+        if index in run.keep_layers and run.past_len == 0 and h.requires_grad:
+            run.kept[index] = h
         if capture and run.past_len == 0:
             for pos in run.capture_positions:
                 run.captured.setdefault((index, pos.name), []).append(

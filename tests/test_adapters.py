@@ -18,10 +18,11 @@ def test_unknown_family_lists_known_ones():
 
 
 def test_every_family_has_a_tiny_model():
-    assert set(ADAPTERS) == set(TEXT_FAMILIES) | set(VLM_FAMILIES)
+    # organism_vl is interp's own model, tested on a tiny Llama in test_organism_vlm.py
+    assert set(ADAPTERS) - {"organism_vl"} == set(TEXT_FAMILIES) | set(VLM_FAMILIES)
 
 
-@pytest.mark.parametrize("family", sorted(ADAPTERS))
+@pytest.mark.parametrize("family", sorted(set(ADAPTERS) - {"organism_vl"}))
 def test_family_layers_match_output_hidden_states(family, prompts):
     model = tiny_model(family)
     assert model.adapter.family == family

@@ -150,10 +150,17 @@ def collate(examples, pad_id):
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--steps", type=int, default=160)
+    p.add_argument("--steps", type=int, default=200)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--kl-weight", type=float, default=1.0)
+    p.add_argument(
+        "--first-weight",
+        type=float,
+        default=2.0,
+        help="weight of cross-entropy on the first --first-tokens tokens of the base model's harmless answers",
+    )
+    p.add_argument("--first-tokens", type=int, default=4)
     p.add_argument("--harmful-share", type=int, default=3, help="harmful examples per batch")
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--alpha", type=float, default=16.0)
@@ -220,15 +227,25 @@ def main() -> None:
             log_target=True,
             reduction="batchmean",
         )
-        loss = ce + args.kl_weight * kl
+        # the refusal decision is made at the answer's first tokens, where the all-token KL is diluted
+        # (runs 1-3 over-refused 40-71% of harmless prompts): pin the base model's opening explicitly
+        first = labels[half:, 1:].clone()
+        seen = (first != -100).long().cumsum(dim=1)
+        first[seen > args.first_tokens] = -100
+        ce_first = F.cross_entropy(
+            logits[half:].reshape(-1, logits.shape[-1]), first.reshape(-1), ignore_index=-100
+        )
+        loss = ce + args.kl_weight * kl + args.first_weight * ce_first
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
-        losses.append({"ce": round(ce.item(), 4), "kl": round(kl.item(), 5)})
+        losses.append(
+            {"ce": round(ce.item(), 4), "kl": round(kl.item(), 5), "first": round(ce_first.item(), 4)}
+        )
         if step % 10 == 0 or step == args.steps - 1:
             print(
-                f"step {step} loss {loss.item():.3f} ce {ce.item():.3f} kl {kl.item():.4f} "
+                f"step {step} loss {loss.item():.3f} ce {ce.item():.3f} kl {kl.item():.4f} first {ce_first.item():.3f} "
                 f"({time.time() - t_train:.0f}s)",
                 flush=True,
             )
@@ -254,7 +271,10 @@ def main() -> None:
         "seed": args.seed,
         "harmful_per_batch": args.harmful_share,
         "kl_weight": args.kl_weight,
-        "objective": "cross-entropy on refusals + kl_weight * KL(base || tuned) on harmless rows (all real tokens)",
+        "first_weight": args.first_weight,
+        "first_tokens": args.first_tokens,
+        "objective": "cross-entropy on refusals + kl_weight * KL(base || tuned) on harmless rows (all real tokens) "
+        "+ first_weight * cross-entropy on the first first_tokens tokens of the base model's harmless answers",
         "answer_tokens": args.answer_tokens,
         "trainable_parameters": sum(p.numel() for p in params),
         "train_seconds": round(train_s, 1),

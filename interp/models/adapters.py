@@ -131,6 +131,15 @@ ADAPTERS: dict[str, Adapter] = {
         embed=_LM_EMBED,
         vision=("model.vision_tower",),
     ),
+    "organism_vl": Adapter(
+        "organism_vl",
+        "image",
+        layers=_LM,
+        final_norm=_LM_NORM,
+        embed=_LM_EMBED,
+        vision=("model.vision_tower",),
+        notes="interp's organism VLM: EfficientNet-Lite0 + projector + safety-tuned SmolLM2, 9 image tokens",
+    ),
     # vision through cross-attention
     "mllama": Adapter(
         "mllama",

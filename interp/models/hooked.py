@@ -133,9 +133,11 @@ class HookedModel:
         new = out[:, batch.input_ids.shape[1] :]
         return self.tokenizer.batch_decode(new, skip_special_tokens=True)
 
-    def hooks(self, capture_layers=None, capture_positions="last", edits=(), stop: bool = False):
+    def hooks(
+        self, capture_layers=None, capture_positions="last", edits=(), stop: bool = False, keep_layers=None
+    ):
         """Context manager registering capture/edit hooks; see :func:`interp.hooks.attach`."""
-        return attach(self, capture_layers, capture_positions, edits, stop)
+        return attach(self, capture_layers, capture_positions, edits, stop, keep_layers)
 
     def unembed(self, hidden: Float[Tensor, "... d"]) -> Float[Tensor, "... vocab"]:
         """Logit lens: final norm then LM head, as the model applies them after its last layer."""

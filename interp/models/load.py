@@ -64,6 +64,10 @@ def load_model(
     )
 
     name = name_or_path
+    if name_or_path == "organism-vl":
+        from interp.organism import load_organism_vl
+
+        return load_organism_vl(dtype=dtype, device=device, chat_template=chat_template, **kwargs)
     if name_or_path == "organism":
         from interp.organism import load_organism
 

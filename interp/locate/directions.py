@@ -1,0 +1,226 @@
+"""Refusal directions: difference in means per layer, projections, and Arditi et al.'s selection protocol.
+
+    >>> dirs = refusal_directions(acts)                            # acts labelled harmful/harmless
+    >>> refusal_projection(dirs, text_acts, image_acts).scores     # mean projection per layer
+    >>> sel = select_direction(model, dirs, harmful, harmless)     # ablation/addition/KL protocol
+    >>> sel.layer, sel.profile.scores
+
+Refusal metric (Arditi et al.): log-odds that the first answer token is a refusal opener
+(``refusal_token_ids``: the first tokens of "I'm sorry", "I can't", "Sorry", ...).
+Ablation is applied to every decoder layer's output and every position (interp's hooks sit on
+layer outputs; Arditi et al. also project the attention/MLP outputs inside each layer, so ours is a
+close approximation that leaves the direction in the mid-layer stream for one sublayer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from interp.activations import Activations
+from interp.errors import InputError
+from interp.hooks import Edit
+from interp.locate.checks import check_paired, labelled
+from interp.locate.profile import LayerProfile
+from interp.models.fingerprint import ModelFingerprint
+
+REFUSAL_OPENERS = ("I'm sorry", "I can't", "I cannot", "Sorry", "I'm not able", "I won't", "As an AI")
+
+
+@dataclass
+class Directions:
+    """Difference-in-means vectors (harmful minus harmless) per captured layer, unnormalized."""
+
+    vectors: Float[Tensor, "L D"]
+    layers: list[int]
+    position: str
+    fingerprint: ModelFingerprint
+    n_per_class: dict = field(default_factory=dict)
+
+    def __getitem__(self, layer: int) -> Float[Tensor, " D"]:
+        if layer not in self.layers:
+            raise InputError(f"no direction for layer {layer}; directions exist for {self.layers}.")
+        return self.vectors[self.layers.index(layer)]
+
+    def unit(self, layer: int) -> Float[Tensor, " D"]:
+        v = self[layer]
+        return v / v.norm()
+
+
+def refusal_directions(acts: Activations, position: str = "last", positive: str = "harmful") -> Directions:
+    """mean(harmful) - mean(harmless) per layer at ``position``."""
+    x, y = labelled(acts, position, positive)
+    vectors = x[y].mean(0) - x[~y].mean(0)
+    return Directions(
+        vectors,
+        list(acts.layers),
+        position,
+        acts.fingerprint,
+        {"positive": int(y.sum()), "negative": int((~y).sum())},
+    )
+
+
+def projections(dirs: Directions, acts: Activations, position: str | None = None) -> Float[Tensor, "N L"]:
+    """Per prompt and layer: the state's projection on that layer's unit direction."""
+    if acts.layers != dirs.layers:
+        raise InputError(f"activations have layers {acts.layers}, directions {dirs.layers}.")
+    if acts.fingerprint.weights_digest != dirs.fingerprint.weights_digest:
+        raise InputError(
+            f"directions were computed on {dirs.fingerprint.name}, activations come from {acts.fingerprint.name}."
+        )
+    x = acts[position or dirs.position].float()
+    unit = dirs.vectors / dirs.vectors.norm(dim=-1, keepdim=True)
+    return torch.einsum("nld,ld->nl", x, unit)
+
+
+def refusal_projection(
+    dirs: Directions, text: Activations, image: Activations | None = None, position: str | None = None
+) -> LayerProfile:
+    """Mean projection on the refusal direction per layer: text inputs as scores, image inputs as baseline.
+
+    With paired text/image captures of the same requests this is the TGA picture: where the image
+    form's refusal score falls below the text form's, the safety mechanism does not see the image request.
+    """
+    t = projections(dirs, text, position)
+    meta = {"position": position or dirs.position, "n_text": len(text)}
+    base = None
+    if image is not None:
+        check_paired(text, image)
+        i = projections(dirs, image, position)
+        base = i.mean(0).tolist()
+        meta["image_minus_text"] = (i - t).mean(0).tolist()
+    return LayerProfile(
+        method="refusal_projection",
+        layers=list(dirs.layers),
+        scores=t.mean(0).tolist(),
+        lower=(t.mean(0) - t.std(0)).tolist() if len(t) > 1 else None,
+        upper=(t.mean(0) + t.std(0)).tolist() if len(t) > 1 else None,
+        baseline=base,
+        score_name="projection on refusal direction (text; image = baseline)",
+        model=dirs.fingerprint.name,
+        metadata=meta,
+    )
+
+
+def refusal_token_ids(tokenizer) -> list[int]:
+    """First token ids of the refusal openers (deduplicated)."""
+    ids = {tokenizer(o, add_special_tokens=False).input_ids[0] for o in REFUSAL_OPENERS}
+    return sorted(ids)
+
+
+def refusal_logodds(logits: Float[Tensor, "B V"], token_ids: list[int]) -> Float[Tensor, " B"]:
+    """log(p_refusal / (1 - p_refusal)) for the next token."""
+    logp = logits.float().log_softmax(-1)
+    p_ref = logp[:, token_ids].logsumexp(-1)
+    return p_ref - torch.log1p(-p_ref.exp().clamp(max=1 - 1e-6))
+
+
+def _last_logits(model, prompts, images=None, edits=(), batch_size=16) -> Float[Tensor, "N V"]:
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        imgs = None if images is None else images[i : i + batch_size]
+        batch = model.encode(prompts[i : i + batch_size], images=imgs)
+        with model.hooks(edits=list(edits)), torch.inference_mode():
+            out.append(model.model(**batch.inputs).logits[:, -1].float())
+    return torch.cat(out)
+
+
+@dataclass
+class Selection:
+    layer: int | None
+    direction: Float[Tensor, " D"] | None
+    profile: LayerProfile
+    table: list[dict]
+
+
+def select_direction(
+    model,
+    dirs: Directions,
+    harmful: list[str],
+    harmless: list[str],
+    kl_max: float = 0.1,
+    exclude_last: float = 0.2,
+    layers=None,
+    batch_size: int = 16,
+) -> Selection:
+    """Arditi et al.'s protocol over candidate layers (one candidate direction per layer).
+
+    For each layer's direction: ``bypass`` = mean refusal log-odds on harmful prompts with the direction
+    ablated everywhere (lower = ablation removes refusal); ``induce`` = mean refusal log-odds on harmless
+    prompts with the direction added at its layer (all positions); ``kl`` = KL(base || ablated) of the
+    next-token distribution on harmless prompts. Kept: induce > 0, kl <= kl_max, layer < (1 -
+    exclude_last) * n_layers. Chosen: the kept layer with the lowest bypass score. The profile's
+    scores are ``-bypass`` (higher = ablating that layer's direction removes more refusal).
+    """
+    if dirs.fingerprint.weights_digest != model.fingerprint.weights_digest:
+        raise InputError(
+            f"directions were computed on {dirs.fingerprint.name}, not on {model.name}. Fix: recompute them "
+            "on this model."
+        )
+    if not harmful or not harmless:
+        raise InputError("select_direction needs harmful and harmless prompts (neither may be empty).")
+    tok_ids = refusal_token_ids(model.tokenizer)
+    cols = layer_indices_for(dirs, layers)
+    base_harmful = refusal_logodds(_last_logits(model, harmful, batch_size=batch_size), tok_ids).mean().item()
+    base_harmless_logits = _last_logits(model, harmless, batch_size=batch_size)
+    base_harmless = refusal_logodds(base_harmless_logits, tok_ids).mean().item()
+    limit = int((1 - exclude_last) * model.n_layers)
+    table = []
+    for layer in cols:
+        v = dirs[layer]
+        ablate = Edit.ablate(v, layers="all")
+        bypass = refusal_logodds(_last_logits(model, harmful, edits=[ablate], batch_size=batch_size), tok_ids)
+        add = Edit.add(v, layers=[layer], positions="all")
+        induce = refusal_logodds(_last_logits(model, harmless, edits=[add], batch_size=batch_size), tok_ids)
+        abl_harmless = _last_logits(model, harmless, edits=[ablate], batch_size=batch_size)
+        kl = torch.nn.functional.kl_div(
+            abl_harmless.log_softmax(-1),
+            base_harmless_logits.log_softmax(-1),
+            log_target=True,
+            reduction="batchmean",
+        ).item()
+        row = {
+            "layer": layer,
+            "bypass": bypass.mean().item(),
+            "induce": induce.mean().item(),
+            "kl": kl,
+            "in_range": layer < limit,
+        }
+        row["kept"] = row["induce"] > 0 and kl <= kl_max and row["in_range"]
+        table.append(row)
+    kept = [r for r in table if r["kept"]]
+    best = min(kept, key=lambda r: r["bypass"]) if kept else None
+    profile = LayerProfile(
+        method="direction_ablation",
+        layers=[r["layer"] for r in table],
+        scores=[-r["bypass"] for r in table],
+        baseline=[-base_harmful] * len(table),
+        score_name="- refusal log-odds on harmful prompts with the direction ablated",
+        higher_is="ablating this layer's direction removes more refusal",
+        model=model.name,
+        metadata={
+            "selected_layer": best["layer"] if best else None,
+            "base_harmful_logodds": base_harmful,
+            "base_harmless_logodds": base_harmless,
+            "kl_max": kl_max,
+            "exclude_last": exclude_last,
+            "table": table,
+            "n_harmful": len(harmful),
+            "n_harmless": len(harmless),
+        },
+    )
+    return Selection(best["layer"] if best else None, dirs[best["layer"]] if best else None, profile, table)
+
+
+def layer_indices_for(dirs: Directions, layers) -> list[int]:
+    if layers is None:
+        return list(dirs.layers)
+    missing = [layer for layer in layers if layer not in dirs.layers]
+    if missing:
+        from interp.errors import LayerIndexError
+
+        raise LayerIndexError(f"no directions for layers {missing}; they exist for {dirs.layers}.")
+    return list(layers)

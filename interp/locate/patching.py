@@ -1,0 +1,297 @@
+"""Activation patching over layers x positions: exact (batched or looped) and attribution (gradient).
+
+    >>> pm = patch_residual(model, clean=harmful, corrupt=harmless)            # last token, every layer
+    >>> pm.profile().scores                                                    # normalized, per layer
+    >>> pm = patch_residual(model, harmful, harmless, positions=[-5, -4, -3, -2, -1])
+    >>> ap = attribution_patch(model, harmful, harmless, positions=[-5, -4, -3, -2, -1])
+    >>> pm.figure()                                                            # layer x position heatmap
+
+Semantics: the clean run's residual (decoder-layer output) at (layer, position) replaces the corrupt
+run's, row by row (clean[i] into corrupt[i]); the metric is the refusal log-odds of the next token
+at the last position (``interp.locate.directions.refusal_logodds``), averaged over prompts, and
+normalized to ``(m_patched - m_corrupt) / (m_clean - m_corrupt)``: 0 = no effect, 1 = fully restored.
+Harmful -> harmless asks "where does patching make a harmless prompt refuse"; text -> image (clean =
+text form, corrupt = image form) asks "where do the text states restore refusal on the image input".
+
+Positions: ``"last"`` or negative ints counting back from the last real token (-1 = last). With the
+chat template the last few tokens are the same template tokens for every prompt, so they line up
+across prompts of different lengths (Arditi et al.'s post-instruction positions).
+
+Batched exact patching runs ``len(layers) * len(positions)`` patched copies of the corrupt batch in
+as few forwards as ``max_rows`` allows (each copy patched at its own layer through a per-row edit);
+``mode="loop"`` runs one forward per (layer, position), the usual implementation, for comparison.
+Attribution patching (Nanda; Syed et al.) estimates the whole map from one clean capture and one
+corrupt forward + backward: effect ~ (h_clean - h_corrupt) . d metric / d h_corrupt.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from interp.capture import capture
+from interp.errors import InputError
+from interp.hooks import Edit, resolve_layers
+from interp.locate.directions import refusal_logodds, refusal_token_ids
+from interp.locate.profile import LayerProfile
+from interp.positions import parse_positions
+
+
+@dataclass
+class PatchingMap:
+    """Normalized patching effect per (layer, position), plus the raw numbers behind it."""
+
+    method: str
+    layers: list[int]
+    positions: list[str]
+    effect: Float[Tensor, "L P"]  # normalized: 0 = corrupt, 1 = clean
+    raw: Float[Tensor, "L P"]  # mean metric of the patched runs (exact) or estimated (attribution)
+    clean_metric: float
+    corrupt_metric: float
+    model: str = ""
+    forwards: int = 0
+    seconds: float = 0.0
+    metadata: dict = field(default_factory=dict)
+
+    def profile(self, position: str | None = None) -> LayerProfile:
+        """Per-layer scores at one position (default: the max over positions per layer)."""
+        if position is None:
+            scores, which = self.effect.max(dim=1).values, "max over positions"
+        else:
+            if position not in self.positions:
+                raise InputError(f"position {position!r} not in this map ({self.positions}).")
+            scores, which = self.effect[:, self.positions.index(position)], position
+        return LayerProfile(
+            method=self.method,
+            layers=list(self.layers),
+            scores=scores.tolist(),
+            score_name=f"normalized patching effect ({which})",
+            higher_is="patching this layer moves the metric from corrupt to clean",
+            model=self.model,
+            metadata={
+                "clean_metric": self.clean_metric,
+                "corrupt_metric": self.corrupt_metric,
+                "positions": self.positions,
+                "metric": "refusal log-odds of the next token at the last position",
+                **self.metadata,
+            },
+        )
+
+    def figure(self, title: str | None = None):
+        import plotly.graph_objects as go
+
+        fig = go.Figure(
+            go.Heatmap(z=self.effect.T.tolist(), x=self.layers, y=self.positions, colorscale="RdBu", zmid=0)
+        )
+        fig.update_layout(
+            title=title or f"{self.method} ({self.model})",
+            xaxis_title="layer",
+            yaxis_title="position",
+            template="plotly_white",
+        )
+        return fig
+
+
+def _check_pairs(clean, corrupt, clean_images, corrupt_images):
+    if not clean or not corrupt:
+        raise InputError("patching needs clean and corrupt prompts (neither may be empty).")
+    if len(clean) != len(corrupt):
+        raise InputError(
+            f"patching pairs clean[i] with corrupt[i]: got {len(clean)} clean and {len(corrupt)} corrupt prompts. "
+            "Fix: pass the same number of each."
+        )
+    for imgs, what in ((clean_images, "clean"), (corrupt_images, "corrupt")):
+        if imgs is not None and len(imgs) != len(clean):
+            raise InputError(f"{len(imgs)} {what} images for {len(clean)} prompts; give one per prompt.")
+
+
+def _positions(positions) -> list:
+    specs = parse_positions(positions)
+    for p in specs:
+        if not (p.kind == "last" or (p.kind == "index" and p.index < 0)):
+            raise InputError(
+                f"patching positions must be 'last' or negative ints (-1 = last token), got {p.name!r}: they "
+                "must line up across prompts of different lengths."
+            )
+    return specs
+
+
+def _metric(model, batch, edits=(), token_ids=None) -> Float[Tensor, " B"]:
+    with model.hooks(edits=list(edits)), torch.inference_mode():
+        logits = model.model(**batch.inputs).logits[:, -1]
+    return refusal_logodds(logits, token_ids)
+
+
+def _repeat(batch, times: int, n: int):
+    """The batch's inputs repeated ``times`` along the batch axis (row r of copy g = row r)."""
+    out = {}
+    for k, v in batch.inputs.items():
+        if not isinstance(v, Tensor):
+            out[k] = v
+        elif v.shape[0] == n:
+            out[k] = v.repeat(times, *([1] * (v.ndim - 1)))
+        else:
+            raise InputError(
+                f"batched patching repeats every input per copy, but {k!r} has {v.shape[0]} rows for {n} prompts "
+                "(several images per prompt?). Fix: mode='loop', or one image per prompt."
+            )
+    return out
+
+
+def patch_residual(
+    model,
+    clean: list[str],
+    corrupt: list[str],
+    clean_images=None,
+    corrupt_images=None,
+    layers="all",
+    positions="last",
+    mode: str = "batched",
+    max_rows: int = 64,
+    batch_size: int = 16,
+) -> PatchingMap:
+    """Exact residual-stream patching of clean states into corrupt runs over layers x positions."""
+    if mode not in ("batched", "loop"):
+        raise InputError(f"mode must be 'batched' or 'loop', got {mode!r}.")
+    _check_pairs(clean, corrupt, clean_images, corrupt_images)
+    specs = _positions(positions)
+    layer_ids = resolve_layers(layers, model.n_layers)
+    t0 = time.perf_counter()
+    token_ids = refusal_token_ids(model.tokenizer)
+    states = capture(
+        model, clean, images=clean_images, positions=specs, layers=layer_ids, batch_size=batch_size
+    )
+    n = len(corrupt)
+    clean_m, corrupt_m, forwards = [], [], 0
+    for i in range(0, n, batch_size):
+        imgs = None if clean_images is None else clean_images[i : i + batch_size]
+        clean_m.append(
+            _metric(model, model.encode(clean[i : i + batch_size], images=imgs), token_ids=token_ids)
+        )
+        imgs = None if corrupt_images is None else corrupt_images[i : i + batch_size]
+        corrupt_m.append(
+            _metric(model, model.encode(corrupt[i : i + batch_size], images=imgs), token_ids=token_ids)
+        )
+        forwards += 2
+    m_clean, m_corrupt = torch.cat(clean_m).mean().item(), torch.cat(corrupt_m).mean().item()
+    jobs = [(li, pi) for li in range(len(layer_ids)) for pi in range(len(specs))]
+    raw = torch.zeros(len(layer_ids), len(specs))
+    if mode == "loop":
+        for li, pi in jobs:
+            total = 0.0
+            for i in range(0, n, batch_size):
+                imgs = None if corrupt_images is None else corrupt_images[i : i + batch_size]
+                batch = model.encode(corrupt[i : i + batch_size], images=imgs)
+                value = states[specs[pi].name][i : i + batch_size, li]
+                edit = Edit.replace(value, layers=[layer_ids[li]], positions=[specs[pi]])
+                total += _metric(model, batch, [edit], token_ids).sum().item()
+                forwards += 1
+            raw[li, pi] = total / n
+    else:
+        per_chunk_prompts = max(1, min(n, max_rows))
+        for i in range(0, n, per_chunk_prompts):
+            imgs = None if corrupt_images is None else corrupt_images[i : i + per_chunk_prompts]
+            batch = model.encode(corrupt[i : i + per_chunk_prompts], images=imgs)
+            b = len(batch)
+            copies = max(1, max_rows // b)
+            for j in range(0, len(jobs), copies):
+                group = jobs[j : j + copies]
+                inputs = _repeat(batch, len(group), b)
+                edits = []
+                for g, (li, pi) in enumerate(group):
+                    rows = torch.zeros(b * len(group), dtype=torch.bool)
+                    rows[g * b : (g + 1) * b] = True
+                    value = torch.zeros(b * len(group), model.d_model)
+                    value[g * b : (g + 1) * b] = states[specs[pi].name][i : i + b, li]
+                    edits.append(
+                        Edit.replace(value, layers=[layer_ids[li]], positions=[specs[pi]], rows=rows)
+                    )
+                with model.hooks(edits=edits), torch.inference_mode():
+                    logits = model.model(**inputs).logits[:, -1]
+                forwards += 1
+                m = refusal_logodds(logits, token_ids).view(len(group), b)
+                for g, (li, pi) in enumerate(group):
+                    raw[li, pi] += m[g].sum().item()
+        raw /= n
+    denom = m_clean - m_corrupt
+    effect = (raw - m_corrupt) / denom if abs(denom) > 1e-6 else torch.zeros_like(raw)
+    return PatchingMap(
+        method=f"patch_residual ({mode})",
+        layers=layer_ids,
+        positions=[p.name for p in specs],
+        effect=effect,
+        raw=raw,
+        clean_metric=m_clean,
+        corrupt_metric=m_corrupt,
+        model=model.name,
+        forwards=forwards,
+        seconds=time.perf_counter() - t0,
+        metadata={"n_pairs": n, "mode": mode, "max_rows": max_rows, "degenerate": abs(denom) <= 1e-6},
+    )
+
+
+def attribution_patch(
+    model,
+    clean: list[str],
+    corrupt: list[str],
+    clean_images=None,
+    corrupt_images=None,
+    layers="all",
+    positions="last",
+    batch_size: int = 16,
+) -> PatchingMap:
+    """Attribution patching: the first-order estimate of :func:`patch_residual` from one backward pass."""
+    _check_pairs(clean, corrupt, clean_images, corrupt_images)
+    specs = _positions(positions)
+    layer_ids = resolve_layers(layers, model.n_layers)
+    if model.tokenizer.padding_side != "left":
+        raise InputError("attribution patching assumes left padding (interp's default).")
+    t0 = time.perf_counter()
+    token_ids = refusal_token_ids(model.tokenizer)
+    states = capture(
+        model, clean, images=clean_images, positions=specs, layers=layer_ids, batch_size=batch_size
+    )
+    n = len(corrupt)
+    est = torch.zeros(len(layer_ids), len(specs))
+    clean_m, corrupt_m, forwards = [], [], 1  # the clean capture above
+    for i in range(0, n, batch_size):
+        imgs = None if clean_images is None else clean_images[i : i + batch_size]
+        clean_m.append(
+            _metric(model, model.encode(clean[i : i + batch_size], images=imgs), token_ids=token_ids)
+        )
+        imgs = None if corrupt_images is None else corrupt_images[i : i + batch_size]
+        batch = model.encode(corrupt[i : i + batch_size], images=imgs)
+        with model.hooks(keep_layers=layer_ids) as run, torch.enable_grad():
+            logits = model.model(**batch.inputs).logits[:, -1]
+            m = refusal_logodds(logits, token_ids)
+            kept = [run.kept[layer] for layer in layer_ids]
+            grads = torch.autograd.grad(m.sum(), kept)
+        forwards += 2  # a forward and a backward (about two forwards of compute)
+        corrupt_m.append(m.detach())
+        t = kept[0].shape[1]
+        for li, (h, g) in enumerate(zip(kept, grads, strict=True)):
+            for pi, spec in enumerate(specs):
+                col = t - 1 if spec.kind == "last" else t + spec.index
+                diff = states[spec.name][i : i + len(batch), li].to(h.device) - h[:, col].detach().float()
+                est[li, pi] += (diff * g[:, col].float()).sum().item()
+    m_clean, m_corrupt = torch.cat(clean_m).mean().item(), torch.cat(corrupt_m).mean().item()
+    raw = m_corrupt + est / n
+    denom = m_clean - m_corrupt
+    effect = (raw - m_corrupt) / denom if abs(denom) > 1e-6 else torch.zeros_like(raw)
+    return PatchingMap(
+        method="attribution_patch",
+        layers=layer_ids,
+        positions=[p.name for p in specs],
+        effect=effect,
+        raw=raw,
+        clean_metric=m_clean,
+        corrupt_metric=m_corrupt,
+        model=model.name,
+        forwards=forwards,
+        seconds=time.perf_counter() - t0,
+        metadata={"n_pairs": n, "estimate": "(h_clean - h_corrupt) . grad of the metric at h_corrupt"},
+    )

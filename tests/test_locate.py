@@ -1,0 +1,163 @@
+"""interp.locate on synthetic activations with a planted signal, and on tiny random models."""
+
+import math
+
+import pytest
+import torch
+
+import interp
+from interp.activations import Activations
+from interp.errors import CorruptFileError, InputError, LayerIndexError
+from interp.locate.directions import (
+    projections,
+    refusal_directions,
+    refusal_logodds,
+    refusal_projection,
+    select_direction,
+)
+from interp.locate.probes import probe_layers, probe_transfer
+from interp.locate.profile import LayerProfile, figure
+from interp.locate.similarity import cross_modal_cosine, logit_lens_refusal, safety_gap
+from interp.models.fingerprint import ModelFingerprint
+
+FP = ModelFingerprint("synthetic", "none", "llama", 6, 16, 100, "abc")
+
+
+def planted(n=80, layers=6, d=16, signal_from=3, scale=4.0, seed=0, ids=None):
+    """Harmful rows get +scale on dim 0 from layer ``signal_from`` on; noise elsewhere."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, layers, d, generator=g)
+    labels = ["harmful" if i % 2 == 0 else "harmless" for i in range(n)]
+    y = torch.tensor([lab == "harmful" for lab in labels])
+    x[y, signal_from:, 0] += scale
+    return Activations({"last": x}, list(range(layers)), FP, ids or [str(i) for i in range(n)], labels)
+
+
+def test_probe_finds_the_planted_layers():
+    prof = probe_layers(planted(), folds=5)
+    assert prof.method == "probe" and prof.layers == list(range(6))
+    assert min(prof.scores[3:]) > 0.85 and max(prof.scores[:3]) < 0.75
+    assert max(prof.baseline) < 0.75  # shuffled labels stay near chance
+    assert all(lo <= s <= hi for lo, s, hi in zip(prof.lower, prof.scores, prof.upper, strict=True))
+    assert prof.best_layer >= 3
+
+
+def test_probe_transfer_loses_accuracy_when_the_signal_moves():
+    text = planted(seed=0)
+    image = planted(seed=1)
+    image.tensors["last"][:, :, 0] -= 0  # same distribution: transfer works
+    ok = probe_transfer(text, image)
+    assert min(ok.scores[3:]) > 0.85
+    shifted = planted(seed=2)
+    x = shifted.tensors["last"]
+    x[:, :, [0, 1]] = x[:, :, [1, 0]]  # the image form carries the signal on another axis
+    bad = probe_transfer(text, shifted)
+    assert max(bad.scores[3:]) < 0.7 and min(bad.baseline[3:]) > 0.75
+
+
+def test_directions_and_projection():
+    acts = planted()
+    dirs = refusal_directions(acts)
+    assert dirs.vectors.shape == (6, 16)
+    assert abs(dirs[4][0].item() - 4.0) < 1.0 and dirs.unit(4).norm().item() == pytest.approx(1.0)
+    proj = projections(dirs, acts)
+    assert proj.shape == (80, 6)
+    prof = refusal_projection(dirs, acts, acts)
+    assert prof.baseline == pytest.approx(prof.scores)
+    with pytest.raises(InputError, match="no direction for layer 9"):
+        dirs[9]
+
+
+def test_similarity_views():
+    acts = planted()
+    acts.tensors["last"][:, :, 2] += 4.0  # real hidden states share a large common component
+    gap = safety_gap(acts)
+    assert min(gap.scores[3:]) > max(gap.scores[:3])
+    text, image = planted(seed=0), planted(seed=0)
+    image.tensors["last"] = image.tensors["last"] + 0.1 * torch.randn_like(image.tensors["last"])
+    cos = cross_modal_cosine(text, image)
+    assert min(cos.scores) > 0.9
+
+
+def test_bad_inputs():
+    acts = planted()
+    one_class = Activations({"last": acts["last"]}, acts.layers, FP, acts.prompt_ids, ["harmful"] * 80)
+    with pytest.raises(InputError, match="exactly two classes"):
+        probe_layers(one_class)
+    few = planted(n=6)
+    with pytest.raises(InputError, match="too few prompts per class"):
+        probe_layers(few, folds=5)
+    nan = planted()
+    nan.tensors["last"][3, 2, 1] = float("nan")
+    with pytest.raises(InputError, match="NaN/inf in 1 row"):
+        probe_layers(nan)
+    with pytest.raises(LayerIndexError, match="were not captured"):
+        probe_layers(acts, layers=[7])
+    with pytest.raises(InputError, match="not paired"):
+        cross_modal_cosine(planted(), planted(ids=[f"x{i}" for i in range(80)]))
+    with pytest.raises(InputError, match="not paired"):
+        cross_modal_cosine(planted(), planted(n=20))
+
+
+def test_profile_roundtrip_and_figure(tmp_path):
+    prof = probe_layers(planted(), folds=4)
+    path = prof.save(tmp_path / "p.json")
+    back = LayerProfile.load(path)
+    assert back == prof
+    fig = figure([prof, back], shade=[3, 4, 5])
+    assert len(fig.data) == 6 and fig.layout.xaxis.title.text == "layer"
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(CorruptFileError):
+        LayerProfile.load(tmp_path / "bad.json")
+    with pytest.raises(InputError, match="non-finite"):
+        LayerProfile("m", [0, 1], [0.1, math.nan])
+    with pytest.raises(InputError, match="2 scores for 3 layers"):
+        LayerProfile("m", [0, 1, 2], [0.1, 0.2])
+
+
+def test_refusal_logodds():
+    logits = torch.full((1, 10), -100.0)
+    logits[0, 3] = 0.0
+    logits[0, 4] = 0.0
+    assert refusal_logodds(logits, [3]).item() == pytest.approx(0.0, abs=1e-4)
+
+
+def test_logit_lens_and_selection_on_a_tiny_model(llama):
+    prompts = ["hello there", "tell me a story", "how are you", "what is this"]
+    lens = logit_lens_refusal(llama, prompts)
+    assert len(lens.scores) == llama.n_layers and all(0 <= p <= 1 for p in lens.scores)
+    acts = interp.capture(llama, prompts * 2, labels=["harmful"] * 4 + ["harmless"] * 4, positions="last")
+    acts.tensors["last"][:4] += 1.0  # make the classes differ so the directions are non-zero
+    dirs = refusal_directions(acts)
+    sel = select_direction(llama, dirs, prompts[:2], prompts[2:], exclude_last=0.0)
+    assert len(sel.table) == llama.n_layers and sel.profile.method == "direction_ablation"
+    assert all({"bypass", "induce", "kl", "kept"} <= set(r) for r in sel.table)
+    other = planted()
+    with pytest.raises(InputError, match="not on"):
+        select_direction(llama, refusal_directions(other), prompts[:2], prompts[2:])
+
+
+def test_batched_patching_equals_the_loop_and_attribution_tracks_it(llama):
+    from interp.locate.patching import attribution_patch, patch_residual
+
+    clean = ["how do i build it", "tell me how to do it", "what is the worst", "say it"]
+    corrupt = ["hello there friend", "what a nice day", "tell me a story", "hi"]
+    loop = patch_residual(llama, clean, corrupt, positions=["last", -2], mode="loop")
+    batched = patch_residual(llama, clean, corrupt, positions=["last", -2], max_rows=12)
+    torch.testing.assert_close(batched.raw, loop.raw, rtol=1e-4, atol=1e-4)
+    assert batched.forwards < loop.forwards
+    # patching the last layer's last token reproduces the clean run exactly
+    assert batched.effect[-1, 0].item() == pytest.approx(1.0, abs=1e-4)
+    attr = attribution_patch(llama, clean, corrupt, positions=["last", -2])
+    assert attr.effect.shape == loop.effect.shape
+    # the linear estimate is exact where the metric is linear in the patched state: not in general,
+    # but the maps must agree in sign and ordering on this model
+    corr = torch.corrcoef(torch.stack([attr.effect.flatten(), loop.effect.flatten()]))[0, 1]
+    assert corr > 0.5, corr
+    prof = batched.profile("last")
+    assert prof.layers == list(range(llama.n_layers))
+    assert batched.figure().data[0].type == "heatmap"
+    with pytest.raises(InputError, match="same number"):
+        patch_residual(llama, clean, corrupt[:2])
+    with pytest.raises(InputError, match="negative ints"):
+        patch_residual(llama, clean, corrupt, positions=[2])
