@@ -120,6 +120,12 @@ def _positions(positions) -> list:
     return specs
 
 
+def _normalized(raw: Tensor, m_clean: float, m_corrupt: float) -> Tensor:
+    """(raw - corrupt) / (clean - corrupt); zeros when clean and corrupt do not differ."""
+    denom = m_clean - m_corrupt
+    return (raw - m_corrupt) / denom if abs(denom) > 1e-6 else torch.zeros_like(raw)
+
+
 def _metric(model, batch, edits=(), token_ids=None) -> Float[Tensor, " B"]:
     with model.hooks(edits=list(edits)), torch.inference_mode():
         logits = model.model(**batch.inputs).logits[:, -1]
@@ -217,8 +223,7 @@ def patch_residual(
                 for g, (li, pi) in enumerate(group):
                     raw[li, pi] += m[g].sum().item()
         raw /= n
-    denom = m_clean - m_corrupt
-    effect = (raw - m_corrupt) / denom if abs(denom) > 1e-6 else torch.zeros_like(raw)
+    effect = _normalized(raw, m_clean, m_corrupt)
     return PatchingMap(
         method=f"patch_residual ({mode})",
         layers=layer_ids,
@@ -230,7 +235,12 @@ def patch_residual(
         model=model.name,
         forwards=forwards,
         seconds=time.perf_counter() - t0,
-        metadata={"n_pairs": n, "mode": mode, "max_rows": max_rows, "degenerate": abs(denom) <= 1e-6},
+        metadata={
+            "n_pairs": n,
+            "mode": mode,
+            "max_rows": max_rows,
+            "degenerate": abs(m_clean - m_corrupt) <= 1e-6,
+        },
     )
 
 
@@ -280,8 +290,7 @@ def attribution_patch(
                 est[li, pi] += (diff * g[:, col].float()).sum().item()
     m_clean, m_corrupt = torch.cat(clean_m).mean().item(), torch.cat(corrupt_m).mean().item()
     raw = m_corrupt + est / n
-    denom = m_clean - m_corrupt
-    effect = (raw - m_corrupt) / denom if abs(denom) > 1e-6 else torch.zeros_like(raw)
+    effect = _normalized(raw, m_clean, m_corrupt)
     return PatchingMap(
         method="attribution_patch",
         layers=layer_ids,
