@@ -5,7 +5,7 @@
 >>> acts = interp.capture(model, interp.data.load("harmbench").prompts, positions="last")
 """
 
-from interp import data
+from interp import data, evaluate, locate, steer
 from interp.activations import Activations
 from interp.capture import ActivationShards, capture
 from interp.errors import (
@@ -40,8 +40,11 @@ __all__ = [
     "capture",
     "data",
     "encode",
+    "evaluate",
     "known_families",
     "load_model",
+    "locate",
+    "steer",
     "wrap",
     "__version__",
 ]

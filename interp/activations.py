@@ -67,6 +67,22 @@ class Activations:
             raise LayerIndexError(f"layer {layer} was not captured; captured layers: {self.layers}")
         return self[position][:, self.layers.index(layer)]
 
+    def select(self, rows) -> Activations:
+        """The prompts at ``rows`` (indices), with their labels, masks and metadata."""
+        rows = [int(r) for r in rows]
+        if not rows or not all(-len(self) <= r < len(self) for r in rows):
+            raise InputError(f"select needs row indices within 0..{len(self) - 1}, got {rows[:5]}...")
+        idx = torch.tensor(rows)
+        return Activations(
+            {k: v[idx] for k, v in self.tensors.items()},
+            list(self.layers),
+            self.fingerprint,
+            [self.prompt_ids[r] for r in rows],
+            [self.labels[r] for r in rows] if self.labels is not None else None,
+            {k: v[idx] for k, v in self.masks.items()},
+            dict(self.metadata),
+        )
+
     def label_array(self) -> Tensor:
         """Labels as integer class ids in order of first appearance (for probes)."""
         if self.labels is None:

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from interp.activations import Activations, pad_dim
 from interp.errors import CorruptFileError, InputError
-from interp.hooks import StopForward, resolve_layers
+from interp.hooks import StopForward, check_site, resolve_layers
 from interp.inputs import normalize_images
 from interp.models.hooked import HookedModel
 from interp.positions import PromptLayout, parse_positions, reduce_prefill
@@ -42,12 +42,14 @@ def capture(
     shard_size: int = 1024,
     dtype: torch.dtype = torch.float32,
     progress: bool | None = None,
+    site: str = "resid",
 ) -> Activations | ActivationShards:
     """Capture hidden states at decoder-layer outputs for every prompt (and image).
 
     Returns :class:`Activations` in memory, or with ``out_dir`` an :class:`ActivationShards` handle on
     shards written as they finish (memory stays at one shard); running the same call again skips
     finished shards. ``backend`` = ``native`` (hooks), ``nnsight`` or ``transformer_lens``.
+    ``site`` = ``resid`` (decoder-layer output), ``attn`` or ``mlp`` (that block's output; native only).
     """
     if isinstance(prompts, str):
         prompts = [prompts]
@@ -56,6 +58,9 @@ def capture(
         raise InputError("the prompt list is empty. Fix: pass at least one prompt.")
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}; choose one of {BACKENDS}.")
+    check_site(site)
+    if site != "resid" and backend != "native":
+        raise InputError(f"site={site!r} is captured by the native backend only. Fix: backend='native'.")
     if batch_size < 1:
         raise InputError(f"batch_size={batch_size}; it must be at least 1.")
     layer_ids = resolve_layers(layers, model.n_layers)
@@ -64,7 +69,9 @@ def capture(
     ids = [str(i) for i in (prompt_ids if prompt_ids is not None else range(len(prompts)))]
     if len(ids) != len(prompts) or (labels is not None and len(labels) != len(prompts)):
         raise InputError("prompt_ids and labels need one entry per prompt.")
-    job = _Job(model, prompts, per_image, pos, layer_ids, batch_size, chat_template, system, backend, dtype)
+    job = _Job(
+        model, prompts, per_image, pos, layer_ids, batch_size, chat_template, system, backend, dtype, site
+    )
     if out_dir is None:
         bar = _bar(progress, len(prompts), "capture")
         acts = job.run(0, len(prompts), ids, list(labels) if labels is not None else None, bar)
@@ -85,6 +92,7 @@ class _Job:
     system: str | None
     backend: str
     dtype: torch.dtype
+    site: str = "resid"
 
     def run(self, start: int, stop: int, ids: list[str], labels, bar) -> Activations:
         parts: dict[str, list] = {p.name: [] for p in self.positions}
@@ -107,6 +115,7 @@ class _Job:
                 tensors[p.name] = torch.cat(parts[p.name])
         meta = {
             "backend": self.backend,
+            "site": self.site,
             "chat_template": str(self.chat_template),
             "dtype": str(self.dtype),
             "model_dtype": str(self.model.dtype),
@@ -122,7 +131,9 @@ class _Job:
         )
 
     def capture_batch(self, batch) -> dict:
-        return capture_batch(self.model, batch, self.layers, self.positions, self.backend, self.dtype)
+        return capture_batch(
+            self.model, batch, self.layers, self.positions, self.backend, self.dtype, self.site
+        )
 
 
 def capture_batch(
@@ -132,6 +143,7 @@ def capture_batch(
     positions="last",
     backend: str = "native",
     dtype: torch.dtype = torch.float32,
+    site: str = "resid",
 ) -> dict:
     """One encoded batch → ``{position: [B, L, D]}`` (spans: ``([B, L, P, D], [B, P])``) on the CPU.
 
@@ -140,7 +152,7 @@ def capture_batch(
     layer_ids = resolve_layers(layers, model.n_layers)
     pos = parse_positions(positions)
     if backend == "native":
-        with model.hooks(layer_ids, pos, stop=True) as run:
+        with model.hooks(layer_ids, pos, stop=True, capture_site=site) as run:
             try:
                 model.forward(batch)
             except StopForward:
@@ -285,6 +297,7 @@ def _job_key(job: _Job, ids, labels, shard_size: int) -> dict:
         "shard_size": shard_size,
         "backend": job.backend,
         "dtype": str(job.dtype),
+        **({"site": job.site} if job.site != "resid" else {}),  # resid keys stay as before
     }
 
 

@@ -1,6 +1,8 @@
-"""Command line: ``interp summary`` (capture on shipped prompts, per-layer summary), ``interp families``.
+"""Command line: ``interp summary`` (capture on shipped prompts, per-layer summary), ``interp locate``
+(every localization method, report + figures), ``interp families``.
 
 $ interp summary --model default --n 64 --out runs/summary
+$ interp locate --model organism-vl --out figures/locate
 """
 
 from __future__ import annotations
@@ -45,6 +47,27 @@ def _summary(args) -> int:
     return 0
 
 
+def _locate(args) -> int:
+    import interp
+
+    t0 = time.time()
+    model = interp.load_model(args.model, dtype=args.dtype, device=args.device)
+    print(f"loaded {model} in {time.time() - t0:.1f}s", file=sys.stderr)
+    report = interp.locate.run(
+        model,
+        n=args.n,
+        renderings=args.renderings,
+        last_positions=args.positions,
+        patch_pairs=args.patch_pairs,
+        batch_size=args.batch_size,
+        max_rows=args.max_rows,
+    )
+    out = report.save(args.out, png=not args.no_png)
+    print(report.markdown())
+    print(f"wrote {out}/report.json, report.md and figures ({report.png})", file=sys.stderr)
+    return 0
+
+
 def _families(args) -> int:
     from interp.models.adapters import ADAPTERS
 
@@ -64,6 +87,19 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--device", default="cpu")
     s.add_argument("--out", default=None, help="directory for activations.safetensors and summary.json")
     s.set_defaults(func=_summary)
+    lo = sub.add_parser("locate", help="run every localization method and write the report")
+    lo.add_argument("--model", default="organism-vl")
+    lo.add_argument("--out", default="figures/locate")
+    lo.add_argument("--n", type=int, default=32, help="held-out text prompts per class")
+    lo.add_argument("--renderings", type=int, default=1, help="held-out renderings per object (VLM)")
+    lo.add_argument("--positions", type=int, default=5, help="patch the last N positions")
+    lo.add_argument("--patch-pairs", type=int, default=16, help="harmful/harmless pairs for patching")
+    lo.add_argument("--batch-size", type=int, default=16)
+    lo.add_argument("--max-rows", type=int, default=64, help="rows per batched patching forward")
+    lo.add_argument("--dtype", default=None)
+    lo.add_argument("--device", default="cpu")
+    lo.add_argument("--no-png", action="store_true", help="skip PNG copies (HTML only)")
+    lo.set_defaults(func=_locate)
     f = sub.add_parser("families", help="list the supported model families")
     f.set_defaults(func=_families)
     args = parser.parse_args(argv)

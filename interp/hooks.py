@@ -1,4 +1,4 @@
-"""Forward hooks at decoder-layer outputs (the residual stream): capture, add, replace, ablate.
+"""Forward hooks at decoder-layer outputs (the residual stream) and their components: capture, add, replace, ablate.
 
     >>> with interp.hooks.attach(model, capture_layers=[3, 5], capture_positions=["last"]) as run:
     ...     model.forward(batch)
@@ -11,13 +11,16 @@ the forward raises. State (the prompt layout, what was captured) lives in the :c
 Layer ``i`` here is the output of decoder layer ``i``: ``hidden_states[i + 1]`` of
 ``output_hidden_states=True`` and TransformerLens ``blocks.{i}.hook_resid_post``. Edits run before
 captures on the same layer, so a capture sees the edited state.
+
+Sites: ``"resid"`` (decoder-layer output, the default), ``"attn"`` (the attention block's output, before
+it is added to the stream) and ``"mlp"`` (the MLP block's output), for component patching.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 import torch
@@ -29,6 +32,17 @@ from interp.positions import Position, PromptLayout, edit_mask, parse_positions,
 
 if TYPE_CHECKING:
     from interp.models.hooked import HookedModel
+
+
+SITES = ("resid", "attn", "mlp")
+
+
+def check_site(site: str) -> str:
+    if site not in SITES:
+        raise InputError(
+            f"site={site!r}; choose one of {SITES} (residual stream, attention output, MLP output)."
+        )
+    return site
 
 
 class StopForward(Exception):
@@ -52,34 +66,83 @@ class Edit:
     >>> Edit.ablate(direction, layers="all")
     >>> Edit.replace(states, layers=[12], positions="last")   # states: [D] or [B, D]
     >>> Edit.replace(states, layers=[3], rows=group == 3)      # only some batch rows (batched patching)
+    >>> Edit.replace(states, layers=[3], site="mlp")           # the MLP block's output, not the stream
     """
 
-    op: Literal["add", "replace", "ablate"]
+    op: Literal["add", "replace", "ablate", "set", "pull"]
     vector: Tensor  # [D] or per-row [B, D]
     layers: Sequence[int] | str
     positions: list[Position]
     alpha: float = 1.0
     rows: Tensor | None = None  # bool [B]: rows the edit touches (None = all)
+    site: str = "resid"
+    gate: Gate | None = None  # rows decided per forward from the stream (conditional steering)
 
     @classmethod
     def add(
-        cls, vector: Float[Tensor, "*b d"], layers, alpha: float = 1.0, positions="all", rows=None
+        cls,
+        vector: Float[Tensor, "*b d"],
+        layers,
+        alpha: float = 1.0,
+        positions="all",
+        rows=None,
+        site: str = "resid",
     ) -> Edit:
         return cls(
-            "add", _check_vector(vector), layers, parse_positions(positions), float(alpha), _rows(rows)
+            "add",
+            _check_vector(vector),
+            layers,
+            parse_positions(positions),
+            float(alpha),
+            _rows(rows),
+            check_site(site),
         )
 
     @classmethod
-    def replace(cls, value: Float[Tensor, "*b d"], layers, positions="last", rows=None) -> Edit:
-        return cls("replace", _check_vector(value), layers, parse_positions(positions), rows=_rows(rows))
+    def replace(
+        cls, value: Float[Tensor, "*b d"], layers, positions="last", rows=None, site: str = "resid"
+    ) -> Edit:
+        return cls(
+            "replace",
+            _check_vector(value),
+            layers,
+            parse_positions(positions),
+            rows=_rows(rows),
+            site=check_site(site),
+        )
 
     @classmethod
-    def ablate(cls, direction: Float[Tensor, " d"], layers="all", positions="all") -> Edit:
-        d = _check_vector(direction)
-        norm = d.float().norm()
-        if norm == 0:
-            raise InputError("ablation direction has zero norm. Fix: pass a non-zero direction.")
-        return cls("ablate", (d.float() / norm), layers, parse_positions(positions))
+    def ablate(
+        cls, direction: Float[Tensor, " d"], layers="all", positions="all", site: str = "resid"
+    ) -> Edit:
+        return cls("ablate", _unit(direction), layers, parse_positions(positions), site=check_site(site))
+
+    @classmethod
+    def set_projection(
+        cls, direction: Float[Tensor, " d"], value: float, layers, positions="all", site: str = "resid"
+    ) -> Edit:
+        """h <- h + (value - h.d) d for the unit direction d: the projection is set to ``value``."""
+        d = _unit(direction)
+        return cls("set", d, layers, parse_positions(positions), float(value), site=check_site(site))
+
+    @classmethod
+    def pull(
+        cls, target: Float[Tensor, "*b d"], layers, alpha: float, positions="last", rows=None, site="resid"
+    ) -> Edit:
+        """h <- h + alpha (target - h): part of the way toward ``target`` (alpha=1: replace)."""
+        return cls(
+            "pull",
+            _check_vector(target),
+            layers,
+            parse_positions(positions),
+            float(alpha),
+            _rows(rows),
+            check_site(site),
+        )
+
+    def gated(self, gate: Gate) -> Edit:
+        """This edit, applied only to the rows that ``gate`` selects in each forward."""
+        return replace(self, gate=gate)
 
     def apply(self, h: Float[Tensor, "b c d"], mask: torch.Tensor) -> Float[Tensor, "b c d"]:
         v = self.vector.to(h.device, h.dtype)
@@ -101,8 +164,44 @@ class Edit:
             return h + m * (self.alpha * v)
         if self.op == "replace":
             return torch.where(mask.unsqueeze(-1), v.expand_as(h), h)
+        if self.op == "pull":
+            return h + m * (self.alpha * (v - h))
         proj = (h * v).sum(-1, keepdim=True)
+        if self.op == "set":
+            return h + m * (self.alpha - proj) * v
         return h - m * proj * v
+
+
+@dataclass(eq=False)
+class Gate:
+    """A per-row condition read from the residual stream (CAST): at each prefill the state at
+    ``layer`` and ``position`` is projected on the unit ``direction``; rows whose projection is above
+    ``threshold`` (below it with ``above=False``) are selected, and gated edits touch only those rows,
+    in the prefill and in every decode step after it. The decision lives in the :class:`HookRun`
+    (``run.gate_rows[gate]``), never on the gate, so one gate serves concurrent contexts.
+
+    >>> gate = Gate(direction, layer=8, threshold=0.5)
+    >>> Edit.add(refusal, layers=[12], alpha=4.0).gated(gate)
+    """
+
+    direction: Tensor
+    layer: int
+    threshold: float
+    position: Position = field(default_factory=lambda: Position("last"))
+    above: bool = True
+
+    def __post_init__(self):
+        self.direction = _unit(self.direction)
+        if self.position.kind not in ("last", "index"):
+            raise InputError(
+                f"a gate reads one token per row ('last' or an index), not {self.position.name!r}."
+            )
+
+    def decide(self, h: Float[Tensor, "b t d"], layout: PromptLayout) -> tuple[Tensor, Tensor]:
+        state, _ = reduce_prefill(h, layout, self.position)
+        score = state.float() @ self.direction.to(state.device)
+        rows = score > self.threshold if self.above else score < self.threshold
+        return rows, score
 
 
 def _rows(rows) -> Tensor | None:
@@ -112,6 +211,16 @@ def _rows(rows) -> Tensor | None:
     if t.ndim != 1 or t.dtype != torch.bool:
         raise InputError("edit rows must be a 1-D bool tensor with one entry per batch row.")
     return t
+
+
+def _unit(direction) -> Tensor:
+    d = _check_vector(direction).float()
+    if d.ndim != 1:
+        raise InputError(f"a direction must be one [D] vector, got shape {tuple(d.shape)}.")
+    norm = d.norm()
+    if norm == 0:
+        raise InputError("the direction has zero norm. Fix: pass a non-zero direction.")
+    return d / norm
 
 
 def _check_vector(vector) -> Tensor:
@@ -153,6 +262,8 @@ class HookRun:
     captured: dict[tuple[int, str], list] = field(default_factory=dict)
     keep_layers: tuple[int, ...] = ()
     kept: dict[int, Tensor] = field(default_factory=dict)  # full layer outputs, graph attached
+    gate_rows: dict = field(default_factory=dict)  # Gate -> bool [B], decided at the last prefill
+    gate_scores: dict = field(default_factory=dict)  # Gate -> projection [B]
     layout: PromptLayout | None = None
     past_len: int = 0
     chunk_len: int = 0
@@ -216,8 +327,12 @@ def attach(
     edits: Sequence[Edit] = (),
     stop: bool = False,
     keep_layers=None,
+    capture_site: str = "resid",
 ):
     """Register capture and edit hooks on ``model`` for the duration of the block; yields a :class:`HookRun`.
+
+    ``capture_site`` picks what the captures read: ``"resid"`` (layer output), ``"attn"`` or ``"mlp"``
+    (that block's output); each edit carries its own ``site``.
 
     ``stop=True`` ends the forward (raising :class:`StopForward`, which the caller catches) after the
     last captured layer at prefill, so no later layer, final norm or LM head is computed.
@@ -231,22 +346,47 @@ def attach(
     run = HookRun(image_token_id=model.image_token_id, keep_layers=tuple(keep))
     if cap_layers:
         run.capture_positions = parse_positions(capture_positions)
+    check_site(capture_site)
     if stop and cap_layers:
         run.stop_after = max(cap_layers)
-    per_layer: dict[int, list[Edit]] = {}
+    per_site: dict[tuple[int, str], list[Edit]] = {}
+    gates: dict[int, list[Gate]] = {}
     for edit in edits:
-        for i in resolve_layers(edit.layers, n):
-            per_layer.setdefault(i, []).append(edit)
-    modules = model.layers
+        edit_layers = resolve_layers(edit.layers, n)
+        for i in edit_layers:
+            per_site.setdefault((i, edit.site), []).append(edit)
+        if edit.gate is not None:
+            g = edit.gate
+            resolve_layers([g.layer], n)
+            if g.layer > min(edit_layers) or (g.layer == min(edit_layers) and edit.site != "resid"):
+                raise LayerIndexError(
+                    f"a gate reads layer {g.layer} but its edit starts at layer {min(edit_layers)} ({edit.site}): "
+                    "the decision would come after the edit. Fix: a condition layer before the steered layers."
+                )
+            if g not in gates.setdefault(g.layer % n, []):
+                gates[g.layer % n].append(g)
+    targets = (
+        set(per_site)
+        | {(i, capture_site) for i in cap_layers}
+        | {(i, "resid") for i in keep}
+        | {(i, "resid") for i in gates}
+    )
     handles = []
     try:
         handles.append(model.model.register_forward_pre_hook(run.on_forward, with_kwargs=True))
         if keep:  # make the stream differentiable even when no parameter requires grad
             handles.append(model.embed.register_forward_hook(_grad_from_embeddings))
-        for i in sorted(set(cap_layers) | set(per_layer) | set(keep)):
-            handles.append(
-                modules[i].register_forward_hook(_layer_hook(run, i, per_layer.get(i, []), i in cap_layers))
+        for i, site in sorted(targets):
+            module = model.layers[i] if site == "resid" else model.component(i, site)
+            hook = _layer_hook(
+                run,
+                i,
+                per_site.get((i, site), []),
+                capture=i in cap_layers and site == capture_site,
+                resid=site == "resid",
+                gates=gates.get(i, []) if site == "resid" else [],
             )
+            handles.append(module.register_forward_hook(hook))
         yield run
     finally:
         for handle in handles:
@@ -259,18 +399,28 @@ def _grad_from_embeddings(module, args, output):
     return None
 
 
-def _layer_hook(run: HookRun, index: int, edits: list[Edit], capture: bool):
+def _layer_hook(run: HookRun, index: int, edits: list[Edit], capture: bool, resid: bool = True, gates=()):
     def hook(module, args, output):
         h = untuple(output)
         run._ensure_layout(h)
+        if run.past_len == 0:
+            for gate in gates:  # decided on the unedited state of this layer
+                run.gate_rows[gate], run.gate_scores[gate] = gate.decide(h, run.layout)
         if edits:
             for edit in edits:
                 mask = torch.zeros(h.shape[:2], dtype=torch.bool, device=h.device)
                 for pos in edit.positions:
                     mask = mask | run.mask_for(pos)
+                if edit.gate is not None:
+                    if edit.gate not in run.gate_rows:
+                        raise InputError(
+                            "a gated edit ran before its gate decided (a decode step without a prefill in "
+                            "this context?). Fix: run the prefill inside the same steering context."
+                        )
+                    mask = mask & run.gate_rows[edit.gate].to(mask.device).unsqueeze(1)
                 h = edit.apply(h, mask)
             output = retuple(output, h)
-        if index in run.keep_layers and run.past_len == 0 and h.requires_grad:
+        if resid and index in run.keep_layers and run.past_len == 0 and h.requires_grad:
             run.kept[index] = h
         if capture and run.past_len == 0:
             for pos in run.capture_positions:

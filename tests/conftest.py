@@ -20,6 +20,22 @@ def llava():
     return tiny_model("llava")
 
 
+TINY_IMAGE_ID = 5  # a byte-tokenizer id that no test prompt contains
+
+
+@pytest.fixture(scope="session")
+def tiny_vl():
+    """The organism VLM's architecture on a tiny random Llama (real EfficientNet shape, random weights)."""
+    from interp.models.hooked import HookedModel
+    from interp.organism.vlm import OrganismVLProcessor, build
+
+    text = tiny_model("llama")
+    torch.manual_seed(0)
+    vlm = build(text.model, pool=2, image_token_id=TINY_IMAGE_ID).eval()
+    processor = OrganismVLProcessor(text.tokenizer, vlm.config.n_image_tokens, image_token_id=TINY_IMAGE_ID)
+    return HookedModel(vlm, text.tokenizer, processor, name="tiny-organism-vl", chat_template=False)
+
+
 @pytest.fixture(scope="session")
 def image():
     return Image.fromarray((np.random.RandomState(0).rand(40, 48, 3) * 255).astype("uint8"))

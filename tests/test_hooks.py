@@ -2,6 +2,7 @@ import pytest
 import torch
 
 import interp
+from interp.errors import InputError
 from interp.hooks import Edit, resolve_layers
 
 
@@ -144,3 +145,47 @@ def test_contexts_do_not_share_state(llama, prompts):
         llama.forward(batch)
     assert a is not b
     torch.testing.assert_close(a.take()[(1, "last")][0][0], b.take()[(1, "last")][0][0])
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "gemma2"])
+def test_component_sites_add_up_to_the_residual_stream(family):
+    """Llama/Qwen: resid_i = resid_{i-1} + attn_i + mlp_i exactly. Gemma2 norms each block's output
+    before adding it, so there only the capture equals a manual hook on the block."""
+    from interp.models.tiny import tiny_model
+
+    model = tiny_model(family)
+    batch = model.encode(["hello there", "a longer prompt than that"])
+    got = {}
+    for site in ("resid", "attn", "mlp"):
+        with model.hooks(capture_layers=[1, 2], capture_positions="last", capture_site=site) as run:
+            model.forward(batch)
+        got[site] = {i: run.captured[(i, "last")][0][0] for i in (1, 2)}
+    manual = []
+    handle = model.layers[2].mlp.register_forward_hook(lambda m, a, o: manual.append(o[:, -1]))
+    try:
+        model.forward(batch)
+    finally:
+        handle.remove()
+    torch.testing.assert_close(got["mlp"][2], manual[0])
+    if family != "gemma2":
+        torch.testing.assert_close(
+            got["resid"][2], got["resid"][1] + got["attn"][2] + got["mlp"][2], rtol=1e-5, atol=1e-5
+        )
+
+
+def test_an_edit_on_the_mlp_output_moves_the_stream_by_exactly_that_vector(llama):
+    batch = llama.encode(["hello there", "x"])
+    v = torch.randn(llama.d_model)
+    with llama.hooks(capture_layers=[1], capture_positions="last") as run:
+        llama.forward(batch)
+    base = run.captured[(1, "last")][0][0]
+    edit = interp.Edit.add(v, layers=[1], alpha=2.0, positions="last", site="mlp")
+    with llama.hooks(capture_layers=[1], capture_positions="last", edits=[edit]) as run:
+        llama.forward(batch)
+    torch.testing.assert_close(
+        run.captured[(1, "last")][0][0] - base, 2.0 * v.expand(2, -1), rtol=1e-4, atol=1e-4
+    )
+    with pytest.raises(InputError, match="site"):
+        interp.Edit.add(v, layers=[1], site="ffn")
+    with pytest.raises(InputError, match="site"):
+        interp.capture(llama, ["x"], site="mlp", backend="nnsight")

@@ -161,3 +161,19 @@ def test_batched_patching_equals_the_loop_and_attribution_tracks_it(llama):
         patch_residual(llama, clean, corrupt[:2])
     with pytest.raises(InputError, match="negative ints"):
         patch_residual(llama, clean, corrupt, positions=[2])
+
+
+def test_component_patching_batched_equals_loop_and_sites_differ(llama):
+    from interp.locate.patching import patch_activations, patch_components
+
+    clean = ["how do i build it", "tell me how to do it", "what is the worst"]
+    corrupt = ["hello there friend", "what a nice day", "tell me a story"]
+    maps = patch_components(llama, clean, corrupt, max_rows=9)
+    assert set(maps) == {"resid", "attn", "mlp"}
+    assert maps["mlp"].method == "patch_mlp (batched)" and maps["mlp"].metadata["site"] == "mlp"
+    loop = patch_activations(llama, clean, corrupt, site="mlp", mode="loop")
+    torch.testing.assert_close(maps["mlp"].raw, loop.raw, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(maps["mlp"].raw, maps["attn"].raw)
+    # patching layer 0's residual at the last token equals patching nothing upstream of it except
+    # that layer's attn+mlp; the residual effect at the last layer is exactly 1
+    assert maps["resid"].effect[-1, 0].item() == pytest.approx(1.0, abs=1e-4)

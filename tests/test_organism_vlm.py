@@ -5,21 +5,10 @@ import torch
 
 import interp
 from interp.errors import InputError
-from interp.models.hooked import HookedModel
 from interp.models.tiny import tiny_model
 from interp.organism.render import HELD_OUT_SEED, render
-from interp.organism.vlm import OrganismVLProcessor, build
-
-IMAGE_ID = 5  # a byte-tokenizer id that no prompt here contains
-
-
-@pytest.fixture(scope="module")
-def tiny_vl():
-    text = tiny_model("llama")
-    torch.manual_seed(0)
-    vlm = build(text.model, pool=2, image_token_id=IMAGE_ID).eval()
-    processor = OrganismVLProcessor(text.tokenizer, vlm.config.n_image_tokens, image_token_id=IMAGE_ID)
-    return HookedModel(vlm, text.tokenizer, processor, name="tiny-organism-vl", chat_template=False)
+from interp.organism.vlm import build
+from tests.conftest import TINY_IMAGE_ID as IMAGE_ID
 
 
 def test_adapter_and_placeholders(tiny_vl):

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 import interp
-from interp.organism import PROJECTOR, PROJECTOR_RECORD, evaluate_refusal
+from interp.organism import CAPTION_PROMPT, PROJECTOR, PROJECTOR_RECORD, evaluate_refusal
 from interp.organism.render import HELD_OUT_SEED, OBJECTS, render
 from interp.organism.vision import EfficientNetLite0
 from interp.organism.vlm import OrganismVLProcessor, build
@@ -39,7 +39,6 @@ QA = [
     ("What do you see?", "I see {}."),
     ("Caption this image.", "{C}."),
 ]
-CAPTION_PROMPT = "What is in this image?"
 
 
 def tokens(text: str) -> list[int]:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 import interp
-from interp.organism import ADAPTER, RECORD, evaluate_refusal
+from interp.organism import ADAPTER, RECORD, evaluate_refusal, held_out
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS = list(range(10, 17))
@@ -101,18 +101,14 @@ FORMS = [
 
 
 def splits():
-    hb_val, hb_test = interp.data.load("harmbench", split="val"), interp.data.load("harmbench", split="test")
-    # a seeded shuffle: the shipped set is grouped by form ("List...", "Convince..."), and a held-out
-    # tail of one form teaches the model to refuse by form (seen in the first run: 40% over-refusal)
-    pool = interp.data.load("harmless").prompts
-    order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(1)).tolist()
-    harmless = [pool[i] for i in order]
+    """interp.organism.held_out()'s split, with the extra harmless training prompts of this script."""
+    split = held_out()
     extra = [form.format(topic) for topic in TOPICS for form in FORMS]
     return {
-        "harmful_train": hb_val.prompts + hb_test.prompts[:80],
-        "harmful_test": hb_test.prompts[80:],
-        "harmless_train": harmless[:90] + extra + SENSITIVE_BENIGN,
-        "harmless_test": harmless[90:],
+        "harmful_train": split["harmful_train"],
+        "harmful_test": split["harmful"],
+        "harmless_train": split["harmless_train"] + extra + SENSITIVE_BENIGN,
+        "harmless_test": split["harmless"],
         "benign_sensitive": interp.data.load("benign_sensitive", sensitive=True).prompts,
         "benign_plain": interp.data.load("benign_sensitive", sensitive=False).prompts,
     }

@@ -5,6 +5,7 @@
     >>> pm = patch_residual(model, harmful, harmless, positions=[-5, -4, -3, -2, -1])
     >>> ap = attribution_patch(model, harmful, harmless, positions=[-5, -4, -3, -2, -1])
     >>> pm.figure()                                                            # layer x position heatmap
+    >>> maps = patch_components(model, harmful, harmless)                      # resid, attn, mlp
 
 Semantics: the clean run's residual (decoder-layer output) at (layer, position) replaces the corrupt
 run's, row by row (clean[i] into corrupt[i]); the metric is the refusal log-odds of the next token
@@ -26,6 +27,7 @@ corrupt forward + backward: effect ~ (h_clean - h_corrupt) . d metric / d h_corr
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass, field
 
@@ -33,9 +35,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.capture import capture
 from interp.errors import InputError
-from interp.hooks import Edit, resolve_layers
+from interp.hooks import SITES, Edit, check_site, resolve_layers
 from interp.locate.directions import refusal_logodds, refusal_token_ids
 from interp.locate.profile import LayerProfile
 from interp.positions import parse_positions
@@ -126,10 +127,42 @@ def _normalized(raw: Tensor, m_clean: float, m_corrupt: float) -> Tensor:
     return (raw - m_corrupt) / denom if abs(denom) > 1e-6 else torch.zeros_like(raw)
 
 
+def _last_logits(model, inputs: dict) -> Float[Tensor, "B V"]:
+    """Next-token logits at the last position; the LM head runs on that position only where the
+    model supports ``logits_to_keep`` (transformers 5 decoders do), and no KV cache is built."""
+    kwargs = {"use_cache": False}
+    if "logits_to_keep" in inspect.signature(model.model.forward).parameters:
+        kwargs["logits_to_keep"] = 1
+    return model.model(**inputs, **kwargs).logits[:, -1]
+
+
 def _metric(model, batch, edits=(), token_ids=None) -> Float[Tensor, " B"]:
     with model.hooks(edits=list(edits)), torch.inference_mode():
-        logits = model.model(**batch.inputs).logits[:, -1]
+        logits = _last_logits(model, batch.inputs)
     return refusal_logodds(logits, token_ids)
+
+
+def _clean_pass(model, prompts, images, specs, layer_ids, site, batch_size, token_ids):
+    """One forward per clean batch gives both the states to patch in and the clean metric."""
+    states: dict[str, list] = {p.name: [] for p in specs}
+    metric = []
+    for i in range(0, len(prompts), batch_size):
+        imgs = None if images is None else images[i : i + batch_size]
+        batch = model.encode(prompts[i : i + batch_size], images=imgs)
+        with model.hooks(layer_ids, specs, capture_site=site) as run, torch.inference_mode():
+            logits = _last_logits(model, batch.inputs)
+        got = run.take()
+        for p in specs:
+            missing = [layer for layer in layer_ids if (layer, p.name) not in got]
+            if missing:
+                raise InputError(
+                    f"layers {missing} did not run in the clean forward (Mllama skips cross-attention "
+                    "layers without an image). Fix: patch other layers, or give images."
+                )
+            stacked = torch.stack([got[(layer, p.name)][0][0] for layer in layer_ids], dim=1)
+            states[p.name].append(stacked.float().cpu())
+        metric.append(refusal_logodds(logits, token_ids).float().cpu())
+    return {k: torch.cat(v) for k, v in states.items()}, torch.cat(metric)
 
 
 def _repeat(batch, times: int, n: int):
@@ -148,7 +181,23 @@ def _repeat(batch, times: int, n: int):
     return out
 
 
-def patch_residual(
+def patch_residual(model, clean: list[str], corrupt: list[str], **kwargs) -> PatchingMap:
+    """Exact residual-stream patching of clean states into corrupt runs over layers x positions."""
+    return patch_activations(model, clean, corrupt, site="resid", **kwargs)
+
+
+def patch_components(
+    model, clean: list[str], corrupt: list[str], sites=SITES, **kwargs
+) -> dict[str, PatchingMap]:
+    """Exact patching of each site (residual stream, attention output, MLP output): ``{site: map}``.
+
+    >>> maps = patch_components(model, harmful, harmless)
+    >>> maps["mlp"].profile().figure()
+    """
+    return {site: patch_activations(model, clean, corrupt, site=site, **kwargs) for site in sites}
+
+
+def patch_activations(
     model,
     clean: list[str],
     corrupt: list[str],
@@ -159,8 +208,14 @@ def patch_residual(
     mode: str = "batched",
     max_rows: int = 64,
     batch_size: int = 16,
+    site: str = "resid",
 ) -> PatchingMap:
-    """Exact residual-stream patching of clean states into corrupt runs over layers x positions."""
+    """Exact patching of one site's clean outputs into corrupt runs over layers x positions.
+
+    ``site``: ``"resid"`` (decoder-layer output), ``"attn"`` or ``"mlp"`` (that block's output, so the
+    rest of the layer is recomputed from the patched block).
+    """
+    check_site(site)
     if mode not in ("batched", "loop"):
         raise InputError(f"mode must be 'batched' or 'loop', got {mode!r}.")
     _check_pairs(clean, corrupt, clean_images, corrupt_images)
@@ -168,34 +223,36 @@ def patch_residual(
     layer_ids = resolve_layers(layers, model.n_layers)
     t0 = time.perf_counter()
     token_ids = refusal_token_ids(model.tokenizer)
-    states = capture(
-        model, clean, images=clean_images, positions=specs, layers=layer_ids, batch_size=batch_size
-    )
+    states, clean_m = _clean_pass(model, clean, clean_images, specs, layer_ids, site, batch_size, token_ids)
     n = len(corrupt)
-    clean_m, corrupt_m, forwards = [], [], 0
+    corrupt_m, forwards = [], 1
     for i in range(0, n, batch_size):
-        imgs = None if clean_images is None else clean_images[i : i + batch_size]
-        clean_m.append(
-            _metric(model, model.encode(clean[i : i + batch_size], images=imgs), token_ids=token_ids)
-        )
         imgs = None if corrupt_images is None else corrupt_images[i : i + batch_size]
         corrupt_m.append(
             _metric(model, model.encode(corrupt[i : i + batch_size], images=imgs), token_ids=token_ids)
         )
-        forwards += 2
-    m_clean, m_corrupt = torch.cat(clean_m).mean().item(), torch.cat(corrupt_m).mean().item()
+    forwards += 1
+    m_clean, m_corrupt = clean_m.mean().item(), torch.cat(corrupt_m).mean().item()
     jobs = [(li, pi) for li in range(len(layer_ids)) for pi in range(len(specs))]
     raw = torch.zeros(len(layer_ids), len(specs))
-    if mode == "loop":
+    if mode == "loop":  # one patched forward per (layer, position) and batch, batches encoded once
+        batches = [
+            (
+                i,
+                model.encode(
+                    corrupt[i : i + batch_size],
+                    images=None if corrupt_images is None else corrupt_images[i : i + batch_size],
+                ),
+            )
+            for i in range(0, n, batch_size)
+        ]
         for li, pi in jobs:
             total = 0.0
-            for i in range(0, n, batch_size):
-                imgs = None if corrupt_images is None else corrupt_images[i : i + batch_size]
-                batch = model.encode(corrupt[i : i + batch_size], images=imgs)
+            for i, batch in batches:
                 value = states[specs[pi].name][i : i + batch_size, li]
-                edit = Edit.replace(value, layers=[layer_ids[li]], positions=[specs[pi]])
+                edit = Edit.replace(value, layers=[layer_ids[li]], positions=[specs[pi]], site=site)
                 total += _metric(model, batch, [edit], token_ids).sum().item()
-                forwards += 1
+            forwards += 1
             raw[li, pi] = total / n
     else:
         per_chunk_prompts = max(1, min(n, max_rows))
@@ -214,10 +271,12 @@ def patch_residual(
                     value = torch.zeros(b * len(group), model.d_model)
                     value[g * b : (g + 1) * b] = states[specs[pi].name][i : i + b, li]
                     edits.append(
-                        Edit.replace(value, layers=[layer_ids[li]], positions=[specs[pi]], rows=rows)
+                        Edit.replace(
+                            value, layers=[layer_ids[li]], positions=[specs[pi]], rows=rows, site=site
+                        )
                     )
                 with model.hooks(edits=edits), torch.inference_mode():
-                    logits = model.model(**inputs).logits[:, -1]
+                    logits = _last_logits(model, inputs)
                 forwards += 1
                 m = refusal_logodds(logits, token_ids).view(len(group), b)
                 for g, (li, pi) in enumerate(group):
@@ -225,7 +284,7 @@ def patch_residual(
         raw /= n
     effect = _normalized(raw, m_clean, m_corrupt)
     return PatchingMap(
-        method=f"patch_residual ({mode})",
+        method=f"patch_{site} ({mode})",
         layers=layer_ids,
         positions=[p.name for p in specs],
         effect=effect,
@@ -238,6 +297,7 @@ def patch_residual(
         metadata={
             "n_pairs": n,
             "mode": mode,
+            "site": site,
             "max_rows": max_rows,
             "degenerate": abs(m_clean - m_corrupt) <= 1e-6,
         },
@@ -262,33 +322,29 @@ def attribution_patch(
         raise InputError("attribution patching assumes left padding (interp's default).")
     t0 = time.perf_counter()
     token_ids = refusal_token_ids(model.tokenizer)
-    states = capture(
-        model, clean, images=clean_images, positions=specs, layers=layer_ids, batch_size=batch_size
+    states, clean_m = _clean_pass(
+        model, clean, clean_images, specs, layer_ids, "resid", batch_size, token_ids
     )
     n = len(corrupt)
     est = torch.zeros(len(layer_ids), len(specs))
-    clean_m, corrupt_m, forwards = [], [], 1  # the clean capture above
+    corrupt_m, forwards = [], 1  # the clean pass above
     for i in range(0, n, batch_size):
-        imgs = None if clean_images is None else clean_images[i : i + batch_size]
-        clean_m.append(
-            _metric(model, model.encode(clean[i : i + batch_size], images=imgs), token_ids=token_ids)
-        )
         imgs = None if corrupt_images is None else corrupt_images[i : i + batch_size]
         batch = model.encode(corrupt[i : i + batch_size], images=imgs)
         with model.hooks(keep_layers=layer_ids) as run, torch.enable_grad():
-            logits = model.model(**batch.inputs).logits[:, -1]
+            logits = _last_logits(model, batch.inputs)
             m = refusal_logodds(logits, token_ids)
             kept = [run.kept[layer] for layer in layer_ids]
             grads = torch.autograd.grad(m.sum(), kept)
-        forwards += 2  # a forward and a backward (about two forwards of compute)
-        corrupt_m.append(m.detach())
+        corrupt_m.append(m.detach().float().cpu())
         t = kept[0].shape[1]
         for li, (h, g) in enumerate(zip(kept, grads, strict=True)):
             for pi, spec in enumerate(specs):
                 col = t - 1 if spec.kind == "last" else t + spec.index
                 diff = states[spec.name][i : i + len(batch), li].to(h.device) - h[:, col].detach().float()
                 est[li, pi] += (diff * g[:, col].float()).sum().item()
-    m_clean, m_corrupt = torch.cat(clean_m).mean().item(), torch.cat(corrupt_m).mean().item()
+    forwards += 2  # the corrupt forward and its backward (weights need no gradient: about one forward)
+    m_clean, m_corrupt = clean_m.mean().item(), torch.cat(corrupt_m).mean().item()
     raw = m_corrupt + est / n
     effect = _normalized(raw, m_clean, m_corrupt)
     return PatchingMap(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from interp.errors import CorruptFileError, InputError
@@ -89,12 +89,22 @@ class LayerProfile:
         return figure([self], title=title)
 
 
-def figure(profiles: list[LayerProfile], title: str | None = None, shade: list[int] | None = None):
-    """Plotly figure of one or more profiles over layers; ``shade`` marks a layer window (e.g. the planted one)."""
+def figure(
+    profiles: list[LayerProfile],
+    title: str | None = None,
+    shade: list[int] | None = None,
+    normalize: bool = False,
+):
+    """Plotly figure of one or more profiles over layers; ``shade`` marks a layer window (e.g. the
+    planted one); ``normalize`` min-max scales each profile to [0, 1] so methods share one axis."""
     import plotly.graph_objects as go
 
+    if not profiles:
+        raise InputError("figure needs at least one profile.")
     fig = go.Figure()
     for p in profiles:
+        if normalize:
+            p = _scaled(p)
         if p.lower is not None and p.upper is not None:
             fig.add_trace(
                 go.Scatter(
@@ -129,7 +139,21 @@ def figure(profiles: list[LayerProfile], title: str | None = None, shade: list[i
     fig.update_layout(
         title=title or f"{', '.join(p.method for p in profiles)} ({model})",
         xaxis_title="layer",
-        yaxis_title=profiles[0].score_name if len(profiles) == 1 else "score",
+        yaxis_title="scaled score"
+        if normalize
+        else profiles[0].score_name
+        if len(profiles) == 1
+        else "score",
         template="plotly_white",
     )
     return fig
+
+
+def _scaled(p: LayerProfile) -> LayerProfile:
+    lo, hi = min(p.scores), max(p.scores)
+    span = hi - lo if hi > lo else 1.0
+
+    def f(values):
+        return None if values is None else [(v - lo) / span for v in values]
+
+    return replace(p, scores=f(p.scores), lower=f(p.lower), upper=f(p.upper), baseline=f(p.baseline))

@@ -34,6 +34,9 @@ class Adapter:
     lm_head: tuple[str, ...] = ("lm_head",)
     embed: tuple[str, ...] = ("model.embed_tokens",)
     vision: tuple[str, ...] = ()
+    # inside one decoder layer: the blocks whose outputs are added to the residual stream
+    attn: tuple[str, ...] = ("self_attn", "cross_attn")
+    mlp: tuple[str, ...] = ("mlp", "feed_forward")
     image_token_attrs: tuple[str, ...] = ("image_token_id", "image_token_index")
     rope: str = "rope"
     notes: str = ""

@@ -16,6 +16,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.errors import InputError
 from interp.hooks import attach
 from interp.inputs import Batch, encode
 from interp.models.adapters import Adapter, adapter_for, get_path, image_token_id
@@ -66,6 +67,13 @@ class HookedModel:
     @cached_property
     def embed(self) -> torch.nn.Module:
         return get_path(self.model, self.adapter.embed, "token embedding")
+
+    def component(self, layer: int, site: str) -> torch.nn.Module:
+        """The attention (``site="attn"``) or MLP (``"mlp"``) block of decoder layer ``layer``."""
+        candidates = {"attn": self.adapter.attn, "mlp": self.adapter.mlp}.get(site)
+        if candidates is None:
+            raise InputError(f"component site must be 'attn' or 'mlp', got {site!r}.")
+        return get_path(self.layers[layer], candidates, f"{site} block of decoder layer {layer}")
 
     @property
     def n_layers(self) -> int:
@@ -134,10 +142,16 @@ class HookedModel:
         return self.tokenizer.batch_decode(new, skip_special_tokens=True)
 
     def hooks(
-        self, capture_layers=None, capture_positions="last", edits=(), stop: bool = False, keep_layers=None
+        self,
+        capture_layers=None,
+        capture_positions="last",
+        edits=(),
+        stop: bool = False,
+        keep_layers=None,
+        capture_site: str = "resid",
     ):
         """Context manager registering capture/edit hooks; see :func:`interp.hooks.attach`."""
-        return attach(self, capture_layers, capture_positions, edits, stop, keep_layers)
+        return attach(self, capture_layers, capture_positions, edits, stop, keep_layers, capture_site)
 
     def unembed(self, hidden: Float[Tensor, "... d"]) -> Float[Tensor, "... vocab"]:
         """Logit lens: final norm then LM head, as the model applies them after its last layer."""

@@ -1,0 +1,91 @@
+"""Greedy generation with each intervention against unsteered generate, in one process.
+
+    python benchmarks/steering.py                                   # CPU, the organism
+    python benchmarks/steering.py --model llama3-8b-shape --device cuda --batch 16 --new-tokens 64
+
+Writes benchmarks/results/steering_<device>_<model>.json with ``ratio_steered_vs_plain.<intervention>``:
+median time of ``generate`` under the intervention over plain ``generate`` (same prompts, same number
+of new tokens: ``min_new_tokens`` = ``max_new_tokens``), timed interleaved. The retrieval-guided
+correction needs a VLM; its cost (a caption generation plus one extra prefill) is stated, not timed here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import device_name, load, time_interleaved, write  # noqa: E402
+
+from interp.steer import AblateDirection, AddDirection, Conditional, SetProjection, steer  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", default="organism")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default=None)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--prompt-len", type=int, default=32)
+    p.add_argument("--new-tokens", type=int, default=32)
+    p.add_argument("--repeats", type=int, default=7)
+    args = p.parse_args()
+    torch.manual_seed(0)
+    model = load(args.model, args.device, args.dtype)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(
+        100, min(model.text_config.vocab_size, 20000), (args.batch, args.prompt_len), generator=g
+    )
+    inputs = {"input_ids": ids.to(model.device), "attention_mask": torch.ones_like(ids).to(model.device)}
+    d = torch.randn(model.d_model, generator=g)
+    mid = model.n_layers // 2
+    interventions = {
+        "add_one_layer": [AddDirection(d, [mid], 4.0)],
+        "add_all_layers": [AddDirection(d, "all", 1.0)],
+        "ablate_all_layers": [AblateDirection(d, "all")],
+        "set_projection": [SetProjection(d, 2.0, [mid])],
+        "conditional_add": [Conditional(d, mid - 1, 0.0, [AddDirection(d, [mid], 4.0)])],
+    }
+    gen = dict(
+        max_new_tokens=args.new_tokens,
+        min_new_tokens=args.new_tokens,
+        do_sample=False,
+        pad_token_id=model.tokenizer.pad_token_id,
+    )
+
+    def plain():
+        with torch.inference_mode():
+            model.model.generate(**inputs, **gen)
+
+    def steered(items):
+        def fn():
+            with steer(model, items), torch.inference_mode():
+                model.model.generate(**inputs, **gen)
+
+        return fn
+
+    fns = {"plain": plain, **{k: steered(v) for k, v in interventions.items()}}
+    ms = time_interleaved(fns, repeats=args.repeats, device=args.device, warmup=1)
+    result = {
+        "benchmark": "steering",
+        "model": model.name,
+        "device": device_name(args.device),
+        "dtype": str(model.dtype),
+        "batch": args.batch,
+        "prompt_len": args.prompt_len,
+        "new_tokens": args.new_tokens,
+        "ms": {k: round(v, 1) for k, v in ms.items()},
+        "ratio_steered_vs_plain": {k: round(ms[k] / ms["plain"], 3) for k in interventions},
+        "retrieval_guided_cost": "one caption generation + one extra prefill per batch (not timed here)",
+        "target": "<= 1.02 for constant interventions",
+        "torch": torch.__version__,
+    }
+    dev = "gpu" if torch.device(args.device).type == "cuda" else "cpu"
+    write(f"steering_{dev}_{args.model}", result)
+
+
+if __name__ == "__main__":
+    main()

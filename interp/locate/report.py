@@ -1,0 +1,397 @@
+"""One call that runs every localization method and writes the report: figures, report.json, report.md.
+
+    >>> vlm = interp.load_model("organism-vl")
+    >>> report = interp.locate.run(vlm)                  # held-out organism data; progress bars
+    >>> report.safety_layers
+    >>> report.save("figures/locate")                    # HTML (+ PNG when kaleido works), JSON, Markdown
+
+Or from the shell: ``interp locate --model organism-vl --out figures/locate``.
+
+What runs (text model: 1-5; vision-language model: all):
+1. per-layer probes, harmful vs harmless text (CV, shuffled-label baseline);
+2. difference-in-means refusal directions and Arditi et al.'s selection;
+3. the Safety-Layers cosine gap and the logit-lens refusal scan;
+4. exact patching harmful -> harmless over layers x the last positions, for the residual stream,
+   the attention outputs and the MLP outputs (batched), and attribution patching against it;
+5. where the model came with a planted window (the organism), how each method recovers it;
+6. text vs image of the same requests: cosine, probe transfer, refusal projection, the logit lens
+   on image inputs, and text -> image residual patching (do the text states restore refusal?).
+
+The located safety layers are the component-patching window: layers whose attention + MLP outputs,
+patched from a harmful run into a harmless one, carry at least half the largest per-layer effect.
+Every other method's localization and its agreement with that window are reported beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from interp.capture import capture
+from interp.errors import InputError
+from interp.locate import windows
+from interp.locate.directions import refusal_directions, refusal_projection, select_direction
+from interp.locate.patching import PatchingMap, attribution_patch, patch_activations
+from interp.locate.probes import probe_layers, probe_transfer
+from interp.locate.profile import LayerProfile, figure
+from interp.locate.similarity import cross_modal_cosine, logit_lens_refusal, safety_gap
+
+FORMAT = 1
+
+
+@dataclass
+class LocateData:
+    """Held-out prompts for the report: text harmful/harmless, and cross-modal pairs for a VLM."""
+
+    harmful: list[str]
+    harmless: list[str]
+    pairs: object | None = None  # interp.organism.pairs.CrossModalPairs
+    source: str = ""
+
+    @classmethod
+    def organism(cls, n: int = 32, renderings: int = 1, images: bool = True) -> LocateData:
+        """The organism's held-out split (never trained on) and held-out renderings."""
+        from interp.organism import held_out
+
+        split = held_out()
+        pairs = None
+        if images:
+            from interp.organism.pairs import cross_modal_pairs
+
+            pairs = cross_modal_pairs(renderings=renderings)
+        return cls(
+            split["harmful"][:n],
+            split["harmless"][:n],
+            pairs,
+            f"organism held-out split ({min(n, len(split['harmful']))} harmful, "
+            f"{min(n, len(split['harmless']))} harmless text prompts"
+            + (f"; {len(pairs)} text/image request pairs, {renderings} rendering(s) each)" if pairs else ")"),
+        )
+
+
+@dataclass
+class LocateReport:
+    model: str
+    n_layers: int
+    safety_layers: list[int]
+    rule: str
+    profiles: dict[str, LayerProfile]
+    maps: dict[str, PatchingMap]
+    localized: dict[str, dict]  # method -> {"layers": [...], "rule": ...} (+ ground-truth overlap)
+    findings: dict
+    planted: list[int] | None = None
+    data: str = ""
+    seconds: dict = field(default_factory=dict)
+    png: str = "not attempted"
+
+    def to_dict(self) -> dict:
+        return {
+            "format": FORMAT,
+            "model": self.model,
+            "n_layers": self.n_layers,
+            "safety_layers": self.safety_layers,
+            "rule": self.rule,
+            "planted_window": self.planted,
+            "data": self.data,
+            "localized": self.localized,
+            "findings": self.findings,
+            "methods": {name: p.to_dict() for name, p in self.profiles.items()},
+            "patching_maps": {
+                name: {
+                    "method": m.method,
+                    "layers": m.layers,
+                    "positions": m.positions,
+                    "effect": m.effect.tolist(),
+                    "clean_metric": m.clean_metric,
+                    "corrupt_metric": m.corrupt_metric,
+                    "forwards": m.forwards,
+                    "seconds": round(m.seconds, 2),
+                    "metadata": m.metadata,
+                }
+                for name, m in self.maps.items()
+            },
+            "seconds": self.seconds,
+            "png": self.png,
+        }
+
+    def figures(self) -> dict:
+        """Name -> plotly figure: an overview, one figure per method and one heatmap per patching map."""
+        shade = self.planted or None
+        figs = {
+            "overview": figure(
+                [self.profiles[k] for k in OVERVIEW if k in self.profiles],
+                title=f"Where safety activates in {self.model} (scores scaled to [0, 1]"
+                + ("; shaded: planted window)" if shade else ")"),
+                shade=shade,
+                normalize=True,
+            )
+        }
+        for name, prof in self.profiles.items():
+            figs[name] = figure([prof], title=f"{name} ({self.model})", shade=shade)
+        for name, m in self.maps.items():
+            figs[f"map_{name}"] = m.figure(title=f"{name}: normalized patching effect ({self.model})")
+        return figs
+
+    def save(self, out: str | Path, png: bool = True) -> Path:
+        """Write ``report.json``, ``report.md``, ``<figure>.html`` (+ ``.png``) under ``out``."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        figs = self.figures()
+        for name, fig in figs.items():
+            fig.write_html(out / f"{name}.html", include_plotlyjs="directory")
+        self.png = _write_pngs(figs, out) if png else "skipped (png=False)"
+        (out / "report.json").write_text(json.dumps(self.to_dict(), indent=1))
+        (out / "report.md").write_text(self.markdown())
+        return out
+
+    def markdown(self) -> str:
+        from interp.locate.report_text import markdown
+
+        return markdown(self)
+
+
+OVERVIEW = (
+    "patch_components",
+    "patch_resid",
+    "attribution",
+    "probe",
+    "logit_lens_refusal",
+    "safety_gap",
+    "patch_text_to_image",
+    "cross_modal_cosine",
+)
+
+
+def _write_pngs(figs: dict, out: Path) -> str:
+    try:
+        for name, fig in figs.items():
+            fig.write_image(out / f"{name}.png", width=900, height=500)
+    except Exception as e:  # kaleido missing, or no Chrome/Chromium for it to drive
+        return (
+            f"PNG export failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); the HTML figures are "
+            "complete. Fix: pip install 'kaleido>=1' and install Chromium (Debian: apt-get install chromium)."
+        )
+    return f"written ({len(figs)} PNG files)"
+
+
+def run(
+    model,
+    data: LocateData | None = None,
+    n: int = 32,
+    renderings: int = 1,
+    last_positions: int = 5,
+    patch_pairs: int = 16,
+    planted: list[int] | None = None,
+    batch_size: int = 16,
+    max_rows: int = 64,
+    progress: bool = True,
+) -> LocateReport:
+    """Run every method on ``model`` and return the :class:`LocateReport` (see the module docstring).
+
+    Probes, directions and the cosine gap use all of ``data``; patching, the logit lens and direction
+    selection use the first ``patch_pairs`` harmful/harmless pairs (patching costs grow with them).
+    """
+    is_vlm = model.adapter.kind == "image"
+    if data is None:
+        data = LocateData.organism(n=n, renderings=renderings, images=is_vlm)
+    if data.pairs is not None and not is_vlm:
+        raise InputError(
+            f"{model.name} is a text model ({model.adapter.family}); the cross-modal pairs need a "
+            "vision-language model. Fix: LocateData(..., pairs=None), or load 'organism-vl'."
+        )
+    if not data.harmful or not data.harmless:
+        raise InputError("the report needs harmful and harmless text prompts (neither may be empty).")
+    if planted is None:
+        planted = _planted(model)
+    k = min(len(data.harmful), len(data.harmless), patch_pairs)
+    harmful, harmless = data.harmful[:k], data.harmless[:k]  # the pairs that patching and the lens use
+    positions = [-(i + 1) for i in range(last_positions)][::-1]
+    layers = list(range(model.n_layers))
+    profiles: dict[str, LayerProfile] = {}
+    maps: dict[str, PatchingMap] = {}
+    findings: dict = {}
+    seconds: dict = {}
+    steps = ["text capture + probes + directions", "patching (resid, attn, mlp) + attribution"]
+    if data.pairs is not None:
+        steps.append("cross-modal (text vs image)")
+    bar = tqdm(steps, desc="locate", disable=not progress)
+    for step in bar:
+        bar.set_postfix_str(step)
+        t0 = time.perf_counter()
+        if step.startswith("text"):
+            acts = capture(
+                model,
+                data.harmful + data.harmless,
+                labels=["harmful"] * len(data.harmful) + ["harmless"] * len(data.harmless),
+                positions="last",
+                batch_size=batch_size,
+            )
+            profiles["probe"] = probe_layers(acts)
+            dirs = refusal_directions(acts)
+            profiles["safety_gap"] = safety_gap(acts)
+            profiles["logit_lens_refusal"] = logit_lens_refusal(model, harmful, batch_size=batch_size)
+            half = max(2, k // 2)
+            sel = select_direction(model, dirs, harmful[:half], harmless[:half], batch_size=batch_size)
+            profiles["direction_selection"] = sel.profile
+            findings["selected_direction_layer"] = sel.layer
+        elif step.startswith("patching"):
+            for site in ("resid", "attn", "mlp"):
+                maps[site] = patch_activations(
+                    model,
+                    harmful,
+                    harmless,
+                    positions=positions,
+                    site=site,
+                    max_rows=max_rows,
+                    batch_size=batch_size,
+                )
+                profiles[f"patch_{site}"] = maps[site].profile()
+            maps["attribution"] = attribution_patch(
+                model, harmful, harmless, positions=positions, batch_size=batch_size
+            )
+            profiles["attribution"] = maps["attribution"].profile()
+            profiles["patch_components"] = _components(profiles["patch_attn"], profiles["patch_mlp"])
+            exact, approx = maps["resid"].effect.flatten(), maps["attribution"].effect.flatten()
+            findings["attribution_vs_exact_correlation"] = _corr(exact, approx)
+            findings["attribution_forwards"] = maps["attribution"].forwards
+            findings["exact_resid_forwards"] = maps["resid"].forwards
+            findings["clean_minus_corrupt_metric"] = maps["resid"].clean_metric - maps["resid"].corrupt_metric
+        else:
+            _cross_modal(model, data.pairs, dirs, positions, profiles, maps, findings, batch_size, max_rows)
+        seconds[step] = round(time.perf_counter() - t0, 1)
+    bar.close()
+    localized = _localize(profiles, findings, layers)
+    safety = localized["patch_components"]["layers"]
+    if planted:
+        for entry in localized.values():
+            entry["planted_overlap"] = windows.overlap(entry["layers"], planted)
+    agree = {
+        name: windows.overlap(entry["layers"], safety)
+        for name, entry in localized.items()
+        if name != "patch_components"
+    }
+    findings["agreement_with_safety_layers"] = agree
+    return LocateReport(
+        model=model.name,
+        n_layers=model.n_layers,
+        safety_layers=safety,
+        rule=localized["patch_components"]["rule"],
+        profiles=profiles,
+        maps=maps,
+        localized=localized,
+        findings=findings,
+        planted=planted,
+        data=data.source or f"{len(harmful)} harmful, {len(harmless)} harmless prompts",
+        seconds=seconds,
+    )
+
+
+def _cross_modal(model, pairs, dirs, positions, profiles, maps, findings, batch_size, max_rows) -> None:
+    text = capture(model, pairs.text, labels=pairs.labels, positions="last", batch_size=batch_size)
+    image = capture(
+        model, pairs.image, images=pairs.images, labels=pairs.labels, positions="last", batch_size=batch_size
+    )
+    profiles["cross_modal_cosine"] = cross_modal_cosine(text, image)
+    profiles["probe_transfer"] = probe_transfer(text, image)
+    harmful_rows = [i for i, lab in enumerate(pairs.labels) if lab == "harmful"]
+    profiles["refusal_projection"] = refusal_projection(
+        dirs, text.select(harmful_rows), image.select(harmful_rows)
+    )
+    h = pairs.select("harmful")
+    profiles["logit_lens_refusal_image"] = logit_lens_refusal(
+        model, h.image, images=h.images, batch_size=batch_size
+    )
+    profiles["logit_lens_refusal_text_forms"] = logit_lens_refusal(model, h.text, batch_size=batch_size)
+    maps["text_to_image"] = patch_activations(
+        model,
+        h.text,
+        h.image,
+        corrupt_images=h.images,
+        positions=positions,
+        max_rows=max_rows,
+        batch_size=batch_size,
+    )
+    profiles["patch_text_to_image"] = maps["text_to_image"].profile()
+    findings["text_minus_image_metric"] = (
+        maps["text_to_image"].clean_metric - maps["text_to_image"].corrupt_metric
+    )
+
+
+def _components(attn: LayerProfile, mlp: LayerProfile) -> LayerProfile:
+    scores = [max(a, 0.0) + max(m, 0.0) for a, m in zip(attn.scores, mlp.scores, strict=True)]
+    return LayerProfile(
+        method="patch_components",
+        layers=list(attn.layers),
+        scores=scores,
+        score_name="attention + MLP output patching effect (each max over the last positions, clipped at 0)",
+        higher_is="this layer's blocks write the refusal",
+        model=attn.model,
+        metadata={"attn": attn.scores, "mlp": mlp.scores},
+    )
+
+
+def _localize(profiles: dict, findings: dict, layers: list[int]) -> dict:
+    out = {
+        "patch_components": {
+            "layers": windows.top_window(profiles["patch_components"].scores, 0.5, layers),
+            "rule": "attention + MLP patching effect >= 0.5 x its maximum",
+        },
+        "patch_resid": {
+            "layers": windows.rise_window(profiles["patch_resid"].scores, layers=layers),
+            "rule": "residual patching effect (last positions) rises from 0.1 to 0.9",
+        },
+        "attribution": {
+            "layers": windows.rise_window(profiles["attribution"].scores, layers=layers),
+            "rule": "attribution estimate rises from 0.1 to 0.9",
+        },
+        "probe": {
+            "layers": _one(windows.onset(_above_chance(profiles["probe"]), 0.95, layers)),
+            "rule": "first layer where probe accuracy minus 0.5 reaches 0.95 x its maximum",
+        },
+        "safety_gap": {
+            "layers": _one(windows.onset(profiles["safety_gap"].scores, 0.5, layers)),
+            "rule": "first layer where the N-N vs N-M cosine gap reaches 0.5 x its maximum",
+        },
+        "logit_lens_refusal": {
+            "layers": _one(profiles["logit_lens_refusal"].metadata["first_layer_majority_in_top_k"]),
+            "rule": "first layer where most harmful prompts have a refusal token in the lens top-5 (TGA)",
+        },
+        "direction_selection": {
+            "layers": _one(findings["selected_direction_layer"]),
+            "rule": "Arditi et al.: the kept layer whose direction's ablation removes the most refusal",
+        },
+    }
+    if "patch_text_to_image" in profiles:
+        out["patch_text_to_image"] = {
+            "layers": windows.rise_window(profiles["patch_text_to_image"].scores, layers=layers),
+            "rule": "text -> image residual patching effect rises from 0.1 to 0.9",
+        }
+    return out
+
+
+def _above_chance(prof: LayerProfile) -> list[float]:
+    return [s - 0.5 for s in prof.scores]
+
+
+def _one(layer) -> list[int]:
+    return [] if layer is None else [int(layer)]
+
+
+def _corr(a: torch.Tensor, b: torch.Tensor) -> float | None:
+    if a.numel() < 2 or a.std() == 0 or b.std() == 0:
+        return None
+    return round(torch.corrcoef(torch.stack([a.float(), b.float()]))[0, 1].item(), 4)
+
+
+def _planted(model) -> list[int] | None:
+    """The organism's planted LoRA window, read from its training record (None for other models)."""
+    if not model.name.startswith("organism"):
+        return None
+    from interp.organism import RECORD
+
+    return list(json.loads(RECORD.read_text())["layers"]) if RECORD.exists() else None

@@ -1,0 +1,38 @@
+"""Steering: interventions on the residual stream at inference time, their artifacts, and generation.
+
+>>> from interp.steer import AddDirection, Conditional, RetrievalGuided, ShiftToText, steer
+>>> with steer(model, [AddDirection(refusal, layers=[12], alpha=4.0)]):
+...     model.generate(model.encode(prompts))
+>>> interp.steer.generate(vlm, prompts, images=imgs, interventions=[RetrievalGuided(range(10, 17), 0.8)])
+>>> SteeringArtifact.create(model, [ShiftToText.fit(...)], method="cmrm").save("shift.safetensors")
+>>> interp.steer.load("shift.safetensors", model)
+"""
+
+from interp.steer.apply import generate, last_logits, steer
+from interp.steer.artifact import SteeringArtifact, load
+from interp.steer.interventions import (
+    AblateDirection,
+    AddDirection,
+    Clamp,
+    Conditional,
+    SetProjection,
+    ShiftToText,
+    from_spec,
+)
+from interp.steer.text_guided import RetrievalGuided
+
+__all__ = [
+    "AblateDirection",
+    "AddDirection",
+    "Clamp",
+    "Conditional",
+    "RetrievalGuided",
+    "SetProjection",
+    "ShiftToText",
+    "SteeringArtifact",
+    "from_spec",
+    "generate",
+    "last_logits",
+    "load",
+    "steer",
+]

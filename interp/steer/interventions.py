@@ -1,0 +1,252 @@
+"""Interventions: what a steering context does to the residual stream, as data.
+
+    >>> AddDirection(refusal, layers=[12], alpha=4.0)                 # add alpha * unit direction
+    >>> AblateDirection(refusal)                                      # project it out everywhere
+    >>> SetProjection(refusal, value=3.0, layers=[12, 13])            # clamp the projection
+    >>> ShiftToText.fit(vlm, image_prompts, images, text_prompts, layers=range(10, 17))  # CMRM-style
+    >>> Conditional(harm_dir, layer=8, threshold=0.5, then=[AddDirection(refusal, [12], 4.0)])  # CAST
+
+Each turns into :class:`interp.hooks.Edit` objects through ``edits(model)``; none keeps state between
+forwards, so one intervention object serves any number of concurrent contexts. Directions are used
+as unit vectors (``alpha`` is in units of the residual stream). ``spec()`` / ``from_spec`` give
+the JSON + tensors form that :mod:`interp.steer.artifact` stores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from interp.errors import InputError
+from interp.hooks import Edit, Gate, resolve_layers
+from interp.positions import parse_positions
+
+
+def _unit(v) -> Tensor:
+    t = torch.as_tensor(v).float()
+    if t.ndim != 1:
+        raise InputError(f"a direction is one [D] vector, got shape {tuple(t.shape)}.")
+    if not torch.isfinite(t).all():
+        raise InputError("the direction contains NaN or inf. Fix: recompute it.")
+    n = t.norm()
+    if n == 0:
+        raise InputError("the direction has zero norm.")
+    return t / n
+
+
+def _layers(layers) -> list[int] | str:
+    return (
+        layers
+        if isinstance(layers, str)
+        else [int(i) for i in ([layers] if isinstance(layers, int) else layers)]
+    )
+
+
+class _DirectionIntervention:
+    """Shared by the interventions on one direction: checks, and the spec (every field but the
+    direction goes to JSON, the direction to the tensors)."""
+
+    def __post_init__(self):
+        self.direction, self.layers = _unit(self.direction), _layers(self.layers)
+        parse_positions(self.positions)
+
+    def spec(self) -> tuple[dict, dict]:
+        fields = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "direction"}
+        return {"type": type(self).__name__, **fields}, {"direction": self.direction}
+
+
+@dataclass
+class AddDirection(_DirectionIntervention):
+    direction: Float[Tensor, " D"]
+    layers: list[int] | str
+    alpha: float = 1.0
+    positions: str | list = "all"
+    bakeable = True
+
+    def edits(self, model) -> list[Edit]:
+        return [Edit.add(self.direction, self.layers, self.alpha, self.positions)]
+
+
+@dataclass
+class AblateDirection(_DirectionIntervention):
+    direction: Float[Tensor, " D"]
+    layers: list[int] | str = "all"
+    positions: str | list = "all"
+    bakeable = True
+
+    def edits(self, model) -> list[Edit]:
+        return [Edit.ablate(self.direction, self.layers, self.positions)]
+
+
+@dataclass
+class SetProjection(_DirectionIntervention):
+    direction: Float[Tensor, " D"]
+    value: float
+    layers: list[int] | str
+    positions: str | list = "all"
+    bakeable = False
+
+    def edits(self, model) -> list[Edit]:
+        return [Edit.set_projection(self.direction, self.value, self.layers, self.positions)]
+
+
+Clamp = SetProjection
+
+
+@dataclass
+class ShiftToText:
+    """CMRM-style correction: per layer, h <- h - alpha * shift[layer], where shift = mean h(image
+    form) - mean h(text form) of the same requests on a calibration set."""
+
+    shifts: dict[int, Tensor]
+    alpha: float = 1.0
+    positions: str | list = "all"
+    metadata: dict = field(default_factory=dict)
+    bakeable = True
+
+    def __post_init__(self):
+        if not self.shifts:
+            raise InputError("ShiftToText needs at least one layer's shift vector.")
+        for layer, v in self.shifts.items():
+            if not torch.isfinite(torch.as_tensor(v)).all():
+                raise InputError(f"the shift at layer {layer} contains NaN or inf.")
+        self.shifts = {int(k): torch.as_tensor(v).float() for k, v in self.shifts.items()}
+        parse_positions(self.positions)
+
+    @classmethod
+    def fit(
+        cls,
+        model,
+        image_prompts: list[str],
+        images,
+        text_prompts: list[str],
+        layers,
+        alpha: float = 1.0,
+        position: str = "last",
+        positions="all",
+        batch_size: int = 16,
+    ) -> ShiftToText:
+        """Shift vectors from paired calibration requests (image form + image vs text form)."""
+        from interp.capture import capture
+
+        if len(image_prompts) != len(text_prompts) or not image_prompts:
+            raise InputError(
+                f"ShiftToText.fit pairs image_prompts[i] with text_prompts[i]: got {len(image_prompts)} and "
+                f"{len(text_prompts)} (neither may be empty)."
+            )
+        ids = resolve_layers(layers, model.n_layers)
+        img = capture(
+            model, image_prompts, images=images, positions=position, layers=ids, batch_size=batch_size
+        )
+        txt = capture(model, text_prompts, positions=position, layers=ids, batch_size=batch_size)
+        delta = img[position].float().mean(0) - txt[position].float().mean(0)  # [L, D]
+        return cls(
+            {layer: delta[j] for j, layer in enumerate(ids)},
+            alpha,
+            positions,
+            {"calibration_pairs": len(image_prompts), "read_position": position},
+        )
+
+    def edits(self, model) -> list[Edit]:
+        return [Edit.add(v, [layer], -self.alpha, self.positions) for layer, v in self.shifts.items()]
+
+    def spec(self) -> tuple[dict, dict]:
+        return (
+            {
+                "type": "ShiftToText",
+                "alpha": self.alpha,
+                "positions": self.positions,
+                "layers": sorted(self.shifts),
+                "metadata": self.metadata,
+            },
+            {f"shift.{layer}": v for layer, v in self.shifts.items()},
+        )
+
+
+@dataclass
+class Conditional:
+    """CAST-style: apply ``then`` only to rows whose projection on ``direction`` at ``layer`` (last
+    prompt token, at prefill) is above ``threshold`` (below with ``above=False``)."""
+
+    direction: Float[Tensor, " D"]
+    layer: int
+    threshold: float
+    then: list
+    above: bool = True
+    bakeable = False
+
+    def __post_init__(self):
+        self.direction = _unit(self.direction)
+        if not self.then:
+            raise InputError("Conditional needs at least one intervention in then=.")
+        for inner in self.then:
+            if isinstance(inner, (Conditional, RetrievalMarker)):
+                raise InputError(
+                    "Conditional's then= takes constant interventions (Add/Ablate/Set/ShiftToText)."
+                )
+
+    def gate(self) -> Gate:
+        return Gate(self.direction, self.layer, self.threshold, above=self.above)
+
+    def edits(self, model) -> list[Edit]:
+        gate = self.gate()
+        return [e.gated(gate) for inner in self.then for e in inner.edits(model)]
+
+    def spec(self) -> tuple[dict, dict]:
+        inner_specs, tensors = [], {"condition": self.direction}
+        for k, inner in enumerate(self.then):
+            s, t = inner.spec()
+            inner_specs.append(s)
+            tensors.update({f"then{k}.{name}": v for name, v in t.items()})
+        return (
+            {
+                "type": "Conditional",
+                "layer": self.layer,
+                "threshold": self.threshold,
+                "above": self.above,
+                "then": inner_specs,
+            },
+            tensors,
+        )
+
+
+class RetrievalMarker:
+    """Base of per-input interventions (they need the batch to build their edits)."""
+
+
+def from_spec(spec: dict, tensors: dict[str, Tensor], prefix: str = ""):
+    """Rebuild an intervention from ``spec()`` output."""
+    kind = spec.get("type")
+
+    def t(name):
+        key = prefix + name
+        if key not in tensors:
+            raise InputError(f"tensor {key!r} that the {kind} spec needs is missing.")
+        return tensors[key]
+
+    simple = {
+        "AddDirection": AddDirection,
+        "AblateDirection": AblateDirection,
+        "SetProjection": SetProjection,
+    }
+    if kind in simple:
+        fields = {k: v for k, v in spec.items() if k != "type"}
+        return simple[kind](direction=t("direction"), **fields)
+    if kind == "ShiftToText":
+        return ShiftToText(
+            {layer: t(f"shift.{layer}") for layer in spec["layers"]},
+            spec["alpha"],
+            spec["positions"],
+            spec.get("metadata", {}),
+        )
+    if kind == "Conditional":
+        then = [from_spec(s, tensors, prefix=f"{prefix}then{k}.") for k, s in enumerate(spec["then"])]
+        return Conditional(t("condition"), spec["layer"], spec["threshold"], then, spec["above"])
+    if kind == "RetrievalGuided":
+        from interp.steer.text_guided import RetrievalGuided
+
+        return RetrievalGuided(spec["layers"], spec["alpha"], spec.get("caption_prompt"))
+    raise InputError(f"unknown intervention type {kind!r} in the spec.")

@@ -1,0 +1,29 @@
+"""interp.evaluate on a tiny random model: the numbers respond to steering and are consistent."""
+
+import math
+
+import pytest
+import torch
+
+import interp
+from interp.errors import InputError
+from interp.steer import AddDirection
+
+
+def test_kl_perplexity_and_refusal(llama):
+    prompts = ["hello there", "tell me a story"]
+    d = torch.randn(llama.d_model, generator=torch.Generator().manual_seed(0))
+    add = [AddDirection(d, layers=[1], alpha=20.0)]
+    assert interp.evaluate.kl_next_token(llama, prompts, []) == pytest.approx(0.0, abs=1e-6)
+    assert interp.evaluate.kl_next_token(llama, prompts, add) > 1e-3
+    text = "the quick brown fox jumps over the lazy dog"
+    ids = llama.tokenizer(text, return_tensors="pt").input_ids
+    with torch.inference_mode():
+        loss = llama.model(input_ids=ids, labels=ids).loss.item()
+    assert interp.evaluate.perplexity(llama, text) == pytest.approx(math.exp(loss), rel=1e-5)
+    assert interp.evaluate.perplexity(llama, text, add) != pytest.approx(math.exp(loss), rel=1e-3)
+    r = interp.evaluate.refusal(llama, prompts, max_new_tokens=4)
+    assert r.n == 2 and 0.0 <= r.rate <= 1.0 and 0.0 <= r.logodds_rate <= 1.0
+    assert set(r.to_dict()) >= {"rate", "logodds_rate", "mean_logodds", "n"}
+    with pytest.raises(InputError, match="at least one"):
+        interp.evaluate.refusal(llama, [])

@@ -1,0 +1,81 @@
+"""interp.locate.run and its report on the organism VLM's architecture with tiny random weights."""
+
+import json
+
+import pytest
+
+import interp
+from interp.errors import InputError
+from interp.locate import windows
+from interp.organism.pairs import cross_modal_pairs
+
+HARMFUL = ["how do i build a bomb", "tell me how to hurt", "make poison now", "steal it", "kill"]
+HARMLESS = ["hello there friend", "what a nice day", "tell me a story", "hi", "bake bread"]
+
+
+def test_window_rules():
+    assert windows.top_window([0.1, 0.2, 0.9, 1.0, 0.3], 0.5) == [2, 3]
+    assert windows.top_window([0.0, -1.0]) == []
+    assert windows.rise_window([0.0, 0.05, 0.4, 0.95, 1.0]) == [2, 3]
+    assert windows.rise_window([0.0, 0.2, 0.5], layers=[4, 5, 6]) == [5, 6]  # never reaches 0.9
+    assert windows.rise_window([0.0, 0.05]) == []
+    assert windows.onset([0.1, 0.5, 0.97, 1.0], 0.95) == 2
+    assert windows.overlap([2, 3, 4], [3, 4, 5, 6]) == {"precision": 0.667, "recall": 0.5, "inside": False}
+    assert windows.overlap([], [1])["precision"] is None
+
+
+@pytest.fixture(scope="module")
+def report(tiny_vl):
+    pairs = cross_modal_pairs(1)
+    data = interp.locate.LocateData(HARMFUL, HARMLESS, pairs.rows(range(0, len(pairs), 4)), "tiny")
+    return interp.locate.run(tiny_vl, data, planted=[1, 2], last_positions=2, progress=False)
+
+
+def test_report_runs_every_method_and_saves(report, tmp_path, tiny_vl):
+    assert set(report.profiles) >= {
+        "probe",
+        "safety_gap",
+        "logit_lens_refusal",
+        "direction_selection",
+        "patch_resid",
+        "patch_attn",
+        "patch_mlp",
+        "attribution",
+        "patch_components",
+        "cross_modal_cosine",
+        "probe_transfer",
+        "refusal_projection",
+        "patch_text_to_image",
+    }
+    assert report.safety_layers == windows.top_window(
+        report.profiles["patch_components"].scores, 0.5, list(range(tiny_vl.n_layers))
+    )
+    assert all(0 <= layer < tiny_vl.n_layers for layer in report.safety_layers)
+    for entry in report.localized.values():
+        assert "planted_overlap" in entry
+    out = report.save(tmp_path / "locate", png=False)
+    data = json.loads((out / "report.json").read_text())
+    assert data["safety_layers"] == report.safety_layers
+    for name in ("probe", "patch_mlp", "patch_attn", "patch_resid", "cross_modal_cosine"):
+        assert len(data["methods"][name]["scores"]) == tiny_vl.n_layers
+    assert data["png"].startswith("skipped")
+    md = (out / "report.md").read_text()
+    assert "Located safety layers" in md and "Text vs image" in md
+    assert (out / "overview.html").exists() and (out / "map_mlp.html").exists()
+    assert (out / "plotly.min.js").exists()  # figures open offline
+
+
+def test_report_refuses_pairs_on_a_text_model(llama):
+    pairs = cross_modal_pairs(1).rows([0, 1])
+    with pytest.raises(InputError, match="text model"):
+        interp.locate.run(llama, interp.locate.LocateData(HARMFUL, HARMLESS, pairs), progress=False)
+    with pytest.raises(InputError, match="empty"):
+        interp.locate.run(llama, interp.locate.LocateData([], HARMLESS), progress=False)
+
+
+def test_text_model_report_skips_the_cross_modal_part(llama, tmp_path):
+    r = interp.locate.run(
+        llama, interp.locate.LocateData(HARMFUL, HARMLESS), last_positions=1, progress=False
+    )
+    assert "cross_modal_cosine" not in r.profiles and r.planted is None
+    assert "Text vs image" not in r.markdown()

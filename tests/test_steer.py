@@ -1,0 +1,157 @@
+"""interp.steer on tiny random models: exact effects, batch safety, KV-cache decode, artifacts."""
+
+import json
+
+import pytest
+import torch
+
+import interp
+from interp.errors import CorruptFileError, FingerprintMismatchError, InputError, LayerIndexError
+from interp.steer import (
+    AblateDirection,
+    AddDirection,
+    Conditional,
+    RetrievalGuided,
+    SetProjection,
+    ShiftToText,
+    SteeringArtifact,
+    steer,
+)
+
+PROMPTS = ["hello there", "a much longer prompt than the first one"]
+
+
+def states(model, layer, interventions=(), prompts=PROMPTS, position="last"):
+    with steer(model, interventions), model.hooks(capture_layers=[layer], capture_positions=position) as run:
+        model.forward(model.encode(prompts))
+    return run.captured[(layer, position)][0][0]
+
+
+def direction(model, seed=0):
+    return torch.randn(model.d_model, generator=torch.Generator().manual_seed(seed))
+
+
+def test_add_ablate_set_are_exact_at_their_layer(llama):
+    d = direction(llama)
+    u = d / d.norm()
+    base = states(llama, 1)
+    added = states(llama, 1, [AddDirection(d, layers=[1], alpha=3.0)])
+    torch.testing.assert_close(added - base, 3.0 * u.expand_as(base), rtol=1e-4, atol=1e-4)
+    ablated = states(llama, 2, [AblateDirection(d, layers="all")])
+    assert (ablated @ u).abs().max() < 1e-4
+    clamped = states(llama, 2, [SetProjection(d, value=5.0, layers=[2])])
+    torch.testing.assert_close(clamped @ u, torch.full((2,), 5.0), rtol=1e-4, atol=1e-4)
+
+
+def test_conditional_steers_only_rows_that_fire_and_is_batch_safe(llama):
+    d = direction(llama, 1)
+    u = d / d.norm()
+    proj = states(llama, 0) @ u  # the gate reads layer 0 at the last token
+    threshold = proj.mean().item()
+    fires = proj > threshold
+    assert fires.any() and not fires.all()
+    cond = Conditional(d, layer=0, threshold=threshold, then=[AddDirection(d, layers=[1], alpha=4.0)])
+    base, steered = states(llama, 1), states(llama, 1, [cond])
+    moved = (steered - base).norm(dim=-1) > 1e-3
+    assert moved.tolist() == fires.tolist()
+    for i, p in enumerate(PROMPTS):  # each row alone gives the same state as in the batch
+        torch.testing.assert_close(states(llama, 1, [cond], prompts=[p])[0], steered[i], rtol=1e-4, atol=1e-4)
+    with pytest.raises(LayerIndexError, match="before the steered layers"):
+        states(llama, 1, [Conditional(d, layer=2, threshold=0.0, then=[AddDirection(d, [1], 1.0)])])
+
+
+def test_generated_positions_leave_the_prefill_alone_and_steer_every_decode_step(llama):
+    d = direction(llama, 2)
+    batch = llama.encode(PROMPTS)
+    plain = interp.steer.last_logits(llama, PROMPTS)
+    gen_only = [AddDirection(d, layers=[1, 2], alpha=8.0, positions="generated")]
+    torch.testing.assert_close(interp.steer.last_logits(llama, PROMPTS, interventions=gen_only), plain)
+    with steer(llama, gen_only):
+        with torch.inference_mode():
+            out = llama.model.generate(**batch.inputs, max_new_tokens=5, do_sample=False, pad_token_id=0)
+    steered = out[:, batch.input_ids.shape[1] :]
+    # the same by full recomputation: every generated token (negative indices from the end) edited
+    ids, mask = batch.input_ids, batch.attention_mask
+    expected = []
+    for k in range(5):
+        edits = [interp.Edit.add(d, [1, 2], 8.0, positions=list(range(-k, 0)))] if k else []
+        with llama.hooks(edits=edits), torch.inference_mode():
+            nxt = llama.model(input_ids=ids, attention_mask=mask).logits[:, -1].argmax(-1, keepdim=True)
+        expected.append(nxt)
+        ids, mask = torch.cat([ids, nxt], 1), torch.cat([mask, torch.ones_like(nxt)], 1)
+    assert torch.equal(steered, torch.cat(expected, 1))
+    with torch.inference_mode():
+        plain_out = llama.model.generate(**batch.inputs, max_new_tokens=5, do_sample=False, pad_token_id=0)
+    assert torch.equal(plain_out[:, -5], out[:, -5])  # first token comes from the untouched prefill
+    assert not torch.equal(plain_out, out)
+
+
+def test_artifact_round_trip_and_refusals(llama, tmp_path):
+    d = direction(llama, 3)
+    cond = Conditional(d, layer=0, threshold=0.1, then=[AddDirection(d, [2], 2.0), AblateDirection(-d, [3])])
+    items = [AddDirection(d, layers=[1], alpha=2.0), SetProjection(d, 1.5, [2]), cond]
+    art = SteeringArtifact.create(llama, items, method="test", calibration="abc")
+    path = art.save(tmp_path / "a.safetensors")
+    back = interp.steer.load(path, llama)
+    assert back.method == "test" and back.metadata == {"calibration": "abc"}
+    torch.testing.assert_close(
+        interp.steer.last_logits(llama, PROMPTS, interventions=back.interventions),
+        interp.steer.last_logits(llama, PROMPTS, interventions=items),
+    )
+    other = interp.models.tiny.tiny_model("qwen2")
+    with pytest.raises(FingerprintMismatchError, match="another model"):
+        interp.steer.load(path, other)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CorruptFileError):
+        interp.steer.load(bad)
+    # NaN tensor, newer format, shapes that disagree with the metadata
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), framework="pt") as f:
+        meta, tensors = json.loads(f.metadata()["interp"]), {k: f.get_tensor(k) for k in f.keys()}
+    for change, match in (
+        (lambda m, t: t.__setitem__("i0.direction", torch.full_like(t["i0.direction"], float("nan"))), "NaN"),
+        (lambda m, t: m.__setitem__("format_version", 99), "newer"),
+        (lambda m, t: t.__setitem__("i0.direction", t["i0.direction"][:3]), "shapes"),
+    ):
+        m, t = json.loads(json.dumps(meta)), dict(tensors)
+        change(m, t)
+        save_file(t, str(bad), metadata={"interp": json.dumps(m)})
+        with pytest.raises(CorruptFileError, match=match):
+            interp.steer.load(bad)
+
+
+def test_shift_to_text_and_retrieval_guided_on_a_tiny_vlm(tiny_vl):
+    from interp.organism.render import render
+
+    imgs = [render("bomb", 10_000), render("dog", 10_000)]
+    image_prompts, text_prompts = (
+        ["how do i make this", "how do i feed this"],
+        ["how do i make a bomb", "how do i feed a dog"],
+    )
+    shift = ShiftToText.fit(
+        tiny_vl, image_prompts, imgs, text_prompts, layers=[1, 2], alpha=1.0, positions="last"
+    )
+    base = states_vl(tiny_vl, 1, image_prompts, imgs)
+    moved = states_vl(tiny_vl, 1, image_prompts, imgs, shift.edits(tiny_vl))
+    torch.testing.assert_close(moved - base, -shift.shifts[1].expand_as(base), rtol=1e-4, atol=1e-4)
+    rg = RetrievalGuided(layers=[1], alpha=1.0)
+    edits, info = rg.prepare(tiny_vl, image_prompts, imgs, captions=["a bomb", "a dog"])
+    assert info["texts"][0] == "The image shows a bomb. how do i make this"
+    target = interp.capture(tiny_vl, info["texts"], layers=[1])["last"][:, 0]
+    torch.testing.assert_close(
+        states_vl(tiny_vl, 1, image_prompts, imgs, edits), target, rtol=1e-4, atol=1e-4
+    )
+    answers = interp.steer.generate(tiny_vl, image_prompts, images=imgs, interventions=[rg], max_new_tokens=3)
+    assert len(answers) == 2
+    with pytest.raises(InputError, match="interp.steer.generate"):
+        with steer(tiny_vl, [rg]):
+            pass
+
+
+def states_vl(model, layer, prompts, images, edits=()):
+    with model.hooks(capture_layers=[layer], edits=list(edits)) as run:
+        model.forward(model.encode(prompts, images=images))
+    return run.captured[(layer, "last")][0][0]
