@@ -106,6 +106,9 @@ def main() -> None:
     p.add_argument("--n-text", type=int, default=24, help="held-out HarmBench / harmless text prompts")
     p.add_argument("--max-new-tokens", type=int, default=24)
     p.add_argument("--quick", action="store_true")
+    p.add_argument(
+        "--only", default=None, help="re-run these methods (comma-separated) into an existing summary"
+    )
     args = p.parse_args()
     if args.quick:
         args.renderings, args.n_text = 1, 8
@@ -126,7 +129,11 @@ def main() -> None:
     acts = interp.capture(vlm, cal_harmful + cal_harmless, labels=["harmful"] * 32 + ["harmless"] * 32)
     dirs = refusal_directions(acts)
     sel = select_direction(vlm, dirs, cal_harmful[:12], cal_harmless[:12])
-    refusal_layer = sel.layer
+    refusal_layer, refusal_layer_rule = sel.layer, "Arditi et al.'s selection"
+    if refusal_layer is None:  # no layer passed the filters (seen on the organism): the best inducer instead
+        kept = [row for row in sel.table if row["in_range"]]
+        refusal_layer = max(kept, key=lambda row: row["induce"])["layer"]
+        refusal_layer_rule = "no layer passed Arditi et al.'s filters; the in-range layer whose direction induces the most refusal"
     refusal = dirs[refusal_layer]
     scale = float(refusal.norm())
     print(f"refusal direction: layer {refusal_layer}, raw norm {scale:.2f}", file=sys.stderr)
@@ -160,11 +167,14 @@ def main() -> None:
         "refusal_add": [0.5, 1.0, 2.0] if not args.quick else [1.0],
         "conditional_add": [0.5, 1.0, 2.0] if not args.quick else [1.0],
     }
-    shift = ShiftToText.fit(vlm, *shift_args, layers=window, positions="prompt")
+    # the shift is read at the last prompt token and applied there, at the window's first layer only:
+    # applied at every prompt token (KL 5.9 at alpha 0.5) or at every window layer (KL 6.2; each
+    # layer's shift already contains the earlier ones, so they add up) it broke the model
+    shift = ShiftToText.fit(vlm, *shift_args, layers=[window[0]], positions="last")
 
     def build(name, a):
         if name == "cmrm_shift":
-            return [ShiftToText(shift.shifts, a, "prompt", shift.metadata)]
+            return [ShiftToText(shift.shifts, a, "last", shift.metadata)]
         if name == "retrieval_guided":
             return [RetrievalGuided(window, a)]
         add = AddDirection(refusal, [refusal_layer], a * scale, "all")
@@ -172,9 +182,14 @@ def main() -> None:
             return [add]
         return [Conditional(cond_dir, cond_layer, threshold, [add])]
 
-    print("baseline ...", file=sys.stderr)
-    baseline = evaluate(vlm, sets, [], args.max_new_tokens)
-    methods, sweeps = {}, {}
+    previous = json.loads((OUT / "summary.json").read_text()) if args.only else None
+    if previous is not None:
+        baseline, methods, sweeps = previous["baseline"], previous["methods"], previous["sweeps"]
+        alphas = {k: v for k, v in alphas.items() if k in args.only.split(",")}
+    else:
+        print("baseline ...", file=sys.stderr)
+        baseline = evaluate(vlm, sets, [], args.max_new_tokens)
+        methods, sweeps = {}, {}
     for name, values in alphas.items():
         sweeps[name] = []
         for a in values:
@@ -190,7 +205,8 @@ def main() -> None:
             )
         methods[name] = choose(sweeps[name], baseline)
     OUT.mkdir(parents=True, exist_ok=True)
-    for name, r in methods.items():  # the chosen setting of each method, loadable by interp.steer.load
+    for name in alphas:  # the chosen setting of each method run now, loadable by interp.steer.load
+        r = methods[name]
         art = SteeringArtifact.create(
             vlm,
             build(name, r["alpha"]),
@@ -205,6 +221,7 @@ def main() -> None:
         "steering_layers": window,
         "steering_layers_source": window_source,
         "refusal_direction_layer": refusal_layer,
+        "refusal_direction_layer_rule": refusal_layer_rule,
         "refusal_direction_norm": scale,
         "condition_layer": cond_layer,
         "condition_threshold": threshold,
@@ -214,7 +231,7 @@ def main() -> None:
         "methods": methods,
         "sweeps": sweeps,
         "n": {k: len(v[0]) for k, v in sets.items()},
-        "seconds": round(time.time() - t0, 1),
+        "seconds": round(time.time() - t0, 1) + (previous["seconds"] if previous else 0.0),
     }
     (OUT / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     tradeoff(summary).write_html(OUT / "tradeoff.html", include_plotlyjs="directory")

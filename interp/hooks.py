@@ -261,7 +261,8 @@ class HookRun:
     stop_after: int | None = None
     captured: dict[tuple[int, str], list] = field(default_factory=dict)
     keep_layers: tuple[int, ...] = ()
-    kept: dict[int, Tensor] = field(default_factory=dict)  # full layer outputs, graph attached
+    kept: dict[int, Tensor] = field(default_factory=dict)  # full layer outputs (graph attached under grad)
+    output_is_tuple: bool | None = None  # how the decoder layers return, seen by the layer hooks
     gate_rows: dict = field(default_factory=dict)  # Gate -> bool [B], decided at the last prefill
     gate_scores: dict = field(default_factory=dict)  # Gate -> projection [B]
     layout: PromptLayout | None = None
@@ -328,6 +329,8 @@ def attach(
     stop: bool = False,
     keep_layers=None,
     capture_site: str = "resid",
+    replay: dict[int, Tensor] | None = None,
+    replay_tuple: bool = False,
 ):
     """Register capture and edit hooks on ``model`` for the duration of the block; yields a :class:`HookRun`.
 
@@ -336,9 +339,14 @@ def attach(
 
     ``stop=True`` ends the forward (raising :class:`StopForward`, which the caller catches) after the
     last captured layer at prefill, so no later layer, final norm or LM head is computed.
-    ``keep_layers`` keeps those layers' full outputs in ``run.kept`` with the autograd graph attached
-    (the embeddings are made differentiable if no parameter requires grad), for gradient methods such
-    as attribution patching: ``torch.autograd.grad(metric, list(run.kept.values()))``.
+    ``keep_layers`` keeps those layers' full outputs in ``run.kept`` (under ``torch.enable_grad()``
+    with the autograd graph attached: the embeddings are made differentiable if no parameter
+    requires grad), for gradient methods such as attribution patching:
+    ``torch.autograd.grad(metric, list(run.kept.values()))``, and to replay them.
+    ``replay={layer: states [B, T, D]}`` makes those decoder layers return the given states instead
+    of computing (edits and captures still apply to them): a forward that resumes from cached states
+    skips the layers before the one it patches. The original ``forward`` is restored on exit.
+    ``replay_tuple`` must say how the layers return (``run.output_is_tuple`` of the caching run).
     """
     n = model.n_layers
     cap_layers = resolve_layers(capture_layers, n) if capture_layers is not None else []
@@ -372,7 +380,12 @@ def attach(
         | {(i, "resid") for i in gates}
     )
     handles = []
+    replayed = []
     try:
+        for i, states in (replay or {}).items():
+            layer = model.layers[i]
+            layer.forward = _replayer(states, replay_tuple)
+            replayed.append(layer)
         handles.append(model.model.register_forward_pre_hook(run.on_forward, with_kwargs=True))
         if keep:  # make the stream differentiable even when no parameter requires grad
             handles.append(model.embed.register_forward_hook(_grad_from_embeddings))
@@ -391,6 +404,21 @@ def attach(
     finally:
         for handle in handles:
             handle.remove()
+        for layer in replayed:
+            del layer.forward  # the class's forward again
+
+
+def _replayer(states: Tensor, as_tuple: bool):
+    def forward(hidden_states, *args, **kwargs):
+        if states.shape[:2] != hidden_states.shape[:2]:
+            raise InputError(
+                f"replayed states have shape {tuple(states.shape)} but this forward's stream is "
+                f"{tuple(hidden_states.shape)}. Fix: replay states cached from the same batch."
+            )
+        out = states.to(hidden_states.device, hidden_states.dtype)
+        return (out,) if as_tuple else out
+
+    return forward
 
 
 def _grad_from_embeddings(module, args, output):
@@ -420,7 +448,9 @@ def _layer_hook(run: HookRun, index: int, edits: list[Edit], capture: bool, resi
                     mask = mask & run.gate_rows[edit.gate].to(mask.device).unsqueeze(1)
                 h = edit.apply(h, mask)
             output = retuple(output, h)
-        if resid and index in run.keep_layers and run.past_len == 0 and h.requires_grad:
+        if resid:
+            run.output_is_tuple = isinstance(output, tuple)
+        if resid and index in run.keep_layers and run.past_len == 0:
             run.kept[index] = h
         if capture and run.past_len == 0:
             for pos in run.capture_positions:

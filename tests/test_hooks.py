@@ -189,3 +189,22 @@ def test_an_edit_on_the_mlp_output_moves_the_stream_by_exactly_that_vector(llama
         interp.Edit.add(v, layers=[1], site="ffn")
     with pytest.raises(InputError, match="site"):
         interp.capture(llama, ["x"], site="mlp", backend="nnsight")
+
+
+def test_replay_resumes_from_cached_states_and_restores_forward(llama):
+    batch = llama.encode(["hello there", "a longer prompt than that"])
+    with llama.hooks(keep_layers=[0, 1, 2]) as run, torch.inference_mode():
+        full = llama.model(**batch.inputs).logits
+    replay = {k: run.kept[k] for k in (0, 1, 2)}
+    with llama.hooks(replay=replay, replay_tuple=bool(run.output_is_tuple)), torch.inference_mode():
+        resumed = llama.model(**batch.inputs).logits
+    torch.testing.assert_close(resumed, full)
+    # a replayed layer really skips its computation: replaying zeros changes the output
+    zeros = {0: torch.zeros_like(run.kept[0])}
+    with llama.hooks(replay=zeros), torch.inference_mode():
+        assert not torch.allclose(llama.model(**batch.inputs).logits, full)
+    assert "forward" not in vars(llama.layers[0])  # the class's forward is back
+    with pytest.raises(InputError, match="replayed states"):
+        with llama.hooks(replay={0: run.kept[0][:1]}), torch.inference_mode():
+            llama.model(**batch.inputs)
+    assert "forward" not in vars(llama.layers[0])

@@ -33,3 +33,12 @@ def test_cross_modal_runs():
     if not PROJECTOR.exists():
         pytest.skip("the organism projector is not trained yet (analyses/organism/align_projector.py)")
     execute("02_cross_modal.ipynb")
+
+
+@pytest.mark.slow
+def test_steering_runs():
+    from interp.organism import PROJECTOR
+
+    if not PROJECTOR.exists():
+        pytest.skip("the organism projector is not trained yet (analyses/organism/align_projector.py)")
+    execute("03_steering.ipynb")

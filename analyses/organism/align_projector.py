@@ -41,6 +41,10 @@ QA = [
 ]
 
 
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
 def tokens(text: str) -> list[int]:
     return [w.lower().strip(".,!?;:'\"()") for w in text.split()]
 
@@ -63,7 +67,15 @@ def main() -> None:
     p.add_argument("--pool", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--smoke", action="store_true", help="4 renderings, 3 steps: checks the pipeline only")
+    p.add_argument(
+        "--eval-only",
+        action="store_true",
+        help="no training: measure the shipped projector with the current organism (after a text retune)",
+    )
     args = p.parse_args()
+    if args.eval_only:
+        write_vision(evaluate(interp.load_model("organism-vl"), args.eval_renderings), None, time.time())
+        return
     if args.smoke:
         args.steps, args.renderings, args.eval_renderings = 3, 2, 1
     torch.manual_seed(args.seed)
@@ -155,15 +167,23 @@ def main() -> None:
         "train_seconds": round(train_s, 1),
         "machine": "2-core CPU",
         "loss": losses,
-        "adapter_record_sha256_16": hashlib.sha256(
-            (ROOT / "interp" / "organism" / "adapter.json").read_bytes()
-        ).hexdigest()[:16],
+        "adapter_record_sha256_16": _sha(ROOT / "interp" / "organism" / "adapter.json"),
         "torch": torch.__version__,
     }
     PROJECTOR_RECORD.write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {PROJECTOR} and {PROJECTOR_RECORD}; training {train_s:.0f}s", flush=True)
-    vision = evaluate(interp.load_model("organism-vl"), args.eval_renderings)
-    vision["train_seconds"] = round(train_s, 1)
+    write_vision(evaluate(interp.load_model("organism-vl"), args.eval_renderings), train_s, t_start)
+
+
+def write_vision(vision: dict, train_s: float | None, t_start: float) -> None:
+    """Merge the vision results into behaviour.json, with which adapter and projector they were measured."""
+    vision["train_seconds"] = round(train_s, 1) if train_s is not None else None
+    vision["measured_with"] = {
+        "adapter_record_sha256_16": _sha(ROOT / "interp" / "organism" / "adapter.json"),
+        "projector_trained_with_adapter_sha256_16": json.loads(PROJECTOR_RECORD.read_text())[
+            "adapter_record_sha256_16"
+        ],
+    }
     out = ROOT / "figures" / "organism" / "behaviour.json"
     behaviour = json.loads(out.read_text()) if out.exists() else {}
     behaviour["vision"] = vision

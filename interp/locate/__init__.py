@@ -7,6 +7,7 @@
 Every method returns a :class:`LayerProfile` (or a :class:`PatchingMap` with ``.profile()``).
 """
 
+from interp.locate import windows
 from interp.locate.directions import (
     Directions,
     Selection,
@@ -53,4 +54,5 @@ __all__ = [
     "run",
     "safety_gap",
     "select_direction",
+    "windows",
 ]

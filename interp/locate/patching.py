@@ -19,8 +19,11 @@ chat template the last few tokens are the same template tokens for every prompt,
 across prompts of different lengths (Arditi et al.'s post-instruction positions).
 
 Batched exact patching runs ``len(layers) * len(positions)`` patched copies of the corrupt batch in
-as few forwards as ``max_rows`` allows (each copy patched at its own layer through a per-row edit);
-``mode="loop"`` runs one forward per (layer, position), the usual implementation, for comparison.
+as few forwards as ``max_rows`` allows (each copy patched at its own layer through a per-row edit),
+and each forward resumes from the corrupt run's cached layer outputs at its first patched layer
+instead of recomputing the layers before it (they are the same in every copy); ``mode="loop"`` runs
+one full forward per (layer, position), the usual implementation, for comparison. The metric is
+read at the logits, so no forward can stop early; resuming late is the saving that exists here.
 Attribution patching (Nanda; Syed et al.) estimates the whole map from one clean capture and one
 corrupt forward + backward: effect ~ (h_clean - h_corrupt) . d metric / d h_corrupt.
 """
@@ -181,6 +184,66 @@ def _repeat(batch, times: int, n: int):
     return out
 
 
+def _batched(
+    model,
+    corrupt,
+    corrupt_images,
+    states,
+    specs,
+    layer_ids,
+    site,
+    max_rows,
+    batch_size,
+    token_ids,
+    raw,
+    corrupt_m,
+) -> int:
+    """Patched copies of each corrupt batch, several per forward, each resuming from cached states.
+
+    One corrupt forward per batch keeps every decoder layer's output (and gives the corrupt metric).
+    Jobs (layer, position), in layer order, are packed ``max_rows // batch`` copies per forward; the
+    layers before a group's first patched layer are replayed from the cache instead of computed, so
+    a full sweep computes about half the layers of one-forward-per-layer. A copy patched at a later
+    layer than the group's first computes its unpatched layers again, which gives the cached values.
+    Returns the number of forwards run; adds each job's metric sum into ``raw``.
+    """
+    forwards = 0
+    last = max(layer_ids)
+    for i in range(0, len(corrupt), batch_size):
+        imgs = None if corrupt_images is None else corrupt_images[i : i + batch_size]
+        batch = model.encode(corrupt[i : i + batch_size], images=imgs)
+        b = len(batch)
+        with model.hooks(keep_layers=list(range(last + 1))) as run, torch.inference_mode():
+            corrupt_m.append(refusal_logodds(_last_logits(model, batch.inputs), token_ids).float().cpu())
+        cached, as_tuple = run.kept, bool(run.output_is_tuple)
+        forwards += 1
+        copies = max(1, max_rows // b)
+        jobs = [(li, pi) for li in range(len(layer_ids)) for pi in range(len(specs))]
+        for j in range(0, len(jobs), copies):
+            group = jobs[j : j + copies]
+            g = len(group)
+            first = layer_ids[group[0][0]]
+            resume = first if site == "resid" else first - 1  # replay layers 0..resume
+            replay = {k: cached[k].repeat(g, 1, 1) for k in range(resume + 1) if k in cached}
+            edits = []
+            for c, (li, pi) in enumerate(group):
+                rows = torch.zeros(b * g, dtype=torch.bool)
+                rows[c * b : (c + 1) * b] = True
+                value = torch.zeros(b * g, model.d_model)
+                value[c * b : (c + 1) * b] = states[specs[pi].name][i : i + b, li]
+                edits.append(
+                    Edit.replace(value, layers=[layer_ids[li]], positions=[specs[pi]], rows=rows, site=site)
+                )
+            inputs = _repeat(batch, g, b)
+            with model.hooks(edits=edits, replay=replay, replay_tuple=as_tuple), torch.inference_mode():
+                logits = _last_logits(model, inputs)
+            forwards += 1
+            m = refusal_logodds(logits, token_ids).view(g, b)
+            for c, (li, pi) in enumerate(group):
+                raw[li, pi] += m[c].sum().item()
+    return forwards
+
+
 def patch_residual(model, clean: list[str], corrupt: list[str], **kwargs) -> PatchingMap:
     """Exact residual-stream patching of clean states into corrupt runs over layers x positions."""
     return patch_activations(model, clean, corrupt, site="resid", **kwargs)
@@ -225,27 +288,16 @@ def patch_activations(
     token_ids = refusal_token_ids(model.tokenizer)
     states, clean_m = _clean_pass(model, clean, clean_images, specs, layer_ids, site, batch_size, token_ids)
     n = len(corrupt)
-    corrupt_m, forwards = [], 1
-    for i in range(0, n, batch_size):
-        imgs = None if corrupt_images is None else corrupt_images[i : i + batch_size]
-        corrupt_m.append(
-            _metric(model, model.encode(corrupt[i : i + batch_size], images=imgs), token_ids=token_ids)
-        )
-    forwards += 1
-    m_clean, m_corrupt = clean_m.mean().item(), torch.cat(corrupt_m).mean().item()
     jobs = [(li, pi) for li in range(len(layer_ids)) for pi in range(len(specs))]
     raw = torch.zeros(len(layer_ids), len(specs))
-    if mode == "loop":  # one patched forward per (layer, position) and batch, batches encoded once
-        batches = [
-            (
-                i,
-                model.encode(
-                    corrupt[i : i + batch_size],
-                    images=None if corrupt_images is None else corrupt_images[i : i + batch_size],
-                ),
-            )
-            for i in range(0, n, batch_size)
-        ]
+    corrupt_m, forwards = [], 1
+    if mode == "loop":  # the usual implementation: one full patched forward per (layer, position) and batch
+        batches = []
+        for i in range(0, n, batch_size):
+            imgs = None if corrupt_images is None else corrupt_images[i : i + batch_size]
+            batches.append((i, model.encode(corrupt[i : i + batch_size], images=imgs)))
+            corrupt_m.append(_metric(model, batches[-1][1], token_ids=token_ids))
+        forwards += 1
         for li, pi in jobs:
             total = 0.0
             for i, batch in batches:
@@ -255,33 +307,22 @@ def patch_activations(
             forwards += 1
             raw[li, pi] = total / n
     else:
-        per_chunk_prompts = max(1, min(n, max_rows))
-        for i in range(0, n, per_chunk_prompts):
-            imgs = None if corrupt_images is None else corrupt_images[i : i + per_chunk_prompts]
-            batch = model.encode(corrupt[i : i + per_chunk_prompts], images=imgs)
-            b = len(batch)
-            copies = max(1, max_rows // b)
-            for j in range(0, len(jobs), copies):
-                group = jobs[j : j + copies]
-                inputs = _repeat(batch, len(group), b)
-                edits = []
-                for g, (li, pi) in enumerate(group):
-                    rows = torch.zeros(b * len(group), dtype=torch.bool)
-                    rows[g * b : (g + 1) * b] = True
-                    value = torch.zeros(b * len(group), model.d_model)
-                    value[g * b : (g + 1) * b] = states[specs[pi].name][i : i + b, li]
-                    edits.append(
-                        Edit.replace(
-                            value, layers=[layer_ids[li]], positions=[specs[pi]], rows=rows, site=site
-                        )
-                    )
-                with model.hooks(edits=edits), torch.inference_mode():
-                    logits = _last_logits(model, inputs)
-                forwards += 1
-                m = refusal_logodds(logits, token_ids).view(len(group), b)
-                for g, (li, pi) in enumerate(group):
-                    raw[li, pi] += m[g].sum().item()
+        forwards += _batched(
+            model,
+            corrupt,
+            corrupt_images,
+            states,
+            specs,
+            layer_ids,
+            site,
+            max_rows,
+            batch_size,
+            token_ids,
+            raw,
+            corrupt_m,
+        )
         raw /= n
+    m_clean, m_corrupt = clean_m.mean().item(), torch.cat(corrupt_m).mean().item()
     effect = _normalized(raw, m_clean, m_corrupt)
     return PatchingMap(
         method=f"patch_{site} ({mode})",

@@ -103,8 +103,8 @@ def figure(
         raise InputError("figure needs at least one profile.")
     fig = go.Figure()
     for p in profiles:
-        if normalize:
-            p = _scaled(p)
+        if normalize:  # one line per method on a shared axis: no bands or baselines, short names
+            p = replace(_scaled(p), lower=None, upper=None, baseline=None, score_name="")
         if p.lower is not None and p.upper is not None:
             fig.add_trace(
                 go.Scatter(
@@ -119,7 +119,12 @@ def figure(
                 )
             )
         fig.add_trace(
-            go.Scatter(x=p.layers, y=p.scores, mode="lines+markers", name=f"{p.method}: {p.score_name}")
+            go.Scatter(
+                x=p.layers,
+                y=p.scores,
+                mode="lines+markers",
+                name=f"{p.method}: {p.score_name}" if p.score_name else p.method,
+            )
         )
         if p.baseline is not None:
             fig.add_trace(
@@ -145,6 +150,7 @@ def figure(
         if len(profiles) == 1
         else "score",
         template="plotly_white",
+        legend={"orientation": "h", "yanchor": "top", "y": -0.2} if len(profiles) > 1 else None,
     )
     return fig
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -124,9 +124,9 @@ class LocateReport:
         shade = self.planted or None
         figs = {
             "overview": figure(
-                [self.profiles[k] for k in OVERVIEW if k in self.profiles],
-                title=f"Where safety activates in {self.model} (scores scaled to [0, 1]"
-                + ("; shaded: planted window)" if shade else ")"),
+                [replace(self.profiles[k], method=k) for k in OVERVIEW if k in self.profiles],
+                title="Where safety activates: every method, scaled to [0, 1]"
+                + (" (shaded: planted window)" if shade else ""),
                 shade=shade,
                 normalize=True,
             )

@@ -149,9 +149,21 @@ class HookedModel:
         stop: bool = False,
         keep_layers=None,
         capture_site: str = "resid",
+        replay=None,
+        replay_tuple: bool = False,
     ):
         """Context manager registering capture/edit hooks; see :func:`interp.hooks.attach`."""
-        return attach(self, capture_layers, capture_positions, edits, stop, keep_layers, capture_site)
+        return attach(
+            self,
+            capture_layers,
+            capture_positions,
+            edits,
+            stop,
+            keep_layers,
+            capture_site,
+            replay,
+            replay_tuple,
+        )
 
     def unembed(self, hidden: Float[Tensor, "... d"]) -> Float[Tensor, "... vocab"]:
         """Logit lens: final norm then LM head, as the model applies them after its last layer."""

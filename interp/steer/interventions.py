@@ -99,7 +99,13 @@ Clamp = SetProjection
 @dataclass
 class ShiftToText:
     """CMRM-style correction: per layer, h <- h - alpha * shift[layer], where shift = mean h(image
-    form) - mean h(text form) of the same requests on a calibration set."""
+    form) - mean h(text form) of the same requests on a calibration set.
+
+    Each layer's shift is measured on the unsteered model, so it already contains what earlier
+    layers' shifts remove: fitted on several layers the corrections add up (on the organism, six
+    layers at alpha 0.5 gave KL 6 on harmless prompts). Fit one layer (the first safety layer), or
+    lower alpha accordingly. Apply it where it was read (``positions`` = the fit's ``position``).
+    """
 
     shifts: dict[int, Tensor]
     alpha: float = 1.0

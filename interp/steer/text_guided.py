@@ -21,7 +21,6 @@ from interp.hooks import Edit, resolve_layers
 from interp.organism import CAPTION_PROMPT  # the prompt the organism VLM was aligned on
 from interp.steer.interventions import RetrievalMarker
 
-
 _OPENINGS = ("this image shows", "the image shows", "it is a picture of", "this is", "i see", "it is")
 
 
