@@ -58,7 +58,9 @@ pairs = cross_modal_pairs(renderings=1)
 harm = pairs.select("harmful")
 print(harm.text[0], "|", harm.image[0])
 harm.images[0]""",
-    """answers = vlm.generate(vlm.encode([harm.text[0], harm.image[0]], images=[None, harm.images[0]]), max_new_tokens=24)
+    """# a batch is all text or all image prompts (processors need every prompt of a batch to carry images)
+answers = vlm.generate(vlm.encode([harm.text[0]]), max_new_tokens=24)
+answers += vlm.generate(vlm.encode([harm.image[0]], images=[harm.images[0]]), max_new_tokens=24)
 for a in answers:
     print(repr(a))""",
     """text = interp.capture(vlm, pairs.text, labels=pairs.labels)
