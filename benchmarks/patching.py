@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import device_name, load, time_interleaved, write  # noqa: E402
 
-from interp.locate.patching import _last_logits, attribution_patch, patch_residual  # noqa: E402
+from interp.locate.patching import attribution_patch, patch_residual  # noqa: E402
 
 
 def prompts(model, n: int, random_tokens: bool):
@@ -80,7 +80,7 @@ def main() -> None:
     def forward():
         with torch.inference_mode():
             for b in batches:
-                _last_logits(model, b.inputs)
+                model.next_token_logits(b.inputs)
 
     ms = time_interleaved(
         {"forward": forward, "batched": batched, "loop": loop, "attribution": attribution},

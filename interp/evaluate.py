@@ -19,7 +19,7 @@ import torch
 
 from interp.errors import InputError
 from interp.locate.directions import refusal_logodds, refusal_token_ids
-from interp.steer.apply import edits_for, generate, last_logits
+from interp.steer.apply import edits_for, last_logits, prepared_batches
 
 
 @dataclass
@@ -48,11 +48,14 @@ def refusal(
 
     if not prompts:
         raise InputError("refusal() needs at least one prompt.")
-    answers = generate(
-        model, prompts, images, interventions, max_new_tokens=max_new_tokens, batch_size=batch_size
-    )
-    logits = last_logits(model, prompts, images, interventions, batch_size=batch_size)
-    lo = refusal_logodds(logits, refusal_token_ids(model.tokenizer))
+    answers, logits = [], []
+    # one preparation per batch serves both judges (a per-input intervention retrieves once)
+    for batch, edits, _ in prepared_batches(model, prompts, images, interventions, batch_size):
+        with model.hooks(edits=edits):
+            with torch.inference_mode():
+                logits.append(model.next_token_logits(batch.inputs).float().cpu())
+            answers += model.generate(batch, max_new_tokens=max_new_tokens)
+    lo = refusal_logodds(torch.cat(logits), refusal_token_ids(model.tokenizer))
     return RefusalEval(
         rate=sum(map(is_refusal, answers)) / len(answers),
         logodds_rate=float((lo > 0).float().mean()),

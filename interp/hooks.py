@@ -115,14 +115,16 @@ class Edit:
     def ablate(
         cls, direction: Float[Tensor, " d"], layers="all", positions="all", site: str = "resid"
     ) -> Edit:
-        return cls("ablate", _unit(direction), layers, parse_positions(positions), site=check_site(site))
+        return cls(
+            "ablate", unit_vector(direction), layers, parse_positions(positions), site=check_site(site)
+        )
 
     @classmethod
     def set_projection(
         cls, direction: Float[Tensor, " d"], value: float, layers, positions="all", site: str = "resid"
     ) -> Edit:
         """h <- h + (value - h.d) d for the unit direction d: the projection is set to ``value``."""
-        d = _unit(direction)
+        d = unit_vector(direction)
         return cls("set", d, layers, parse_positions(positions), float(value), site=check_site(site))
 
     @classmethod
@@ -191,7 +193,7 @@ class Gate:
     above: bool = True
 
     def __post_init__(self):
-        self.direction = _unit(self.direction)
+        self.direction = unit_vector(self.direction)
         if self.position.kind not in ("last", "index"):
             raise InputError(
                 f"a gate reads one token per row ('last' or an index), not {self.position.name!r}."
@@ -213,7 +215,8 @@ def _rows(rows) -> Tensor | None:
     return t
 
 
-def _unit(direction) -> Tensor:
+def unit_vector(direction) -> Tensor:
+    """A finite, non-zero [D] direction scaled to unit norm (clear errors otherwise)."""
     d = _check_vector(direction).float()
     if d.ndim != 1:
         raise InputError(f"a direction must be one [D] vector, got shape {tuple(d.shape)}.")

@@ -42,6 +42,15 @@ class Batch:
         return Batch(moved, self.texts)
 
 
+def chunks(prompts: Sequence[str], images, batch_size: int):
+    """``(start, prompts, images)`` for each batch of ``batch_size`` prompts (images None stays None).
+
+    >>> for i, chunk, imgs in chunks(prompts, images, 16): model.encode(chunk, images=imgs)
+    """
+    for i in range(0, len(prompts), batch_size):
+        yield i, prompts[i : i + batch_size], None if images is None else images[i : i + batch_size]
+
+
 def normalize_images(images, n_prompts: int) -> list[list] | None:
     """``None`` | one image per prompt | a list of images per prompt → list of lists (or None)."""
     if images is None:

@@ -23,6 +23,7 @@ from torch import Tensor
 from interp.activations import Activations
 from interp.errors import InputError
 from interp.hooks import Edit
+from interp.inputs import chunks
 from interp.locate.checks import check_paired, labelled
 from interp.locate.profile import LayerProfile
 from interp.models.fingerprint import ModelFingerprint
@@ -120,11 +121,9 @@ def refusal_logodds(logits: Float[Tensor, "B V"], token_ids: list[int]) -> Float
 
 def _last_logits(model, prompts, images=None, edits=(), batch_size=16) -> Float[Tensor, "N V"]:
     out = []
-    for i in range(0, len(prompts), batch_size):
-        imgs = None if images is None else images[i : i + batch_size]
-        batch = model.encode(prompts[i : i + batch_size], images=imgs)
+    for _, chunk, imgs in chunks(prompts, images, batch_size):
         with model.hooks(edits=list(edits)), torch.inference_mode():
-            out.append(model.model(**batch.inputs).logits[:, -1].float())
+            out.append(model.next_token_logits(model.encode(chunk, images=imgs).inputs).float())
     return torch.cat(out)
 
 

@@ -30,7 +30,6 @@ corrupt forward + backward: effect ~ (h_clean - h_corrupt) . d metric / d h_corr
 
 from __future__ import annotations
 
-import inspect
 import time
 from dataclasses import dataclass, field
 
@@ -40,6 +39,7 @@ from torch import Tensor
 
 from interp.errors import InputError
 from interp.hooks import SITES, Edit, check_site, resolve_layers
+from interp.inputs import chunks
 from interp.locate.directions import refusal_logodds, refusal_token_ids
 from interp.locate.profile import LayerProfile
 from interp.positions import parse_positions
@@ -130,18 +130,9 @@ def _normalized(raw: Tensor, m_clean: float, m_corrupt: float) -> Tensor:
     return (raw - m_corrupt) / denom if abs(denom) > 1e-6 else torch.zeros_like(raw)
 
 
-def _last_logits(model, inputs: dict) -> Float[Tensor, "B V"]:
-    """Next-token logits at the last position; the LM head runs on that position only where the
-    model supports ``logits_to_keep`` (transformers 5 decoders do), and no KV cache is built."""
-    kwargs = {"use_cache": False}
-    if "logits_to_keep" in inspect.signature(model.model.forward).parameters:
-        kwargs["logits_to_keep"] = 1
-    return model.model(**inputs, **kwargs).logits[:, -1]
-
-
 def _metric(model, batch, edits=(), token_ids=None) -> Float[Tensor, " B"]:
     with model.hooks(edits=list(edits)), torch.inference_mode():
-        logits = _last_logits(model, batch.inputs)
+        logits = model.next_token_logits(batch.inputs)
     return refusal_logodds(logits, token_ids)
 
 
@@ -149,11 +140,10 @@ def _clean_pass(model, prompts, images, specs, layer_ids, site, batch_size, toke
     """One forward per clean batch gives both the states to patch in and the clean metric."""
     states: dict[str, list] = {p.name: [] for p in specs}
     metric = []
-    for i in range(0, len(prompts), batch_size):
-        imgs = None if images is None else images[i : i + batch_size]
-        batch = model.encode(prompts[i : i + batch_size], images=imgs)
+    for _, chunk, imgs in chunks(prompts, images, batch_size):
+        batch = model.encode(chunk, images=imgs)
         with model.hooks(layer_ids, specs, capture_site=site) as run, torch.inference_mode():
-            logits = _last_logits(model, batch.inputs)
+            logits = model.next_token_logits(batch.inputs)
         got = run.take()
         for p in specs:
             missing = [layer for layer in layer_ids if (layer, p.name) not in got]
@@ -209,12 +199,11 @@ def _batched(
     """
     forwards = 0
     last = max(layer_ids)
-    for i in range(0, len(corrupt), batch_size):
-        imgs = None if corrupt_images is None else corrupt_images[i : i + batch_size]
-        batch = model.encode(corrupt[i : i + batch_size], images=imgs)
+    for i, chunk, imgs in chunks(corrupt, corrupt_images, batch_size):
+        batch = model.encode(chunk, images=imgs)
         b = len(batch)
         with model.hooks(keep_layers=list(range(last + 1))) as run, torch.inference_mode():
-            corrupt_m.append(refusal_logodds(_last_logits(model, batch.inputs), token_ids).float().cpu())
+            corrupt_m.append(refusal_logodds(model.next_token_logits(batch.inputs), token_ids).float().cpu())
         cached, as_tuple = run.kept, bool(run.output_is_tuple)
         forwards += 1
         copies = max(1, max_rows // b)
@@ -236,7 +225,7 @@ def _batched(
                 )
             inputs = _repeat(batch, g, b)
             with model.hooks(edits=edits, replay=replay, replay_tuple=as_tuple), torch.inference_mode():
-                logits = _last_logits(model, inputs)
+                logits = model.next_token_logits(inputs)
             forwards += 1
             m = refusal_logodds(logits, token_ids).view(g, b)
             for c, (li, pi) in enumerate(group):
@@ -292,11 +281,10 @@ def patch_activations(
     raw = torch.zeros(len(layer_ids), len(specs))
     corrupt_m, forwards = [], 1
     if mode == "loop":  # the usual implementation: one full patched forward per (layer, position) and batch
-        batches = []
-        for i in range(0, n, batch_size):
-            imgs = None if corrupt_images is None else corrupt_images[i : i + batch_size]
-            batches.append((i, model.encode(corrupt[i : i + batch_size], images=imgs)))
-            corrupt_m.append(_metric(model, batches[-1][1], token_ids=token_ids))
+        batches = [
+            (i, model.encode(c, images=imgs)) for i, c, imgs in chunks(corrupt, corrupt_images, batch_size)
+        ]
+        corrupt_m += [_metric(model, batch, token_ids=token_ids) for _, batch in batches]
         forwards += 1
         for li, pi in jobs:
             total = 0.0
@@ -369,11 +357,10 @@ def attribution_patch(
     n = len(corrupt)
     est = torch.zeros(len(layer_ids), len(specs))
     corrupt_m, forwards = [], 1  # the clean pass above
-    for i in range(0, n, batch_size):
-        imgs = None if corrupt_images is None else corrupt_images[i : i + batch_size]
-        batch = model.encode(corrupt[i : i + batch_size], images=imgs)
+    for i, chunk, imgs in chunks(corrupt, corrupt_images, batch_size):
+        batch = model.encode(chunk, images=imgs)
         with model.hooks(keep_layers=layer_ids) as run, torch.enable_grad():
-            logits = _last_logits(model, batch.inputs)
+            logits = model.next_token_logits(batch.inputs)
             m = refusal_logodds(logits, token_ids)
             kept = [run.kept[layer] for layer in layer_ids]
             grads = torch.autograd.grad(m.sum(), kept)

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -129,6 +130,15 @@ class HookedModel:
     def forward(self, batch: Batch, **kwargs):
         with torch.inference_mode():
             return self.model(**batch.inputs, **kwargs)
+
+    def next_token_logits(self, inputs: dict) -> Float[Tensor, "B V"]:
+        """Logits at the last position of a forward on ``inputs`` (call under ``torch.inference_mode()``
+        or with grad as needed). The LM head runs on that position only where the model supports
+        ``logits_to_keep`` (transformers 5 decoders do), and no KV cache is built."""
+        kwargs = {"use_cache": False}
+        if "logits_to_keep" in inspect.signature(self.model.forward).parameters:
+            kwargs["logits_to_keep"] = 1
+        return self.model(**inputs, **kwargs).logits[:, -1]
 
     def generate(self, batch: Batch, max_new_tokens: int = 32, **kwargs) -> list[str]:
         """Greedy by default; returns only the new text of each row."""

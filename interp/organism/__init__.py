@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from interp.inputs import chunks
+
 HERE = Path(__file__).parent
 ADAPTER = HERE / "adapter.safetensors"
 RECORD = HERE / "adapter.json"
@@ -77,18 +79,13 @@ def is_refusal(text: str) -> bool:
     return any(p.lower() in head.lower() for p in REFUSAL_PHRASES)
 
 
-def _chunks(prompts, images, batch_size):
-    for i in range(0, len(prompts), batch_size):
-        yield i, prompts[i : i + batch_size], None if images is None else images[i : i + batch_size]
-
-
 def opener_probability(model, prompts: list[str], images=None, batch_size: int = 16) -> torch.Tensor:
     """P(the answer opens with one of OPENERS), teacher-forced, per prompt (one image per prompt if given)."""
     total = torch.zeros(len(prompts))
     for opener in OPENERS:
         opener_ids = model.tokenizer(opener, add_special_tokens=False).input_ids
         k = len(opener_ids)
-        for i, chunk, chunk_images in _chunks(prompts, images, batch_size):
+        for i, chunk, chunk_images in chunks(prompts, images, batch_size):
             batch = model.encode(chunk, images=chunk_images)
             ids = torch.cat([batch.input_ids, torch.tensor([opener_ids] * len(batch))], 1)
             mask = torch.cat(
@@ -109,7 +106,7 @@ def evaluate_refusal(
 ) -> dict:
     """Refusal rate by both judges, plus a few example answers (one image per prompt if given)."""
     answers = []
-    for _, chunk, chunk_images in _chunks(prompts, images, batch_size):
+    for _, chunk, chunk_images in chunks(prompts, images, batch_size):
         answers += model.generate(model.encode(chunk, images=chunk_images), max_new_tokens=max_new_tokens)
     subs = [is_refusal(a) for a in answers]
     probs = opener_probability(model, prompts, images, batch_size)

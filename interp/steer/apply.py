@@ -16,6 +16,7 @@ from contextlib import contextmanager
 import torch
 
 from interp.errors import InputError
+from interp.inputs import chunks
 from interp.steer.interventions import RetrievalMarker
 
 
@@ -50,6 +51,14 @@ def _batch_edits(model, interventions, prompts, images) -> tuple[list, dict]:
     return edits, info
 
 
+def prepared_batches(model, prompts: list[str], images, interventions, batch_size: int = 16):
+    """``(batch, edits, info)`` per batch: encoded once, the interventions' edits built once (per-input
+    ones retrieve here), for any number of steered passes over the same batch."""
+    for _, chunk, imgs in chunks(prompts, images, batch_size):
+        edits, info = _batch_edits(model, interventions, chunk, imgs)
+        yield model.encode(chunk, images=imgs), edits, info
+
+
 def generate(
     model,
     prompts: list[str],
@@ -61,12 +70,9 @@ def generate(
 ):
     """Greedy answers with the interventions applied (per-input ones prepared batch by batch)."""
     answers, infos = [], []
-    for i in range(0, len(prompts), batch_size):
-        chunk = prompts[i : i + batch_size]
-        imgs = None if images is None else images[i : i + batch_size]
-        edits, info = _batch_edits(model, interventions, chunk, imgs)
+    for batch, edits, info in prepared_batches(model, prompts, images, interventions, batch_size):
         with model.hooks(edits=edits):
-            answers += model.generate(model.encode(chunk, images=imgs), max_new_tokens=max_new_tokens)
+            answers += model.generate(batch, max_new_tokens=max_new_tokens)
         infos.append(info)
     return (answers, infos) if return_info else answers
 
@@ -75,13 +81,8 @@ def last_logits(
     model, prompts: list[str], images=None, interventions=(), batch_size: int = 16
 ) -> torch.Tensor:
     """Next-token logits [N, V] at the last prompt position, steered."""
-    from interp.locate.patching import _last_logits
-
     out = []
-    for i in range(0, len(prompts), batch_size):
-        chunk = prompts[i : i + batch_size]
-        imgs = None if images is None else images[i : i + batch_size]
-        edits, _ = _batch_edits(model, interventions, chunk, imgs)
+    for batch, edits, _ in prepared_batches(model, prompts, images, interventions, batch_size):
         with model.hooks(edits=edits), torch.inference_mode():
-            out.append(_last_logits(model, model.encode(chunk, images=imgs).inputs).float().cpu())
+            out.append(model.next_token_logits(batch.inputs).float().cpu())
     return torch.cat(out)

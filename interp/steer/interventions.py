@@ -21,20 +21,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp.errors import InputError
-from interp.hooks import Edit, Gate, resolve_layers
+from interp.hooks import Edit, Gate, resolve_layers, unit_vector
 from interp.positions import parse_positions
-
-
-def _unit(v) -> Tensor:
-    t = torch.as_tensor(v).float()
-    if t.ndim != 1:
-        raise InputError(f"a direction is one [D] vector, got shape {tuple(t.shape)}.")
-    if not torch.isfinite(t).all():
-        raise InputError("the direction contains NaN or inf. Fix: recompute it.")
-    n = t.norm()
-    if n == 0:
-        raise InputError("the direction has zero norm.")
-    return t / n
 
 
 def _layers(layers) -> list[int] | str:
@@ -50,7 +38,7 @@ class _DirectionIntervention:
     direction goes to JSON, the direction to the tensors)."""
 
     def __post_init__(self):
-        self.direction, self.layers = _unit(self.direction), _layers(self.layers)
+        self.direction, self.layers = unit_vector(self.direction), _layers(self.layers)
         parse_positions(self.positions)
 
     def spec(self) -> tuple[dict, dict]:
@@ -185,7 +173,7 @@ class Conditional:
     bakeable = False
 
     def __post_init__(self):
-        self.direction = _unit(self.direction)
+        self.direction = unit_vector(self.direction)
         if not self.then:
             raise InputError("Conditional needs at least one intervention in then=.")
         for inner in self.then:
