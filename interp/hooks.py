@@ -13,7 +13,10 @@ Layer ``i`` here is the output of decoder layer ``i``: ``hidden_states[i + 1]`` 
 captures on the same layer, so a capture sees the edited state.
 
 Sites: ``"resid"`` (decoder-layer output, the default), ``"attn"`` (the attention block's output, before
-it is added to the stream) and ``"mlp"`` (the MLP block's output), for component patching.
+it is added to the stream) and ``"mlp"`` (the MLP block's output), for component patching, and
+``"embed"`` (the token-embedding output, the stream before layer 0; only with ``layers=[0]``).
+Ablating a direction from ``embed`` and from every ``attn`` and ``mlp`` output removes it from every
+residual-stream activation, as the orthogonalized weights of :mod:`interp.export.bake` do.
 """
 
 from __future__ import annotations
@@ -34,13 +37,15 @@ if TYPE_CHECKING:
     from interp.models.hooked import HookedModel
 
 
-SITES = ("resid", "attn", "mlp")
+SITES = ("resid", "attn", "mlp")  # per decoder layer
+EDIT_SITES = (*SITES, "embed")  # + the token-embedding output (layer 0 only)
 
 
 def check_site(site: str) -> str:
-    if site not in SITES:
+    if site not in EDIT_SITES:
         raise InputError(
-            f"site={site!r}; choose one of {SITES} (residual stream, attention output, MLP output)."
+            f"site={site!r}; choose one of {EDIT_SITES} (residual stream, attention output, MLP output, "
+            "token-embedding output)."
         )
     return site
 
@@ -73,7 +78,7 @@ class Edit:
     vector: Tensor  # [D] or per-row [B, D]
     layers: Sequence[int] | str
     positions: list[Position]
-    alpha: float = 1.0
+    alpha: float = 1.0  # strength; for ablate, the fraction of the projection removed
     rows: Tensor | None = None  # bool [B]: rows the edit touches (None = all)
     site: str = "resid"
     gate: Gate | None = None  # rows decided per forward from the stream (conditional steering)
@@ -142,6 +147,18 @@ class Edit:
             check_site(site),
         )
 
+    def scaled(self, strength: float) -> Edit:
+        """This edit at ``strength`` times its effect: ``alpha`` of add and pull, the fraction of the
+        projection that ablate removes. Set and replace have no strength (only 1.0 is accepted)."""
+        if self.op in ("set", "replace"):
+            if strength != 1.0:
+                raise InputError(
+                    f"a {self.op} edit (SetProjection/Clamp, replace) has no strength; got {strength}. "
+                    "Fix: use strength 1, or rebuild the intervention with another value."
+                )
+            return self
+        return replace(self, alpha=self.alpha * float(strength))
+
     def gated(self, gate: Gate) -> Edit:
         """This edit, applied only to the rows that ``gate`` selects in each forward."""
         return replace(self, gate=gate)
@@ -171,7 +188,7 @@ class Edit:
         proj = (h * v).sum(-1, keepdim=True)
         if self.op == "set":
             return h + m * (self.alpha - proj) * v
-        return h - m * proj * v
+        return h - m * (self.alpha * proj) * v
 
 
 @dataclass(eq=False)
@@ -357,13 +374,18 @@ def attach(
     run = HookRun(image_token_id=model.image_token_id, keep_layers=tuple(keep))
     if cap_layers:
         run.capture_positions = parse_positions(capture_positions)
-    check_site(capture_site)
+    if capture_site not in SITES:
+        raise InputError(f"capture_site={capture_site!r}; captures read one of {SITES}.")
     if stop and cap_layers:
         run.stop_after = max(cap_layers)
     per_site: dict[tuple[int, str], list[Edit]] = {}
     gates: dict[int, list[Gate]] = {}
     for edit in edits:
         edit_layers = resolve_layers(edit.layers, n)
+        if edit.site == "embed" and edit_layers != [0]:
+            raise LayerIndexError(
+                f"an edit at site 'embed' (the token-embedding output) takes layers=[0], got {edit.layers!r}."
+            )
         for i in edit_layers:
             per_site.setdefault((i, edit.site), []).append(edit)
         if edit.gate is not None:
@@ -393,7 +415,10 @@ def attach(
         if keep:  # make the stream differentiable even when no parameter requires grad
             handles.append(model.embed.register_forward_hook(_grad_from_embeddings))
         for i, site in sorted(targets):
-            module = model.layers[i] if site == "resid" else model.component(i, site)
+            if site == "embed":
+                module = model.embed
+            else:
+                module = model.layers[i] if site == "resid" else model.component(i, site)
             hook = _layer_hook(
                 run,
                 i,

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import interp
-from interp.errors import InputError
+from interp.errors import InputError, LayerIndexError
 from interp.hooks import Edit, resolve_layers
 
 
@@ -208,3 +208,30 @@ def test_replay_resumes_from_cached_states_and_restores_forward(llama):
         with llama.hooks(replay={0: run.kept[0][:1]}), torch.inference_mode():
             llama.model(**batch.inputs)
     assert "forward" not in vars(llama.layers[0])
+
+
+def test_embed_site_edits_the_stream_before_layer_0_only(llama):
+    d = torch.randn(llama.d_model)
+    batch = llama.encode(["hello there"])
+    with llama.hooks(edits=[Edit.add(d, [0], 5.0, site="embed")]), torch.inference_mode():
+        seen = {}
+        handle = llama.layers[0].register_forward_pre_hook(
+            lambda m, a, k: seen.update(h=k.get("hidden_states", a[0] if a else None)), with_kwargs=True
+        )
+        try:
+            llama.model(**batch.inputs)
+        finally:
+            handle.remove()
+    with torch.inference_mode():
+        plain = llama.embed(batch.input_ids)
+    torch.testing.assert_close(seen["h"] - plain, 5.0 * d.expand_as(plain))  # Edit.add adds the raw vector
+    with (
+        pytest.raises(LayerIndexError, match="layers=\\[0\\]"),
+        llama.hooks(edits=[Edit.add(d, [1], 1.0, site="embed")]),
+    ):
+        pass
+    with (
+        pytest.raises(InputError, match="capture_site"),
+        llama.hooks(capture_layers=[0], capture_site="embed"),
+    ):
+        pass

@@ -27,6 +27,7 @@ from interp.inputs import chunks
 from interp.locate.checks import check_paired, labelled
 from interp.locate.profile import LayerProfile
 from interp.models.fingerprint import ModelFingerprint
+from interp.steer.interventions import AblateDirection
 
 REFUSAL_OPENERS = ("I'm sorry", "I can't", "I cannot", "Sorry", "I'm not able", "I won't", "As an AI")
 
@@ -148,7 +149,7 @@ def select_direction(
     """Arditi et al.'s protocol over candidate layers (one candidate direction per layer).
 
     For each layer's direction: ``bypass`` = mean refusal log-odds on harmful prompts with the direction
-    ablated everywhere (lower = ablation removes refusal); ``induce`` = mean refusal log-odds on harmless
+    ablated from every residual-stream activation (:class:`interp.steer.AblateDirection`) (lower = ablation removes refusal); ``induce`` = mean refusal log-odds on harmless
     prompts with the direction added at its layer (all positions); ``kl`` = KL(base || ablated) of the
     next-token distribution on harmless prompts. Kept: induce > 0, kl <= kl_max, layer < (1 -
     exclude_last) * n_layers. Chosen: the kept layer with the lowest bypass score. The profile's
@@ -170,11 +171,11 @@ def select_direction(
     table = []
     for layer in cols:
         v = dirs[layer]
-        ablate = Edit.ablate(v, layers="all")
-        bypass = refusal_logodds(_last_logits(model, harmful, edits=[ablate], batch_size=batch_size), tok_ids)
+        ablate = AblateDirection(v).edits(model)  # every stream activation: embedding, attn and MLP outputs
+        bypass = refusal_logodds(_last_logits(model, harmful, edits=ablate, batch_size=batch_size), tok_ids)
         add = Edit.add(v, layers=[layer], positions="all")
         induce = refusal_logodds(_last_logits(model, harmless, edits=[add], batch_size=batch_size), tok_ids)
-        abl_harmless = _last_logits(model, harmless, edits=[ablate], batch_size=batch_size)
+        abl_harmless = _last_logits(model, harmless, edits=ablate, batch_size=batch_size)
         kl = torch.nn.functional.kl_div(
             abl_harmless.log_softmax(-1),
             base_harmless_logits.log_softmax(-1),

@@ -60,13 +60,28 @@ class AddDirection(_DirectionIntervention):
 
 @dataclass
 class AblateDirection(_DirectionIntervention):
+    """Project the direction out of the residual stream.
+
+    With ``layers="all"`` (Arditi et al.) it is removed from every activation of the stream: the
+    token-embedding output and every attention and MLP output are ablated, which is exactly what
+    orthogonalizing the weights that write to the stream does (``interp export bake``). Vision-language
+    models also ablate each decoder layer's output, since image features enter the stream after the
+    token embedding. With a list of layers, the state after each listed decoder layer is ablated.
+    """
+
     direction: Float[Tensor, " D"]
     layers: list[int] | str = "all"
     positions: str | list = "all"
     bakeable = True
 
     def edits(self, model) -> list[Edit]:
-        return [Edit.ablate(self.direction, self.layers, self.positions)]
+        if self.layers != "all":
+            return [Edit.ablate(self.direction, self.layers, self.positions)]
+        out = [Edit.ablate(self.direction, [0], self.positions, site="embed")]
+        out += [Edit.ablate(self.direction, "all", self.positions, site=s) for s in ("attn", "mlp")]
+        if model.adapter.kind != "text":
+            out.append(Edit.ablate(self.direction, "all", self.positions))
+        return out
 
 
 @dataclass
