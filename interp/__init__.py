@@ -5,7 +5,7 @@
 >>> acts = interp.capture(model, interp.data.load("harmbench").prompts, positions="last")
 """
 
-from interp import data, evaluate, locate, steer
+from interp import data, evaluate, export, locate, steer
 from interp.activations import Activations
 from interp.capture import ActivationShards, capture
 from interp.errors import (
@@ -41,6 +41,7 @@ __all__ = [
     "data",
     "encode",
     "evaluate",
+    "export",
     "known_families",
     "load_model",
     "locate",

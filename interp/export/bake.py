@@ -1,0 +1,169 @@
+"""Fold steering into the weights, where that is exact, so any engine serves the steered model.
+
+    >>> baked = interp.export.bake(model, [AblateDirection(refusal)])       # a new HookedModel
+    >>> interp.export.save_baked(model, artifact.interventions, "runs/organism-ablated")  # HF checkpoint
+
+What folds exactly:
+
+- ``AblateDirection(d, layers="all", positions="all")``: the direction is projected out of every matrix
+  that writes to the residual stream, ``W <- (I - d d^T) W`` for the token embedding, each attention
+  output projection and each MLP down projection (and their biases). Its hook form ablates the same
+  writers (:class:`interp.steer.AblateDirection`), so the two agree to float tolerance. A tied LM head
+  is untied first (it keeps the original embedding), since the head must not change.
+- ``AddDirection(d, layers, alpha, positions="all")`` and ``ShiftToText(positions="all")``: a constant
+  added after decoder layer ``l`` becomes a bias of that layer's MLP down projection (the last thing
+  the layer adds to the stream). Needs a family whose config can declare MLP biases (Llama's
+  ``mlp_bias``); others get a clear error.
+
+What cannot be baked, and says so: :class:`~interp.steer.Conditional` (decides per input),
+:class:`~interp.steer.RetrievalGuided` (per input), :class:`~interp.steer.SetProjection` (depends on
+the state), ablation at chosen layers only, and anything restricted to some positions. Serve those
+with ``interp serve`` instead. Vision-language models are refused: image features enter the stream
+after the token embedding, where no weight of the language model can remove them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from interp.errors import InputError
+from interp.hooks import resolve_layers
+from interp.steer.interventions import AblateDirection, AddDirection, ShiftToText
+
+_ATTN_OUT = ("o_proj", "out_proj", "dense")
+_MLP_OUT = ("down_proj", "fc2", "dense_4h_to_h")
+
+
+def _not_bakeable(item, why: str) -> InputError:
+    return InputError(
+        f"{type(item).__name__} cannot be baked into weights: {why}. Fix: serve it with hooks "
+        "(interp serve / interp.steer.steer), which support every intervention."
+    )
+
+
+def _writer(module: torch.nn.Module, names, what: str, family: str) -> torch.nn.Linear:
+    for name in names:
+        sub = getattr(module, name, None)
+        if isinstance(sub, torch.nn.Linear):
+            return sub
+    raise InputError(
+        f"cannot find the {what} projection (one of {names}) as a linear layer in the {family} family; "
+        "baking supports Llama-style decoders (Llama, Mistral, Qwen2/3, SmolLM, ...)."
+    )
+
+
+def orthogonalize(weight: Float[Tensor, "D n"], d: Float[Tensor, " D"]) -> Float[Tensor, "D n"]:
+    """``(I - d d^T) W`` for a matrix whose rows index the residual stream (unit ``d``)."""
+    d = d.to(weight.device, weight.dtype)
+    return weight - torch.outer(d, d @ weight)
+
+
+def _check(model, interventions) -> tuple[list[Tensor], dict[int, Tensor]]:
+    """Split the interventions into directions to ablate and per-layer constants; refuse the rest."""
+    if model.adapter.kind != "text":
+        raise InputError(
+            f"{model.name} is a vision-language model: its image features enter the residual stream after "
+            "the token embedding, so no weight edit of the language model removes a direction from them. "
+            "Fix: bake a text model, or serve the VLM with hooks (interp serve)."
+        )
+    if not interventions:
+        raise InputError("nothing to bake: pass at least one intervention.")
+    ablate, add = [], {}
+    for item in interventions:
+        if getattr(item, "positions", "all") != "all":
+            raise _not_bakeable(item, f"it acts on positions {item.positions!r}, weights act on all of them")
+        if isinstance(item, AblateDirection):
+            if item.layers != "all":
+                raise _not_bakeable(
+                    item,
+                    "ablation at chosen layers is not a weight edit (use layers='all', as Arditi et al.)",
+                )
+            ablate.append(item.direction.float())
+        elif isinstance(item, AddDirection):
+            for layer in resolve_layers(item.layers, model.n_layers):
+                add[layer] = add.get(layer, 0) + item.alpha * item.direction.float()
+        elif isinstance(item, ShiftToText):
+            for layer, shift in item.shifts.items():
+                resolve_layers([layer], model.n_layers)
+                add[layer] = add.get(layer, 0) - item.alpha * shift.float()
+        else:
+            why = {
+                "Conditional": "it decides per input whether to act",
+                "RetrievalGuided": "its correction is computed per input",
+                "SetProjection": "its change depends on the state it edits",
+            }.get(type(item).__name__, "it is not a constant edit of the residual stream")
+            raise _not_bakeable(item, why)
+    return ablate, add
+
+
+def bake(model, interventions):
+    """A new :class:`~interp.models.hooked.HookedModel` with the interventions folded into a copy of the
+    weights (the original is untouched). Logits equal the hook-steered model's to float tolerance."""
+    from interp.models.load import wrap
+
+    ablate, add = _check(model, interventions)
+    hf = copy.deepcopy(model.model)
+    baked = wrap(
+        hf, model.tokenizer, model.processor, name=f"{model.name}+baked", chat_template=model.chat_template
+    )
+    family = model.adapter.family
+    if add and not hasattr(baked.text_config, "mlp_bias"):
+        raise InputError(
+            f"the {family} family's config has no mlp_bias, so a constant addition cannot become a bias "
+            "there. Fix: bake ablations only, or serve the addition with hooks (interp serve)."
+        )
+    with torch.no_grad():
+        if ablate:
+            if getattr(baked.text_config, "tie_word_embeddings", False):
+                head = baked.lm_head
+                head.weight = torch.nn.Parameter(head.weight.detach().clone())
+                baked.text_config.tie_word_embeddings = False
+                baked.config.tie_word_embeddings = False
+            emb = baked.embed.weight
+            for d in ablate:
+                emb.copy_(orthogonalize(emb.T, d).T)
+                for i in range(baked.n_layers):
+                    for site, names in (("attn", _ATTN_OUT), ("mlp", _MLP_OUT)):
+                        lin = _writer(baked.component(i, site), names, site + " output", family)
+                        lin.weight.copy_(orthogonalize(lin.weight, d))
+                        if lin.bias is not None:
+                            lin.bias.copy_(lin.bias - d.to(lin.bias) * (lin.bias @ d.to(lin.bias)))
+        if add:
+            baked.text_config.mlp_bias = True
+            for i in range(baked.n_layers):
+                mlp = baked.component(i, "mlp")
+                for name in ("gate_proj", "up_proj", "down_proj"):
+                    lin = getattr(mlp, name, None)
+                    if isinstance(lin, torch.nn.Linear) and lin.bias is None:
+                        lin.bias = torch.nn.Parameter(torch.zeros(lin.out_features, dtype=lin.weight.dtype))
+                down = _writer(mlp, _MLP_OUT, "MLP output", family)
+                if i in add:
+                    down.bias.add_(add[i].to(down.bias))
+    return baked
+
+
+def save_baked(model, interventions, out: str | Path, record: dict | None = None) -> Path:
+    """Bake and write a Hugging Face checkpoint (safetensors, config, tokenizer) plus ``interp_bake.json``
+    (what was baked, for which model). ``AutoModelForCausalLM.from_pretrained(out)`` loads it."""
+    baked = bake(model, interventions)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise InputError(
+            f"{out} exists and is not empty. Fix: choose a new directory; nothing is overwritten."
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    baked.model.save_pretrained(str(out))
+    (model.processor or model.tokenizer).save_pretrained(str(out))
+    info = {
+        "baked_from": model.fingerprint.to_dict(),
+        "interventions": [item.spec()[0] for item in interventions],
+        **(record or {}),
+    }
+    (out / "interp_bake.json").write_text(json.dumps(info, indent=1))
+    return out

@@ -1,0 +1,101 @@
+"""Baked weights equal hook steering; control vectors round-trip; what cannot be exported says so."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import interp
+from interp.export import bake, read_control_vector, save_baked, save_control_vector
+from interp.models.tiny import tiny_model
+from interp.steer import AblateDirection, AddDirection, Conditional, SetProjection, ShiftToText, steer
+
+PROMPTS = ["How do I bake bread?", "Tell me a story about a dog", "hi"]
+
+
+def _dir(model, seed):
+    return torch.randn(model.d_model, generator=torch.Generator().manual_seed(seed))
+
+
+def _logits(model, interventions=()):
+    batch = model.encode(PROMPTS)
+    with steer(model, interventions), torch.inference_mode():
+        out = model.model(**batch.inputs).logits
+    return out[batch.attention_mask.bool()]  # real positions only
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_baked_ablation_and_addition_equal_hook_steering(tied):
+    model = tiny_model("llama", tie_word_embeddings=tied)
+    steering = [
+        AblateDirection(_dir(model, 0)),
+        AddDirection(_dir(model, 1), layers=[1, 2], alpha=3.0),
+        ShiftToText({3: _dir(model, 2)}, alpha=0.5),
+    ]
+    hooked = _logits(model, steering)
+    baked = bake(model, steering)
+    assert not torch.allclose(hooked, _logits(model), atol=1e-3), "the steering must change the logits"
+    torch.testing.assert_close(_logits(baked), hooked, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(_logits(model, steering), hooked)  # the original is untouched
+
+
+def test_baked_checkpoint_loads_with_transformers(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    model = tiny_model("llama", tie_word_embeddings=True)
+    steering = [AblateDirection(_dir(model, 3)), AddDirection(_dir(model, 4), layers=[2], alpha=2.0)]
+    out = save_baked(model, steering, tmp_path / "baked")
+    hf = AutoModelForCausalLM.from_pretrained(str(out)).eval()
+    reloaded = interp.wrap(hf, model.tokenizer)
+    torch.testing.assert_close(_logits(reloaded), _logits(model, steering), rtol=1e-4, atol=1e-4)
+    assert (out / "interp_bake.json").exists()
+    with pytest.raises(interp.InputError, match="not empty"):
+        save_baked(model, steering, out)
+
+
+def test_what_cannot_be_baked_says_why(llama, tiny_vl):
+    d = _dir(llama, 5)
+    cases = {
+        "decides per input": Conditional(d, 0, 0.0, then=[AddDirection(d, [2], 1.0)]),
+        "depends on the state": SetProjection(d, 1.0, [2]),
+        "chosen layers": AblateDirection(d, layers=[2]),
+        "positions": AddDirection(d, [2], 1.0, positions="last"),
+    }
+    for why, item in cases.items():
+        with pytest.raises(interp.InputError, match=why):
+            bake(llama, [item])
+    with pytest.raises(interp.InputError, match="vision-language"):
+        bake(tiny_vl, [AblateDirection(d)])
+    with pytest.raises(interp.InputError, match="at least one"):
+        bake(llama, [])
+
+
+def test_control_vector_round_trip_and_llama_cpp_layout(tmp_path, llama):
+    d = _dir(llama, 6)
+    u = d / d.norm()
+    steering = [AddDirection(d, layers=[1, 2], alpha=2.0), ShiftToText({2: d}, alpha=0.5)]
+    path = save_control_vector(llama, steering, tmp_path / "cv")
+    assert path.suffix == ".gguf"
+    vectors = read_control_vector(path)
+    assert sorted(vectors) == [1, 2]
+    torch.testing.assert_close(vectors[1], 2.0 * u)
+    torch.testing.assert_close(vectors[2], 2.0 * u - 0.5 * d)
+    import gguf
+
+    fields = gguf.GGUFReader(str(path)).fields
+    assert bytes(fields["controlvector.model_hint"].parts[-1]).decode() == "llama"
+    assert int(fields["controlvector.layer_count"].parts[-1][0]) == 2
+
+
+def test_control_vector_refuses_what_llama_cpp_cannot_do(tmp_path, llama):
+    d = _dir(llama, 7)
+    with pytest.raises(interp.InputError, match="layer 0"):
+        save_control_vector(llama, [AddDirection(d, [0, 1], 1.0)], tmp_path / "a.gguf")
+    with pytest.raises(interp.InputError, match="only\n? ?add|can only"):
+        save_control_vector(llama, [AblateDirection(d)], tmp_path / "b.gguf")
+    with pytest.raises(interp.InputError, match="every position"):
+        save_control_vector(llama, [AddDirection(d, [1], 1.0, positions="last")], tmp_path / "c.gguf")
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"not a gguf")
+    with pytest.raises(interp.CorruptFileError):
+        read_control_vector(bad)
