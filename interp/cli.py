@@ -1,8 +1,12 @@
 """Command line: ``interp summary`` (capture on shipped prompts, per-layer summary), ``interp locate``
-(every localization method, report + figures), ``interp families``.
+(every localization method, report + figures), ``interp serve`` (OpenAI-compatible API with per-request
+steering), ``interp export bake|control-vector`` (steering for other engines), ``interp families``.
 
 $ interp summary --model default --n 64 --out runs/summary
 $ interp locate --model organism-vl --out figures/locate
+$ interp serve --model organism-vl --artifacts runs/artifacts --port 8000
+$ interp export bake --model organism --artifact runs/ablate.safetensors --out runs/organism-ablated
+$ interp export control-vector --model default --artifact runs/refusal.safetensors --out refusal.gguf
 """
 
 from __future__ import annotations
@@ -68,6 +72,60 @@ def _locate(args) -> int:
     return 0
 
 
+def _serve(args) -> int:
+    import os
+
+    import uvicorn
+
+    import interp
+    from interp.serve import ArtifactStore, ServeConfig, create_app
+
+    config = ServeConfig(
+        model=args.model,
+        artifact_dir=args.artifacts,
+        default_steering=args.default_steering,
+        api_key=args.api_key or os.environ.get("INTERP_API_KEY") or None,
+        host=args.host,
+        port=args.port,
+        max_tokens=args.max_tokens,
+        max_pending=args.max_pending,
+        max_batch=args.max_batch,
+    )
+    if config.host not in ("127.0.0.1", "localhost", "::1") and not config.api_key:
+        print(
+            f"warning: serving on {config.host} without --api-key: anyone who reaches it can use it.",
+            file=sys.stderr,
+        )
+    t0 = time.time()
+    model = interp.load_model(args.model, dtype=args.dtype, device=args.device)
+    store = ArtifactStore.from_dir(model, config.artifact_dir)
+    print(
+        f"loaded {model} and {len(store.names)} artifact(s) {store.names} in {time.time() - t0:.1f}s",
+        file=sys.stderr,
+    )
+    uvicorn.run(
+        create_app(model, store, config), host=config.host, port=config.port, log_level=args.log_level
+    )
+    return 0
+
+
+def _export(args) -> int:
+    import interp
+    from interp.export import save_baked, save_control_vector
+    from interp.steer import load
+
+    model = interp.load_model(args.model, dtype="float32", device="cpu")
+    art = load(args.artifact, model)
+    if args.format == "bake":
+        out = save_baked(
+            model, art.interventions, args.out, {"artifact": str(args.artifact), "method": art.method}
+        )
+    else:
+        out = save_control_vector(model, art.interventions, args.out)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
 def _families(args) -> int:
     from interp.models.adapters import ADAPTERS
 
@@ -100,6 +158,32 @@ def main(argv: list[str] | None = None) -> int:
     lo.add_argument("--device", default="cpu")
     lo.add_argument("--no-png", action="store_true", help="skip PNG copies (HTML only)")
     lo.set_defaults(func=_locate)
+    sv = sub.add_parser("serve", help="OpenAI-compatible HTTP API with per-request steering")
+    sv.add_argument("--model", default="organism-vl")
+    sv.add_argument("--artifacts", default=None, help="directory of steering artifacts (*.safetensors)")
+    sv.add_argument(
+        "--default-steering", default="", help="'name:strength,...' for requests without 'steering'"
+    )
+    sv.add_argument(
+        "--api-key", default=None, help="require 'Authorization: Bearer KEY' (or env INTERP_API_KEY)"
+    )
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--max-tokens", type=int, default=512, help="largest max_tokens a request may ask for")
+    sv.add_argument("--max-pending", type=int, default=64, help="queued + running requests before 429")
+    sv.add_argument("--max-batch", type=int, default=16, help="requests per batched generate")
+    sv.add_argument("--dtype", default=None)
+    sv.add_argument("--device", default="cpu")
+    sv.add_argument("--log-level", default="warning")
+    sv.set_defaults(func=_serve)
+    ex = sub.add_parser(
+        "export", help="steering for other engines: baked weights or a llama.cpp control vector"
+    )
+    ex.add_argument("format", choices=["bake", "control-vector"])
+    ex.add_argument("--model", required=True)
+    ex.add_argument("--artifact", required=True, help="a SteeringArtifact (.safetensors) made for --model")
+    ex.add_argument("--out", required=True, help="bake: a new directory; control-vector: a .gguf file")
+    ex.set_defaults(func=_export)
     f = sub.add_parser("families", help="list the supported model families")
     f.set_defaults(func=_families)
     args = parser.parse_args(argv)

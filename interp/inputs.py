@@ -135,8 +135,13 @@ def encode(
     counts = [len(x) for x in per_prompt] if per_prompt else [0] * len(prompts)
     template = model.chat_template if chat_template is None else chat_template
     texts = [format_prompt(model, p, k, template, system) for p, k in zip(prompts, counts, strict=True)]
+    return tokenize(model, texts, per_prompt)
+
+
+def tokenize(model: HookedModel, texts: list[str], per_prompt: list[list] | None) -> Batch:
+    """Already formatted prompt strings (image placeholders in place) + their images → a :class:`Batch`."""
     if per_prompt is not None and any(per_prompt):
-        if any(c == 0 for c in counts):
+        if any(not x for x in per_prompt):
             raise InputError(
                 "some prompts have images and some do not; processors need every prompt of a batch to carry "
                 "images. Fix: capture text-only and image prompts in separate calls."

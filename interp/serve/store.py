@@ -1,0 +1,127 @@
+"""The steering artifacts a server may apply, loaded once from its configured directory.
+
+    >>> store = ArtifactStore.from_dir(model, "runs/artifacts")      # every *.safetensors, by file stem
+    >>> store.resolve([{"artifact": "refusal", "strength": 0.5}])   # -> (("refusal", 0.5),)
+    >>> store.edits((("refusal", 0.5),), rows)                      # hook edits for those batch rows
+
+Requests name artifacts; they never pass paths, so a request cannot make the server read a file.
+Every artifact is checked against the served model when the server starts (fingerprint, shapes,
+NaN), and one that cannot be served (per-input retrieval steering) is refused then, not per request.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from interp.errors import InputError
+from interp.serve.errors import APIError
+from interp.steer.interventions import RetrievalMarker
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+Steering = tuple[tuple[str, float], ...]
+
+
+@dataclass
+class ArtifactStore:
+    edits_by_name: dict[str, list] = field(default_factory=dict)  # name -> Edit list (strength 1)
+    methods: dict[str, str] = field(default_factory=dict)
+    max_strength: float = 100.0
+
+    @classmethod
+    def from_dir(cls, model, directory: str | Path | None, max_strength: float = 100.0) -> ArtifactStore:
+        from interp.steer.artifact import load
+
+        store = cls(max_strength=max_strength)
+        if directory is None:
+            return store
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise InputError(
+                f"artifact directory {directory} does not exist. Fix: create it or drop --artifacts."
+            )
+        for path in sorted(directory.glob("*.safetensors")):
+            if not NAME.match(path.stem):
+                raise InputError(
+                    f"artifact file name {path.name!r}: use letters, digits, '_', '-', '.' only."
+                )
+            art = load(path, model)
+            store.add(path.stem, art.interventions, model, art.method)
+        return store
+
+    def add(self, name: str, interventions, model, method: str = "") -> None:
+        for item in interventions:
+            if isinstance(item, RetrievalMarker):
+                raise InputError(
+                    f"artifact {name!r} holds {type(item).__name__}, per-input steering that needs an extra "
+                    "captioning pass per image; the server serves constant and conditional steering only. "
+                    "Fix: use interp.steer.generate for it, or export a ShiftToText (CMRM) artifact."
+                )
+        edits = [e for item in interventions for e in item.edits(model)]
+        with model.hooks(edits=edits):  # registering checks layers and gate order now, not per request
+            pass
+        self.edits_by_name[name] = edits
+        self.methods[name] = method
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.edits_by_name)
+
+    def parse_default(self, text: str) -> Steering:
+        """``"name:strength,name2"`` (strength 1 when left out) → a resolved steering."""
+        items = []
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            name, _, strength = part.partition(":")
+            items.append({"artifact": name, "strength": float(strength) if strength else 1.0})
+        try:
+            return self.resolve(items)
+        except APIError as e:
+            raise InputError(f"--default-steering: {e.message}") from e
+
+    def resolve(self, items) -> Steering:
+        """Check a request's ``steering`` list (names known, strengths finite and in range)."""
+        if not isinstance(items, list):
+            raise APIError(
+                400,
+                '\'steering\' must be a list of {"artifact": name, "strength": number}.',
+                param="steering",
+            )
+        out = []
+        for k, item in enumerate(items):
+            if isinstance(item, str):
+                item = {"artifact": item}
+            if not isinstance(item, dict) or not isinstance(item.get("artifact"), str):
+                raise APIError(
+                    400, f'steering[{k}] must be {{"artifact": name, "strength": number}}.', param="steering"
+                )
+            name = item["artifact"]
+            if name not in self.edits_by_name:
+                known = ", ".join(self.names) or "none are loaded"
+                raise APIError(
+                    404,
+                    f"unknown steering artifact {name!r}. Artifacts on this server: {known} (GET /v1/steering).",
+                    type_="not_found_error",
+                    param="steering",
+                )
+            s = item.get("strength", 1.0)
+            if isinstance(s, bool) or not isinstance(s, (int, float)) or not abs(s) <= self.max_strength:
+                raise APIError(
+                    400,
+                    f"steering[{k}].strength must be a number in [-{self.max_strength}, {self.max_strength}].",
+                    param="steering",
+                )
+            if s != 1.0 and any(e.op in ("set", "replace") for e in self.edits_by_name[name]):
+                raise APIError(
+                    400,
+                    f"artifact {name!r} clamps a projection, which has no strength; use 1.",
+                    param="steering",
+                )
+            out.append((name, float(s)))
+        return tuple(out)
+
+    def edits(self, steering: Steering, rows: torch.Tensor) -> list:
+        """The edits of one steering, applied only to the batch rows ``rows`` (bool [B])."""
+        return [replace(e.scaled(s), rows=rows) for name, s in steering for e in self.edits_by_name[name]]

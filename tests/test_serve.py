@@ -1,0 +1,209 @@
+"""The server: per-row steering isolation in batches, the OpenAI API shape, and every error a public
+endpoint must answer clearly (tiny random models, in-process)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from interp.errors import InputError
+from interp.serve import APIError, ArtifactStore, ChatRequest, Engine, ServeConfig, create_app
+from interp.serve.engine import Job
+from interp.steer import AblateDirection, AddDirection, Conditional, RetrievalGuided, SteeringArtifact
+
+
+def _dir(model, seed):
+    return torch.randn(model.d_model, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope="module")
+def store(llama):
+    s = ArtifactStore()
+    d = _dir(llama, 0)
+    s.add("push", [AddDirection(d, [1, 2], 6.0)], llama, "add")
+    s.add("ablate", [AblateDirection(_dir(llama, 1))], llama, "ablate")
+    s.add("cond", [Conditional(d, 0, 0.0, then=[AddDirection(_dir(llama, 2), [2, 3], 6.0)])], llama, "cast")
+    return s
+
+
+def _request(model, text, steering=(), max_tokens=8, stream=False):
+    return ChatRequest(model.encode([text]).texts[0], [], max_tokens, stream, steering)
+
+
+def test_batched_rows_equal_the_same_requests_served_alone(llama, store):
+    engine = Engine(llama, store, ServeConfig())
+    loop = asyncio.new_event_loop()
+    steerings = [
+        (),
+        (("push", 1.0),),
+        (("ablate", 1.0),),
+        (("cond", 1.0),),
+        (("push", 0.5), ("ablate", 1.0)),
+        (),
+    ]
+    texts = ["hello there", "tell me a story", "x", "a much longer prompt than the others here", "why?", "ok"]
+    reqs = [
+        _request(llama, t, s, max_tokens=4 + i) for i, (t, s) in enumerate(zip(texts, steerings, strict=True))
+    ]
+    batched = engine.run([Job(r, loop) for r in reqs])
+    alone = [engine.run([Job(r, loop)])[0] for r in reqs]
+    assert [r.text for r in batched] == [r.text for r in alone]
+    for i, r in enumerate(batched):  # each row stops at its own max_tokens (or at its end of turn)
+        assert r.completion_tokens == 4 + i if r.finish_reason == "length" else r.completion_tokens < 4 + i
+    assert sum(r.finish_reason == "length" for r in batched) >= 3
+    assert {r.batch_size for r in batched} == {6}
+    unsteered = engine.run([Job(_request(llama, texts[1], (), 5), loop)])[0]
+    assert unsteered.text != batched[1].text, (
+        "the steering must change this answer, or the test proves nothing"
+    )
+
+
+@pytest.fixture(scope="module")
+def client(llama, store):
+    app = create_app(llama, store, ServeConfig(model="tiny", max_body_bytes=4096, api_key="sekret"))
+    with TestClient(app, headers={"Authorization": "Bearer sekret"}) as c:
+        yield c
+
+
+def _chat(text="hello there", **extra):
+    return {"model": "tiny", "messages": [{"role": "user", "content": text}], "max_tokens": 6, **extra}
+
+
+def test_chat_completion_stream_and_listing(client):
+    assert client.get("/v1/models").json()["data"][0]["id"] == "tiny"
+    assert [a["id"] for a in client.get("/v1/steering").json()["data"]] == ["ablate", "cond", "push"]
+    plain = client.post("/v1/chat/completions", json=_chat()).json()
+    steered = client.post(
+        "/v1/chat/completions", json=_chat(steering=[{"artifact": "push", "strength": 1}])
+    ).json()
+    assert plain["object"] == "chat.completion" and plain["usage"]["completion_tokens"] == 6
+    assert steered["steering"] == [{"artifact": "push", "strength": 1.0}]
+    assert steered["choices"][0]["message"]["content"] != plain["choices"][0]["message"]["content"]
+    r = client.post("/v1/chat/completions", json=_chat(stream=True, steering=["push"]))
+    events = [line[6:] for line in r.text.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert text == steered["choices"][0]["message"]["content"]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+
+
+@pytest.mark.parametrize(
+    "body, status, match",
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (_chat() | {"model": "other"}, 404, "not served here"),
+        (_chat(steering=[{"artifact": "nope"}]), 404, "unknown steering artifact 'nope'"),
+        (_chat(steering=[{"artifact": "push", "strength": 1e9}]), 400, "strength"),
+        (_chat(temperature=0.7), 400, "greedily"),
+        (_chat(max_tokens=10_000), 400, "max_tokens"),
+        (_chat() | {"messages": []}, 400, "non-empty"),
+        (_chat() | {"messages": [{"role": "robot", "content": "hi"}]}, 400, "role"),
+        (_chat("x" * 5000), 413, "limit"),
+        (
+            _chat()
+            | {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+                        ],
+                    }
+                ]
+            },
+            400,
+            "text-only model",
+        ),
+    ],
+)
+def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(client, body, status, match):
+    kwargs = {"content": body} if isinstance(body, bytes) else {"json": body}
+    r = client.post("/v1/chat/completions", **kwargs)
+    assert r.status_code == status, r.text
+    assert match in r.json()["error"]["message"]
+    assert client.post("/v1/chat/completions", json=_chat()).status_code == 200
+
+
+def test_auth(llama, store):
+    app = create_app(llama, store, ServeConfig(model="tiny", api_key="sekret"))
+    with TestClient(app) as c:
+        assert c.post("/v1/chat/completions", json=_chat()).status_code == 401
+        assert c.get("/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert c.get("/health").status_code == 200
+
+
+def _png(image, fmt="PNG") -> str:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def test_images_malformed_too_many_too_large_and_good(tiny_vl, image):
+    app = create_app(
+        tiny_vl, ArtifactStore(), ServeConfig(model="vl", max_images=2, max_image_pixels=50 * 50)
+    )
+    big = image.resize((60, 60))
+
+    def ask(*urls):
+        parts = [{"type": "image_url", "image_url": {"url": u}} for u in urls] + [
+            {"type": "text", "text": "what?"}
+        ]
+        body = {"model": "vl", "max_tokens": 3, "messages": [{"role": "user", "content": parts}]}
+        return c.post("/v1/chat/completions", json=body)
+
+    with TestClient(app) as c:
+        cases = [
+            (ask("data:image/png;base64,!!!"), 400, "base64"),
+            (
+                ask("data:image/png;base64," + base64.b64encode(b"not an image").decode()),
+                400,
+                "not a readable image",
+            ),
+            (ask("http://example.com/cat.png"), 400, "data URLs"),
+            (ask(*[_png(image)] * 3), 413, "more than 2 images"),
+            (ask(_png(big)), 413, "pixels"),
+        ]
+        for r, status, match in cases:
+            assert r.status_code == status, r.text
+            assert match in r.json()["error"]["message"]
+        ok = ask(_png(image))
+        assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] == 3
+        text_only = c.post(
+            "/v1/chat/completions",
+            json={"model": "vl", "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]},
+        )
+        assert text_only.status_code == 200  # text and image requests are batched apart
+
+
+def test_queue_limit_gives_429(llama, store):
+    engine = Engine(llama, store, ServeConfig(max_pending=1))  # not started: the first request stays queued
+    loop = asyncio.new_event_loop()
+    engine.submit(_request(llama, "a"), loop)
+    with pytest.raises(APIError) as e:
+        engine.submit(_request(llama, "b"), loop)
+    assert e.value.status == 429
+
+
+def test_store_refuses_what_it_cannot_serve(tmp_path, llama, store):
+    SteeringArtifact.create(llama, [RetrievalGuided([1, 2], 0.5)], method="tga").save(
+        tmp_path / "tga.safetensors"
+    )
+    with pytest.raises(InputError, match="per-input"):
+        ArtifactStore.from_dir(llama, tmp_path)
+    with pytest.raises(InputError, match="does not exist"):
+        ArtifactStore.from_dir(llama, tmp_path / "missing")
+    other = tmp_path / "other"
+    other.mkdir()
+    SteeringArtifact.create(llama, [AddDirection(_dir(llama, 3), [1], 1.0)]).save(other / "push.safetensors")
+    loaded = ArtifactStore.from_dir(llama, other)
+    assert loaded.names == ["push"]
+    assert loaded.parse_default("push:0.5") == (("push", 0.5),)
+    with pytest.raises(InputError, match="unknown steering artifact"):
+        loaded.parse_default("nope")
