@@ -1,3 +1,5 @@
+import pytest
+
 from interp.cli import main
 
 
@@ -5,3 +7,56 @@ def test_families(capsys):
     assert main(["families"]) == 0
     out = capsys.readouterr().out
     assert "mllama" in out and "cross_attention" in out and "qwen2_vl" in out
+
+
+@pytest.mark.slow
+def test_export_commands(tmp_path, smollm):
+    import torch
+
+    from interp.export import read_control_vector
+    from interp.steer import AblateDirection, AddDirection, SteeringArtifact
+
+    d = torch.randn(smollm.d_model, generator=torch.Generator().manual_seed(0))
+    add = SteeringArtifact.create(smollm, [AddDirection(d, [3, 4], 2.0)], method="add").save(tmp_path / "add")
+    abl = SteeringArtifact.create(smollm, [AblateDirection(d)], method="ablate").save(tmp_path / "abl")
+    assert (
+        main(
+            [
+                "export",
+                "control-vector",
+                "--model",
+                "default",
+                "--artifact",
+                str(add),
+                "--out",
+                str(tmp_path / "cv.gguf"),
+            ]
+        )
+        == 0
+    )
+    assert sorted(read_control_vector(tmp_path / "cv.gguf")) == [3, 4]
+    assert (
+        main(
+            ["export", "bake", "--model", "default", "--artifact", str(abl), "--out", str(tmp_path / "baked")]
+        )
+        == 0
+    )
+    assert (tmp_path / "baked" / "config.json").exists() and (
+        tmp_path / "baked" / "interp_bake.json"
+    ).exists()
+    # what cannot be exported is an error message and exit status 2, not a traceback
+    assert (
+        main(
+            [
+                "export",
+                "control-vector",
+                "--model",
+                "default",
+                "--artifact",
+                str(abl),
+                "--out",
+                str(tmp_path / "x.gguf"),
+            ]
+        )
+        == 2
+    )

@@ -99,3 +99,14 @@ def test_control_vector_refuses_what_llama_cpp_cannot_do(tmp_path, llama):
     bad.write_bytes(b"not a gguf")
     with pytest.raises(interp.CorruptFileError):
         read_control_vector(bad)
+
+
+@pytest.mark.slow
+def test_bake_on_real_gguf_weights_matches_hooks_and_reloads(smollm, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    steering = [AblateDirection(_dir(smollm, 8)), AddDirection(_dir(smollm, 9), layers=[10], alpha=4.0)]
+    hooked = _logits(smollm, steering)
+    out = save_baked(smollm, steering, tmp_path / "baked")  # a GGUF-loaded model saves as plain floats
+    reloaded = interp.wrap(AutoModelForCausalLM.from_pretrained(str(out)).eval(), smollm.tokenizer)
+    torch.testing.assert_close(_logits(reloaded), hooked, rtol=1e-4, atol=1e-3)

@@ -195,8 +195,10 @@ def test_store_refuses_what_it_cannot_serve(tmp_path, llama, store):
     SteeringArtifact.create(llama, [RetrievalGuided([1, 2], 0.5)], method="tga").save(
         tmp_path / "tga.safetensors"
     )
-    with pytest.raises(InputError, match="per-input"):
-        ArtifactStore.from_dir(llama, tmp_path)
+    kept_out = ArtifactStore.from_dir(llama, tmp_path)
+    assert kept_out.names == [] and "per-input" in kept_out.unservable["tga"]
+    with pytest.raises(APIError, match="is not served: .*per-input"):
+        kept_out.resolve(["tga"])
     with pytest.raises(InputError, match="does not exist"):
         ArtifactStore.from_dir(llama, tmp_path / "missing")
     other = tmp_path / "other"
@@ -207,3 +209,18 @@ def test_store_refuses_what_it_cannot_serve(tmp_path, llama, store):
     assert loaded.parse_default("push:0.5") == (("push", 0.5),)
     with pytest.raises(InputError, match="unknown steering artifact"):
         loaded.parse_default("nope")
+
+
+def test_a_bad_request_in_a_batch_fails_alone(llama, store):
+    engine = Engine(llama, store, ServeConfig())
+    loop = asyncio.new_event_loop()
+    too_long = ChatRequest("x" * (llama.max_context + 10), [], 4, False, ())
+    good = _request(llama, "hello there", (("push", 1.0),), 4)
+    jobs = [Job(too_long, loop), Job(good, loop)]
+    engine._pending = 2
+    engine._serve(jobs)
+    outcomes = [loop.run_until_complete(j.queue.get()) for j in jobs]
+    assert outcomes[0][0] == "error" and outcomes[0][1].status == 400
+    assert "context" in outcomes[0][1].message
+    assert outcomes[1][0] == "done" and outcomes[1][1].completion_tokens > 0
+    assert engine.pending == 0

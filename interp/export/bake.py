@@ -109,6 +109,7 @@ def bake(model, interventions):
 
     ablate, add = _check(model, interventions)
     hf = copy.deepcopy(model.model)
+    _drop_gguf_marks(hf)
     baked = wrap(
         hf, model.tokenizer, model.processor, name=f"{model.name}+baked", chat_template=model.chat_template
     )
@@ -146,6 +147,23 @@ def bake(model, interventions):
                 if i in add:
                     down.bias.add_(add[i].to(down.bias))
     return baked
+
+
+def _drop_gguf_marks(hf) -> None:
+    """A model read from a GGUF holds dequantized float weights but still says it is GGUF-quantized,
+    which makes ``save_pretrained`` refuse; the baked copy is a plain float checkpoint."""
+    quantizer = getattr(hf, "hf_quantizer", None)
+    if quantizer is not None and "gguf" in type(quantizer).__name__.lower():
+        hf.hf_quantizer, hf.is_quantized = None, False
+        for attr in ("quantization_method",):
+            if hasattr(hf, attr):
+                delattr(hf, attr)
+        for cfg in {
+            id(hf.config): hf.config,
+            id(hf.config.get_text_config()): hf.config.get_text_config(),
+        }.values():
+            if hasattr(cfg, "quantization_config"):
+                del cfg.quantization_config
 
 
 def save_baked(model, interventions, out: str | Path, record: dict | None = None) -> Path:

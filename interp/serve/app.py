@@ -87,6 +87,7 @@ def create_app(model, store: ArtifactStore, config: ServeConfig) -> FastAPI:
                 {"id": n, "object": "steering_artifact", "method": store.methods[n]} for n in store.names
             ],
             "default": [{"artifact": n, "strength": s} for n, s in default],
+            "unavailable": [{"id": n, "reason": why} for n, why in sorted(store.unservable.items())],
         }
 
     @app.post("/v1/chat/completions")

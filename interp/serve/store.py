@@ -6,11 +6,13 @@
 
 Requests name artifacts; they never pass paths, so a request cannot make the server read a file.
 Every artifact is checked against the served model when the server starts (fingerprint, shapes,
-NaN), and one that cannot be served (per-input retrieval steering) is refused then, not per request.
+NaN); one that cannot be served (per-input retrieval steering) is left out with a warning, listed as
+unavailable in ``/v1/steering``, and a request naming it gets the reason.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,6 +23,7 @@ from interp.errors import InputError
 from interp.serve.errors import APIError
 from interp.steer.interventions import RetrievalMarker
 
+log = logging.getLogger("interp.serve")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 Steering = tuple[tuple[str, float], ...]
 
@@ -29,6 +32,7 @@ Steering = tuple[tuple[str, float], ...]
 class ArtifactStore:
     edits_by_name: dict[str, list] = field(default_factory=dict)  # name -> Edit list (strength 1)
     methods: dict[str, str] = field(default_factory=dict)
+    unservable: dict[str, str] = field(default_factory=dict)  # name -> why it is not served
     max_strength: float = 100.0
 
     @classmethod
@@ -49,7 +53,13 @@ class ArtifactStore:
                     f"artifact file name {path.name!r}: use letters, digits, '_', '-', '.' only."
                 )
             art = load(path, model)
-            store.add(path.stem, art.interventions, model, art.method)
+            try:
+                store.add(path.stem, art.interventions, model, art.method)
+            except (
+                InputError
+            ) as e:  # kept out, and said so at start, in /v1/steering and to requests naming it
+                store.unservable[path.stem] = str(e)
+                log.warning("not serving artifact %s: %s", path.name, e)
         return store
 
     def add(self, name: str, interventions, model, method: str = "") -> None:
@@ -58,7 +68,7 @@ class ArtifactStore:
                 raise InputError(
                     f"artifact {name!r} holds {type(item).__name__}, per-input steering that needs an extra "
                     "captioning pass per image; the server serves constant and conditional steering only. "
-                    "Fix: use interp.steer.generate for it, or export a ShiftToText (CMRM) artifact."
+                    "Fix: use interp.steer.generate for it, or a ShiftToText (CMRM) artifact."
                 )
         edits = [e for item in interventions for e in item.edits(model)]
         with model.hooks(edits=edits):  # registering checks layers and gate order now, not per request
@@ -98,6 +108,10 @@ class ArtifactStore:
                     400, f'steering[{k}] must be {{"artifact": name, "strength": number}}.', param="steering"
                 )
             name = item["artifact"]
+            if name in self.unservable:
+                raise APIError(
+                    400, f"artifact {name!r} is not served: {self.unservable[name]}", param="steering"
+                )
             if name not in self.edits_by_name:
                 known = ", ".join(self.names) or "none are loaded"
                 raise APIError(
