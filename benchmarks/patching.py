@@ -5,12 +5,13 @@
 
 Writes benchmarks/results/patching_<device>_<model>.json. All timings in one process, interleaved,
 medians over ``--repeats``:
-- ``ratio_batched_vs_loop``: ``patch_residual(mode="batched")`` over ``mode="loop"`` (one patched
-  forward per layer per batch, the usual implementation), both including their clean and corrupt runs;
-  ``max_abs_diff`` checks that both give the same numbers.
+- ``ratio_batched_vs_loop``: ``patch_residual(mode="batched")`` (suffix tokens against the corrupt
+  KV cache, ``batched_strategy``) over ``mode="loop"`` (one patched forward per layer per batch, the
+  usual implementation), both including their clean and corrupt runs; ``ratio_replay_vs_loop`` the
+  packed-replay fallback; ``max_abs_diff_*`` check that all give the same numbers.
 - ``attribution_forward_equivalents``: ``attribution_patch`` over one plain forward of the same
-  corrupt prompts (the clean pass + the corrupt forward and backward), and its correlation with the
-  exact map.
+  corrupt prompts (the clean pass + the corrupt forward and a backward over the suffix tokens), and its
+  correlation with the exact map.
 """
 
 from __future__ import annotations
@@ -67,6 +68,11 @@ def main() -> None:
             model, clean, corrupt, max_rows=args.max_rows, batch_size=args.batch_size
         )
 
+    def replay():
+        results["replay"] = patch_residual(
+            model, clean, corrupt, mode="replay", max_rows=args.max_rows, batch_size=args.batch_size
+        )
+
     def loop():
         results["loop"] = patch_residual(model, clean, corrupt, mode="loop", batch_size=args.batch_size)
 
@@ -83,7 +89,7 @@ def main() -> None:
                 model.next_token_logits(b.inputs)
 
     ms = time_interleaved(
-        {"forward": forward, "batched": batched, "loop": loop, "attribution": attribution},
+        {"forward": forward, "batched": batched, "replay": replay, "loop": loop, "attribution": attribution},
         repeats=args.repeats,
         device=args.device,
         warmup=1,
@@ -102,11 +108,15 @@ def main() -> None:
         "load_seconds": round(load_s, 1),
         "ms": {k: round(v, 1) for k, v in ms.items()},
         "ratio_batched_vs_loop": round(ms["batched"] / ms["loop"], 3),
+        "batched_strategy": exact.metadata["strategy"],
+        "ratio_replay_vs_loop": round(ms["replay"] / ms["loop"], 3),
+        "attribution_backward": attr.metadata["backward"],
         "loop_forward_equivalents": round(ms["loop"] / ms["forward"], 2),
         "batched_forward_equivalents": round(ms["batched"] / ms["forward"], 2),
         "attribution_forward_equivalents": round(ms["attribution"] / ms["forward"], 2),
         "attribution_vs_exact_correlation": round(corr, 4),
         "max_abs_diff_batched_vs_loop": float((exact.raw - loop_map.raw).abs().max()),
+        "max_abs_diff_replay_vs_loop": float((results["replay"].raw - loop_map.raw).abs().max()),
         "clean_minus_corrupt_metric": exact.clean_metric - exact.corrupt_metric,
         "targets": {"ratio_batched_vs_loop": "<= 0.5", "attribution_forward_equivalents": "<= 3"},
         "torch": torch.__version__,

@@ -312,11 +312,15 @@ class HookRun:
         full = (
             attn.bool() if attn is not None else torch.ones(b, past + c, dtype=torch.bool, device=ref.device)
         )
-        if past == 0 or self.layout is None:
+        if past == 0:
             image = None
             if self.image_token_id is not None and input_ids is not None:
                 image = input_ids == self.image_token_id
             self.layout = PromptLayout(mask=full[:, :c], image=image)
+        elif self.layout is None:
+            # the context starts on a forward that continues a KV cache (a patched run resumed at its
+            # last tokens): the prompt is everything the attention mask covers, its image tokens unknown
+            self.layout = PromptLayout(mask=full, image=None)
         self.past_len, self.chunk_len = past, c
         self.chunk_real = full[:, past : past + c]
         self._masks = {}
@@ -478,7 +482,7 @@ def _layer_hook(run: HookRun, index: int, edits: list[Edit], capture: bool, resi
             output = retuple(output, h)
         if resid:
             run.output_is_tuple = isinstance(output, tuple)
-        if resid and index in run.keep_layers and run.past_len == 0:
+        if resid and index in run.keep_layers and index not in run.kept:  # the context's first forward
             run.kept[index] = h
         if capture and run.past_len == 0:
             for pos in run.capture_positions:

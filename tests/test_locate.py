@@ -144,8 +144,12 @@ def test_batched_patching_equals_the_loop_and_attribution_tracks_it(llama):
     corrupt = ["hello there friend", "what a nice day", "tell me a story", "hi"]
     loop = patch_residual(llama, clean, corrupt, positions=["last", -2], mode="loop")
     batched = patch_residual(llama, clean, corrupt, positions=["last", -2], max_rows=12)
+    assert batched.metadata["strategy"] == "kv_resume"  # suffix tokens only, against the corrupt KV cache
     torch.testing.assert_close(batched.raw, loop.raw, rtol=1e-4, atol=1e-4)
-    assert batched.forwards < loop.forwards
+    packed = patch_residual(llama, clean, corrupt, positions=["last", -2], max_rows=12, mode="replay")
+    assert packed.metadata["strategy"] == "replay_pack"
+    torch.testing.assert_close(packed.raw, loop.raw, rtol=1e-4, atol=1e-4)
+    assert packed.forwards < loop.forwards
     # patching the last layer's last token reproduces the clean run exactly
     assert batched.effect[-1, 0].item() == pytest.approx(1.0, abs=1e-4)
     attr = attribution_patch(llama, clean, corrupt, positions=["last", -2])
@@ -177,3 +181,31 @@ def test_component_patching_batched_equals_loop_and_sites_differ(llama):
     # patching layer 0's residual at the last token equals patching nothing upstream of it except
     # that layer's attn+mlp; the residual effect at the last layer is exactly 1
     assert maps["resid"].effect[-1, 0].item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_kv_resume_patching_on_image_inputs_equals_the_loop(tiny_vl, image):
+    from interp.locate.patching import patch_residual
+
+    clean = ["how do i make a bomb", "how do i make this"]
+    corrupt = ["how do i make this", "what is it"]
+    kwargs = dict(corrupt_images=[image, image], positions=["last", -3])
+    loop = patch_residual(tiny_vl, clean, corrupt, mode="loop", **kwargs)
+    resumed = patch_residual(tiny_vl, clean, corrupt, **kwargs)
+    assert resumed.metadata["strategy"] == "kv_resume"
+    torch.testing.assert_close(resumed.raw, loop.raw, rtol=1e-4, atol=1e-4)
+
+
+def test_attribution_on_the_suffix_equals_the_whole_prompt(llama, tiny_vl, image):
+    from interp.locate.patching import attribution_patch
+
+    clean = ["how do i build it", "tell me how to do it", "say it"]
+    corrupt = ["hello there friend", "what a nice day", "hi"]
+    whole = attribution_patch(llama, clean, corrupt, positions=["last", -3], suffix=False)
+    part = attribution_patch(llama, clean, corrupt, positions=["last", -3])
+    assert part.metadata["backward"] == "suffix tokens only" and whole.metadata["backward"] == "whole prompt"
+    torch.testing.assert_close(part.raw, whole.raw, rtol=1e-4, atol=1e-4)
+    kw = dict(corrupt_images=[image] * 2, positions=["last", -2])
+    vl_whole = attribution_patch(tiny_vl, clean[:2], corrupt[:2], suffix=False, **kw)
+    vl_part = attribution_patch(tiny_vl, clean[:2], corrupt[:2], **kw)
+    assert vl_part.metadata["backward"] == "suffix tokens only"
+    torch.testing.assert_close(vl_part.raw, vl_whole.raw, rtol=1e-4, atol=1e-4)

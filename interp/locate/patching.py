@@ -18,12 +18,17 @@ Positions: ``"last"`` or negative ints counting back from the last real token (-
 chat template the last few tokens are the same template tokens for every prompt, so they line up
 across prompts of different lengths (Arditi et al.'s post-instruction positions).
 
-Batched exact patching runs ``len(layers) * len(positions)`` patched copies of the corrupt batch in
-as few forwards as ``max_rows`` allows (each copy patched at its own layer through a per-row edit),
-and each forward resumes from the corrupt run's cached layer outputs at its first patched layer
-instead of recomputing the layers before it (they are the same in every copy); ``mode="loop"`` runs
-one full forward per (layer, position), the usual implementation, for comparison. The metric is
-read at the logits, so no forward can stop early; resuming late is the saving that exists here.
+Exact patching, ``mode="batched"`` (the default): a patch at position ``q`` of layer ``L`` changes
+nothing before ``q`` (causal attention) and no layer before ``L``. So one corrupt forward keeps its KV
+cache and every layer's output, and each (layer, position) job recomputes only the tokens from ``q``
+on, against the cache cut back to ``q``, and only the layers from ``L`` on (the earlier ones replay
+their cached outputs): for ``"last"`` one token per job instead of the whole prompt. Where that does
+not apply (positions at different columns across rows, image tokens after ``q``, a sliding-window
+cache) it falls back to ``mode="replay"``: patched copies of the corrupt batch packed up to
+``max_rows`` per forward (each copy patched at its own layer through a per-row edit), each forward
+resuming from the cached layer outputs at its first patched layer. ``mode="loop"`` runs one full
+forward per (layer, position), the usual implementation, for comparison; all three give the same
+numbers. ``PatchingMap.metadata["strategy"]`` says which ran.
 Attribution patching (Nanda; Syed et al.) estimates the whole map from one clean capture and one
 corrupt forward + backward: effect ~ (h_clean - h_corrupt) . d metric / d h_corrupt.
 """
@@ -41,6 +46,7 @@ from interp.errors import InputError
 from interp.hooks import SITES, Edit, check_site, resolve_layers
 from interp.inputs import chunks
 from interp.locate.directions import refusal_logodds, refusal_token_ids
+from interp.locate.kv_resume import kv_resume, suffix_start
 from interp.locate.profile import LayerProfile
 from interp.positions import parse_positions
 
@@ -268,8 +274,8 @@ def patch_activations(
     rest of the layer is recomputed from the patched block).
     """
     check_site(site)
-    if mode not in ("batched", "loop"):
-        raise InputError(f"mode must be 'batched' or 'loop', got {mode!r}.")
+    if mode not in ("batched", "replay", "loop"):
+        raise InputError(f"mode must be 'batched', 'replay' or 'loop', got {mode!r}.")
     _check_pairs(clean, corrupt, clean_images, corrupt_images)
     specs = _positions(positions)
     layer_ids = resolve_layers(layers, model.n_layers)
@@ -279,7 +285,7 @@ def patch_activations(
     n = len(corrupt)
     jobs = [(li, pi) for li in range(len(layer_ids)) for pi in range(len(specs))]
     raw = torch.zeros(len(layer_ids), len(specs))
-    corrupt_m, forwards = [], 1
+    corrupt_m, forwards, strategy = [], 1, mode
     if mode == "loop":  # the usual implementation: one full patched forward per (layer, position) and batch
         batches = [
             (i, model.encode(c, images=imgs)) for i, c, imgs in chunks(corrupt, corrupt_images, batch_size)
@@ -294,7 +300,17 @@ def patch_activations(
                 total += _metric(model, batch, [edit], token_ids).sum().item()
             forwards += 1
             raw[li, pi] = total / n
+    elif mode == "batched" and (
+        resumed := kv_resume(
+            model, corrupt, corrupt_images, states, specs, layer_ids, site, batch_size, token_ids
+        )
+    ):
+        strategy = "kv_resume"
+        raw, corrupt_m, more = resumed
+        forwards += more
+        raw /= n
     else:
+        strategy = "replay_pack"
         forwards += _batched(
             model,
             corrupt,
@@ -328,6 +344,7 @@ def patch_activations(
             "mode": mode,
             "site": site,
             "max_rows": max_rows,
+            "strategy": strategy,
             "degenerate": abs(m_clean - m_corrupt) <= 1e-6,
         },
     )
@@ -342,8 +359,16 @@ def attribution_patch(
     layers="all",
     positions="last",
     batch_size: int = 16,
+    suffix: bool = True,
 ) -> PatchingMap:
-    """Attribution patching: the first-order estimate of :func:`patch_residual` from one backward pass."""
+    """Attribution patching: the first-order estimate of :func:`patch_residual` from one backward pass.
+
+    ``suffix=True``: the corrupt run's tokens before the earliest patched position run without autograd
+    (their states cannot depend on any later position), and the forward + backward cover only the
+    tokens from there on, against that prefix's KV cache: the same gradients, a backward over a few
+    tokens instead of the whole prompt. It falls back to the whole prompt where positions do not line
+    up across rows or image tokens come after the earliest patched position.
+    """
     _check_pairs(clean, corrupt, clean_images, corrupt_images)
     specs = _positions(positions)
     layer_ids = resolve_layers(layers, model.n_layers)
@@ -357,18 +382,40 @@ def attribution_patch(
     n = len(corrupt)
     est = torch.zeros(len(layer_ids), len(specs))
     corrupt_m, forwards = [], 1  # the clean pass above
+    suffix_runs = 0
     for i, chunk, imgs in chunks(corrupt, corrupt_images, batch_size):
         batch = model.encode(chunk, images=imgs)
+        start = suffix_start(model, batch, specs) if suffix else None
+        inputs, past = batch.inputs, None
+        if start is not None:  # the prefix without autograd, its KV cache a constant of the suffix run
+            ids, mask = batch.input_ids, batch.attention_mask
+            prefix = {k: v for k, v in batch.inputs.items() if k not in ("input_ids", "attention_mask")}
+            with torch.no_grad():
+                past = model.model(
+                    input_ids=ids[:, :start],
+                    attention_mask=mask[:, :start],
+                    use_cache=True,
+                    logits_to_keep=1,
+                    **prefix,
+                ).past_key_values
+            inputs = {"input_ids": ids[:, start:], "attention_mask": mask}
+            suffix_runs += 1
         with model.hooks(keep_layers=layer_ids) as run, torch.enable_grad():
-            logits = model.next_token_logits(batch.inputs)
+            if past is None:
+                logits = model.next_token_logits(inputs)
+            else:
+                logits = model.model(**inputs, past_key_values=past, use_cache=True, logits_to_keep=1).logits[
+                    :, -1
+                ]
             m = refusal_logodds(logits, token_ids)
             kept = [run.kept[layer] for layer in layer_ids]
             grads = torch.autograd.grad(m.sum(), kept)
         corrupt_m.append(m.detach().float().cpu())
-        t = kept[0].shape[1]
+        t = batch.input_ids.shape[1]
+        offset = start or 0
         for li, (h, g) in enumerate(zip(kept, grads, strict=True)):
             for pi, spec in enumerate(specs):
-                col = t - 1 if spec.kind == "last" else t + spec.index
+                col = (t - 1 if spec.kind == "last" else t + spec.index) - offset
                 diff = states[spec.name][i : i + len(batch), li].to(h.device) - h[:, col].detach().float()
                 est[li, pi] += (diff * g[:, col].float()).sum().item()
     forwards += 2  # the corrupt forward and its backward (weights need no gradient: about one forward)
@@ -386,5 +433,9 @@ def attribution_patch(
         model=model.name,
         forwards=forwards,
         seconds=time.perf_counter() - t0,
-        metadata={"n_pairs": n, "estimate": "(h_clean - h_corrupt) . grad of the metric at h_corrupt"},
+        metadata={
+            "n_pairs": n,
+            "estimate": "(h_clean - h_corrupt) . grad of the metric at h_corrupt",
+            "backward": "suffix tokens only" if suffix_runs else "whole prompt",
+        },
     )

@@ -1,0 +1,113 @@
+"""Patching that recomputes only what a patch can change: the tokens from the patched position on,
+against the unpatched run's KV cache, and the layers from the patched one on.
+
+    >>> raw, corrupt_metrics, forwards = kv_resume(model, corrupt, None, states, specs, layers, "resid", 16, ids)
+    >>> start = suffix_start(model, batch, specs)     # where a suffix-only run may begin, or None
+
+Causal attention means a change at position ``q`` cannot reach any position before ``q``; a change at
+layer ``L`` cannot reach any earlier layer. :func:`interp.locate.patching.patch_activations` uses
+:func:`kv_resume` for its default exact mode, and :func:`interp.locate.patching.attribution_patch`
+uses :func:`suffix_start` to run its forward + backward on the suffix only.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from interp.hooks import Edit
+from interp.inputs import chunks
+from interp.locate.directions import refusal_logodds
+from interp.positions import PromptLayout
+
+
+def _columns(batch, specs) -> list[int] | None:
+    """The column of each position spec, when it is the same in every row (left padding), else None."""
+    layout = PromptLayout(mask=batch.attention_mask.bool(), image=None)
+    out = []
+    for spec in specs:
+        cols = layout.last_real() if spec.kind == "last" else layout.index(spec.index)
+        if (cols != cols[0]).any():
+            return None
+        out.append(int(cols[0]))
+    return out
+
+
+def suffix_start(model, batch, specs) -> int | None:
+    """The earliest patched column when it is the same in every row and no image token follows it."""
+    cols = _columns(batch, specs)
+    if cols is None or min(cols) == 0:
+        return None
+    start = min(cols)
+    if model.image_token_id is not None and (batch.input_ids[:, start:] == model.image_token_id).any():
+        return None
+    return start
+
+
+def _cut(cache, length: int) -> bool:
+    """Cut every layer of a KV cache back to its first ``length`` tokens; False where the cache does
+    not allow it (no per-layer keys, a sliding window)."""
+    layers = getattr(cache, "layers", None)
+    if not layers or any(
+        not hasattr(layer, "keys") or getattr(layer, "is_sliding", False) for layer in layers
+    ):
+        return False
+    for layer in layers:
+        if getattr(layer, "is_initialized", True) and layer.keys is not None:
+            extra = layer.keys.shape[-2] - length
+            if extra > 0:
+                layer.crop(-extra)
+    return True
+
+
+def kv_resume(model, corrupt, corrupt_images, states, specs, layer_ids, site, batch_size, token_ids):
+    """Each patched run recomputes only the tokens from its patched position on, against the corrupt
+    run's KV cache, and only the layers from its patched layer on.
+
+    Patching position ``q`` at layer ``L`` cannot change anything before ``q`` (causal attention), nor
+    any layer before ``L``; so one corrupt forward keeps its KV cache and every layer's output, and each
+    (layer, position) job feeds the ``T - q`` suffix tokens through layers ``L..`` with the cache cut
+    back to ``q`` (layers up to the patched one replay their cached outputs). With ``"last"`` that is one
+    token per job instead of the whole prompt. Returns ``(raw sums, corrupt metrics, forwards)``, or
+    None where this does not apply (positions at different columns across rows, image tokens in the
+    suffix, a cache that cannot be cut back): the caller then uses the packed replay instead.
+    """
+    raw = torch.zeros(len(layer_ids), len(specs))
+    corrupt_m, forwards = [], 0
+    last = max(layer_ids)
+    order = None
+    for i, chunk, imgs in chunks(corrupt, corrupt_images, batch_size):
+        batch = model.encode(chunk, images=imgs)
+        if suffix_start(model, batch, specs) is None:
+            return None
+        cols = _columns(batch, specs)
+        ids, mask = batch.input_ids, batch.attention_mask
+        with model.hooks(keep_layers=list(range(last + 1))) as run, torch.inference_mode():
+            out = model.model(**batch.inputs, use_cache=True, logits_to_keep=1)
+        cache, cached, as_tuple = out.past_key_values, run.kept, bool(run.output_is_tuple)
+        if not _cut(cache, max(cols)):
+            return None
+        corrupt_m.append(refusal_logodds(out.logits[:, -1], token_ids).float().cpu())
+        forwards += 1
+        b = len(batch)
+        order = sorted(range(len(specs)), key=lambda pi: -cols[pi])  # later columns first: cuts only shrink
+        for pi in order:
+            q, spec = cols[pi], specs[pi]
+            for li, layer in enumerate(layer_ids):
+                _cut(cache, q)
+                resume = layer if site == "resid" else layer - 1
+                replay = {k: cached[k][:, q:] for k in range(resume + 1)}
+                edit = Edit.replace(
+                    states[spec.name][i : i + b, li], layers=[layer], positions=[spec], site=site
+                )
+                with model.hooks(edits=[edit], replay=replay, replay_tuple=as_tuple), torch.inference_mode():
+                    logits = model.model(
+                        input_ids=ids[:, q:],
+                        attention_mask=mask,
+                        past_key_values=cache,
+                        use_cache=True,
+                        logits_to_keep=1,
+                    ).logits[:, -1]
+                raw[li, pi] += refusal_logodds(logits, token_ids).sum().item()
+                forwards += 1
+        del cache, cached
+    return raw, corrupt_m, forwards
