@@ -21,15 +21,17 @@ def sync(device) -> None:
 
 
 def time_interleaved(fns: dict, repeats: int, device, warmup: int = 3) -> dict[str, float]:
-    """Median milliseconds per function; the functions run in turn within each repeat, so drift
-    (clocks, caches, other load) falls on all of them alike."""
+    """Median milliseconds per function; the functions run in turn within each repeat, in an order
+    rotated every repeat, so drift (clocks, caches, other load) falls on all of them alike."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     sync(device)
     samples: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
+    names = list(fns)
+    for r in range(repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:  # rotated: no function always first
+            fn = fns[name]
             sync(device)
             t = time.perf_counter()
             fn()

@@ -29,7 +29,7 @@ from common import device_name, load, time_interleaved, write  # noqa: E402
 from interp.locate.patching import attribution_patch, patch_residual  # noqa: E402
 
 
-def prompts(model, n: int, random_tokens: bool):
+def prompts(model, n: int, random_tokens: bool, prompt_tokens: int = 64):
     """Held-out organism prompts, or random token strings for a random-weight model."""
     if not random_tokens:
         from interp.organism import held_out
@@ -37,10 +37,10 @@ def prompts(model, n: int, random_tokens: bool):
         split = held_out()
         return split["harmful"][:n], split["harmless"][:n]
     g = torch.Generator().manual_seed(0)
-    vocab = model.text_config.vocab_size
+    vocab = min(model.text_config.vocab_size, len(model.tokenizer), 20000)  # ids the tokenizer can decode
 
     def text(k):
-        ids = torch.randint(100, min(vocab, 20000), (24,), generator=g).tolist()
+        ids = torch.randint(min(100, vocab // 2), vocab, (prompt_tokens,), generator=g).tolist()
         return model.tokenizer.decode(ids)
 
     return [text(i) for i in range(n)], [text(n + i) for i in range(n)]
@@ -55,12 +55,13 @@ def main() -> None:
     p.add_argument("--max-rows", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--prompt-tokens", type=int, default=64, help="random-token prompts (random-weight models)")
     args = p.parse_args()
     torch.manual_seed(0)
     t0 = time.time()
     model = load(args.model, args.device, args.dtype)
     load_s = time.time() - t0
-    clean, corrupt = prompts(model, args.pairs, args.model == "llama3-8b-shape")
+    clean, corrupt = prompts(model, args.pairs, args.model == "llama3-8b-shape", args.prompt_tokens)
     results = {}
 
     def batched():
@@ -105,6 +106,7 @@ def main() -> None:
         "pairs": args.pairs,
         "max_rows": args.max_rows,
         "batch_size": args.batch_size,
+        "prompt_tokens": int(batches[0].attention_mask.sum(1).float().mean()),
         "load_seconds": round(load_s, 1),
         "ms": {k: round(v, 1) for k, v in ms.items()},
         "ratio_batched_vs_loop": round(ms["batched"] / ms["loop"], 3),

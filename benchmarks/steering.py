@@ -67,7 +67,9 @@ def main() -> None:
 
         return fn
 
-    fns = {"plain": plain, **{k: steered(v) for k, v in interventions.items()}}
+    # "plain_again" is the same unsteered generate timed as a second function: its ratio to "plain" is
+    # the noise floor of this machine's timings
+    fns = {"plain": plain, "plain_again": plain, **{k: steered(v) for k, v in interventions.items()}}
     ms = time_interleaved(fns, repeats=args.repeats, device=args.device, warmup=1)
     result = {
         "benchmark": "steering",
@@ -79,6 +81,8 @@ def main() -> None:
         "new_tokens": args.new_tokens,
         "ms": {k: round(v, 1) for k, v in ms.items()},
         "ratio_steered_vs_plain": {k: round(ms[k] / ms["plain"], 3) for k in interventions},
+        "noise_floor_ratio_plain_again_vs_plain": round(ms["plain_again"] / ms["plain"], 3),
+        "repeats": args.repeats,
         "retrieval_guided_cost": "one caption generation + one extra prefill per batch (not timed here)",
         "target": "<= 1.02 for constant interventions",
         "torch": torch.__version__,

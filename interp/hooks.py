@@ -147,6 +147,11 @@ class Edit:
             check_site(site),
         )
 
+    def prepare(self, h: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The vector in ``h``'s device and dtype, and the rows mask on its device."""
+        rows = None if self.rows is None else self.rows.to(h.device)
+        return self.vector.to(h.device, h.dtype), rows
+
     def scaled(self, strength: float) -> Edit:
         """This edit at ``strength`` times its effect: ``alpha`` of add and pull, the fraction of the
         projection that ablate removes. Set and replace have no strength (only 1.0 is accepted)."""
@@ -163,8 +168,12 @@ class Edit:
         """This edit, applied only to the rows that ``gate`` selects in each forward."""
         return replace(self, gate=gate)
 
-    def apply(self, h: Float[Tensor, "b c d"], mask: torch.Tensor) -> Float[Tensor, "b c d"]:
-        v = self.vector.to(h.device, h.dtype)
+    def apply(
+        self, h: Float[Tensor, "b c d"], mask: torch.Tensor, prepared: tuple | None = None
+    ) -> Float[Tensor, "b c d"]:
+        """``prepared``: ``(vector, rows)`` already on ``h``'s device and dtype (a context caches them,
+        so a decode step copies nothing from the CPU)."""
+        v, rows = prepared if prepared is not None else self.prepare(h)
         if v.ndim == 2:
             if v.shape[0] != h.shape[0]:
                 raise InputError(
@@ -172,12 +181,10 @@ class Edit:
                     "Fix: give one row per prompt, or a single [D] vector."
                 )
             v = v.unsqueeze(1)
-        if self.rows is not None:
-            if self.rows.shape[0] != h.shape[0]:
-                raise InputError(
-                    f"edit rows select {self.rows.shape[0]} rows but the batch has {h.shape[0]}."
-                )
-            mask = mask & self.rows.to(mask.device).unsqueeze(1)
+        if rows is not None:
+            if rows.shape[0] != h.shape[0]:
+                raise InputError(f"edit rows select {rows.shape[0]} rows but the batch has {h.shape[0]}.")
+            mask = mask & rows.unsqueeze(1)
         m = mask.unsqueeze(-1).to(h.dtype)
         if self.op == "add":
             return h + m * (self.alpha * v)
@@ -290,6 +297,24 @@ class HookRun:
     chunk_len: int = 0
     chunk_real: Tensor | None = None
     _masks: dict = field(default_factory=dict)
+    _prepared: dict = field(default_factory=dict)  # id(edit) -> (vector, rows) on the stream's device
+
+    def prepared(self, edit: Edit, h: Tensor) -> tuple:
+        key = id(edit)
+        got = self._prepared.get(key)
+        if got is None or got[0].device != h.device or got[0].dtype != h.dtype:
+            got = self._prepared[key] = edit.prepare(h)
+        return got
+
+    def edit_mask_for(self, edit: Edit, h: Tensor) -> Tensor:
+        """Tokens of this chunk that the edit's positions select (cached per forward)."""
+        key = tuple(p.name for p in edit.positions)
+        if key not in self._masks:
+            mask = torch.zeros(h.shape[:2], dtype=torch.bool, device=h.device)
+            for pos in edit.positions:
+                mask = mask | self.mask_for(pos)
+            self._masks[key] = mask
+        return self._masks[key]
 
     def on_forward(self, module, args, kwargs):
         """Pre-hook on the top-level model: learn the chunk, prefill vs decode, and the prompt layout."""
@@ -468,9 +493,7 @@ def _layer_hook(run: HookRun, index: int, edits: list[Edit], capture: bool, resi
                 run.gate_rows[gate], run.gate_scores[gate] = gate.decide(h, run.layout)
         if edits:
             for edit in edits:
-                mask = torch.zeros(h.shape[:2], dtype=torch.bool, device=h.device)
-                for pos in edit.positions:
-                    mask = mask | run.mask_for(pos)
+                mask = run.edit_mask_for(edit, h)
                 if edit.gate is not None:
                     if edit.gate not in run.gate_rows:
                         raise InputError(
@@ -478,7 +501,7 @@ def _layer_hook(run: HookRun, index: int, edits: list[Edit], capture: bool, resi
                             "this context?). Fix: run the prefill inside the same steering context."
                         )
                     mask = mask & run.gate_rows[edit.gate].to(mask.device).unsqueeze(1)
-                h = edit.apply(h, mask)
+                h = edit.apply(h, mask, run.prepared(edit, h))
             output = retuple(output, h)
         if resid:
             run.output_is_tuple = isinstance(output, tuple)

@@ -105,9 +105,9 @@ def test_generated_only_steering_leaves_prefill_alone_and_hits_every_decode_step
     with llama.hooks(edits=[edit]) as run:
         original = edit.apply
 
-        def spy(h, mask):
+        def spy(h, mask, prepared=None):
             calls.append((h.shape[1], run.past_len, int(mask.sum())))
-            return original(h, mask)
+            return original(h, mask, prepared)
 
         edit.apply = spy
         steered = llama.generate(batch, max_new_tokens=n_new, min_new_tokens=n_new)
@@ -125,7 +125,9 @@ def test_last_position_edit_fires_only_at_prefill(llama, prompts):
     edit = Edit.add(torch.randn(64), layers=[0], positions="last")
     counts = []
     original = edit.apply
-    edit.apply = lambda h, mask: (counts.append(int(mask.sum())), original(h, mask))[1]
+    edit.apply = lambda h, mask, prepared=None: (counts.append(int(mask.sum())), original(h, mask, prepared))[
+        1
+    ]
     with llama.hooks(edits=[edit]):
         llama.generate(batch, max_new_tokens=4, min_new_tokens=4)
     assert counts[0] == 3 and all(c == 0 for c in counts[1:])
