@@ -55,7 +55,9 @@ def main() -> None:
     p.add_argument("--max-rows", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--prompt-tokens", type=int, default=64, help="random-token prompts (random-weight models)")
+    p.add_argument(
+        "--prompt-tokens", type=int, default=64, help="random-token prompts (random-weight models)"
+    )
     args = p.parse_args()
     torch.manual_seed(0)
     t0 = time.time()

@@ -19,44 +19,17 @@ def test_export_commands(tmp_path, smollm):
     d = torch.randn(smollm.d_model, generator=torch.Generator().manual_seed(0))
     add = SteeringArtifact.create(smollm, [AddDirection(d, [3, 4], 2.0)], method="add").save(tmp_path / "add")
     abl = SteeringArtifact.create(smollm, [AblateDirection(d)], method="ablate").save(tmp_path / "abl")
-    assert (
-        main(
-            [
-                "export",
-                "control-vector",
-                "--model",
-                "default",
-                "--artifact",
-                str(add),
-                "--out",
-                str(tmp_path / "cv.gguf"),
-            ]
+
+    def export(kind, artifact, out):
+        return main(
+            ["export", kind, "--model", "default", "--artifact", str(artifact), "--out", str(tmp_path / out)]
         )
-        == 0
-    )
+
+    assert export("control-vector", add, "cv.gguf") == 0
     assert sorted(read_control_vector(tmp_path / "cv.gguf")) == [3, 4]
-    assert (
-        main(
-            ["export", "bake", "--model", "default", "--artifact", str(abl), "--out", str(tmp_path / "baked")]
-        )
-        == 0
-    )
+    assert export("bake", abl, "baked") == 0
     assert (tmp_path / "baked" / "config.json").exists() and (
         tmp_path / "baked" / "interp_bake.json"
     ).exists()
     # what cannot be exported is an error message and exit status 2, not a traceback
-    assert (
-        main(
-            [
-                "export",
-                "control-vector",
-                "--model",
-                "default",
-                "--artifact",
-                str(abl),
-                "--out",
-                str(tmp_path / "x.gguf"),
-            ]
-        )
-        == 2
-    )
+    assert export("control-vector", abl, "x.gguf") == 2
