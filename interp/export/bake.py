@@ -33,7 +33,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp.errors import InputError
-from interp.hooks import resolve_layers
+from interp.export.control_vector import additions
 from interp.steer.interventions import AblateDirection, AddDirection, ShiftToText
 
 _ATTN_OUT = ("o_proj", "out_proj", "dense")
@@ -85,13 +85,9 @@ def _check(model, interventions) -> tuple[list[Tensor], dict[int, Tensor]]:
                     "ablation at chosen layers is not a weight edit (use layers='all', as Arditi et al.)",
                 )
             ablate.append(item.direction.float())
-        elif isinstance(item, AddDirection):
-            for layer in resolve_layers(item.layers, model.n_layers):
-                add[layer] = add.get(layer, 0) + item.alpha * item.direction.float()
-        elif isinstance(item, ShiftToText):
-            for layer, shift in item.shifts.items():
-                resolve_layers([layer], model.n_layers)
-                add[layer] = add.get(layer, 0) - item.alpha * shift.float()
+        elif isinstance(item, (AddDirection, ShiftToText)):
+            for layer, v in additions(model, item):
+                add[layer] = add.get(layer, 0) + v
         else:
             why = {
                 "Conditional": "it decides per input whether to act",
@@ -155,9 +151,8 @@ def _drop_gguf_marks(hf) -> None:
     quantizer = getattr(hf, "hf_quantizer", None)
     if quantizer is not None and "gguf" in type(quantizer).__name__.lower():
         hf.hf_quantizer, hf.is_quantized = None, False
-        for attr in ("quantization_method",):
-            if hasattr(hf, attr):
-                delattr(hf, attr)
+        if hasattr(hf, "quantization_method"):
+            del hf.quantization_method
         for cfg in {
             id(hf.config): hf.config,
             id(hf.config.get_text_config()): hf.config.get_text_config(),

@@ -30,6 +30,15 @@ from interp.steer.interventions import AddDirection, ShiftToText
 ARCH = "controlvector"
 
 
+def additions(model, item: AddDirection | ShiftToText) -> list[tuple[int, Tensor]]:
+    """``(layer, vector)`` that a constant addition adds after each of its decoder layers (the
+    residual stream's units): ``alpha * direction`` for AddDirection, ``-alpha * shift`` for ShiftToText.
+    Shared by control vectors and baked biases."""
+    if isinstance(item, AddDirection):
+        return [(i, item.alpha * item.direction.float()) for i in resolve_layers(item.layers, model.n_layers)]
+    return [(resolve_layers([k], model.n_layers)[0], -item.alpha * v.float()) for k, v in item.shifts.items()]
+
+
 def control_vector(model, interventions) -> dict[int, Tensor]:
     """Per-layer vectors ``{layer: [D]}`` (in the residual stream's units) of additive interventions."""
     if not interventions:
@@ -46,13 +55,8 @@ def control_vector(model, interventions) -> dict[int, Tensor]:
                 f"{type(item).__name__} acts on positions {item.positions!r}; llama.cpp adds control vectors "
                 "at every position. Fix: positions='all'."
             )
-        if isinstance(item, AddDirection):
-            pairs = [(i, item.alpha * item.direction) for i in resolve_layers(item.layers, model.n_layers)]
-        else:
-            pairs = [(i, -item.alpha * v) for i, v in item.shifts.items()]
-        for layer, v in pairs:
-            resolve_layers([layer], model.n_layers)
-            out[layer] = out.get(layer, 0) + v.float()
+        for layer, v in additions(model, item):
+            out[layer] = out.get(layer, 0) + v
     if 0 in out:
         raise InputError(
             "llama.cpp cannot steer the output of layer 0 (it rejects direction.0). Fix: steer layers >= 1."

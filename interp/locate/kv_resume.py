@@ -32,15 +32,33 @@ def _columns(batch, specs) -> list[int] | None:
     return out
 
 
-def suffix_start(model, batch, specs) -> int | None:
-    """The earliest patched column when it is the same in every row and no image token follows it."""
+def _suffix_columns(model, batch, specs) -> list[int] | None:
+    """Each spec's column, when the columns line up across rows, the earliest is not the first token,
+    and no image token comes at or after it; else None."""
     cols = _columns(batch, specs)
     if cols is None or min(cols) == 0:
         return None
-    start = min(cols)
-    if model.image_token_id is not None and (batch.input_ids[:, start:] == model.image_token_id).any():
+    if model.image_token_id is not None and (batch.input_ids[:, min(cols) :] == model.image_token_id).any():
         return None
-    return start
+    return cols
+
+
+def suffix_start(model, batch, specs) -> int | None:
+    """The earliest patched column where a suffix-only run may begin, or None."""
+    cols = _suffix_columns(model, batch, specs)
+    return None if cols is None else min(cols)
+
+
+def continue_logits(model, batch, start: int, cache):
+    """Next-token logits [B, V] of the tokens from ``start`` on, run against ``cache`` (which holds
+    the tokens before ``start``); the attention mask covers the whole prompt."""
+    return model.model(
+        input_ids=batch.input_ids[:, start:],
+        attention_mask=batch.attention_mask,
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    ).logits[:, -1]
 
 
 def _cut(cache, length: int) -> bool:
@@ -74,13 +92,11 @@ def kv_resume(model, corrupt, corrupt_images, states, specs, layer_ids, site, ba
     raw = torch.zeros(len(layer_ids), len(specs))
     corrupt_m, forwards = [], 0
     last = max(layer_ids)
-    order = None
     for i, chunk, imgs in chunks(corrupt, corrupt_images, batch_size):
         batch = model.encode(chunk, images=imgs)
-        if suffix_start(model, batch, specs) is None:
+        cols = _suffix_columns(model, batch, specs)
+        if cols is None:
             return None
-        cols = _columns(batch, specs)
-        ids, mask = batch.input_ids, batch.attention_mask
         with model.hooks(keep_layers=list(range(last + 1))) as run, torch.inference_mode():
             out = model.model(**batch.inputs, use_cache=True, logits_to_keep=1)
         cache, cached, as_tuple = out.past_key_values, run.kept, bool(run.output_is_tuple)
@@ -100,13 +116,7 @@ def kv_resume(model, corrupt, corrupt_images, states, specs, layer_ids, site, ba
                     states[spec.name][i : i + b, li], layers=[layer], positions=[spec], site=site
                 )
                 with model.hooks(edits=[edit], replay=replay, replay_tuple=as_tuple), torch.inference_mode():
-                    logits = model.model(
-                        input_ids=ids[:, q:],
-                        attention_mask=mask,
-                        past_key_values=cache,
-                        use_cache=True,
-                        logits_to_keep=1,
-                    ).logits[:, -1]
+                    logits = continue_logits(model, batch, q, cache)
                 raw[li, pi] += refusal_logodds(logits, token_ids).sum().item()
                 forwards += 1
         del cache, cached

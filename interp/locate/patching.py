@@ -46,7 +46,7 @@ from interp.errors import InputError
 from interp.hooks import SITES, Edit, check_site, resolve_layers
 from interp.inputs import chunks
 from interp.locate.directions import refusal_logodds, refusal_token_ids
-from interp.locate.kv_resume import kv_resume, suffix_start
+from interp.locate.kv_resume import continue_logits, kv_resume, suffix_start
 from interp.locate.profile import LayerProfile
 from interp.positions import parse_positions
 
@@ -386,27 +386,22 @@ def attribution_patch(
     for i, chunk, imgs in chunks(corrupt, corrupt_images, batch_size):
         batch = model.encode(chunk, images=imgs)
         start = suffix_start(model, batch, specs) if suffix else None
-        inputs, past = batch.inputs, None
         if start is not None:  # the prefix without autograd, its KV cache a constant of the suffix run
-            ids, mask = batch.input_ids, batch.attention_mask
             prefix = {k: v for k, v in batch.inputs.items() if k not in ("input_ids", "attention_mask")}
             with torch.no_grad():
                 past = model.model(
-                    input_ids=ids[:, :start],
-                    attention_mask=mask[:, :start],
+                    input_ids=batch.input_ids[:, :start],
+                    attention_mask=batch.attention_mask[:, :start],
                     use_cache=True,
                     logits_to_keep=1,
                     **prefix,
                 ).past_key_values
-            inputs = {"input_ids": ids[:, start:], "attention_mask": mask}
             suffix_runs += 1
         with model.hooks(keep_layers=layer_ids) as run, torch.enable_grad():
-            if past is None:
-                logits = model.next_token_logits(inputs)
+            if start is None:
+                logits = model.next_token_logits(batch.inputs)
             else:
-                logits = model.model(**inputs, past_key_values=past, use_cache=True, logits_to_keep=1).logits[
-                    :, -1
-                ]
+                logits = continue_logits(model, batch, start, past)
             m = refusal_logodds(logits, token_ids)
             kept = [run.kept[layer] for layer in layer_ids]
             grads = torch.autograd.grad(m.sum(), kept)
