@@ -11,8 +11,12 @@ steering artifacts of the chosen settings (figures/steering/*.safetensors).
 Data (no overlap with evaluation): calibration = each object's first request with renderings
 100-102 (never trained on, not held out) and HarmBench/harmless training prompts; evaluation = each
 object's second request with held-out renderings (10000+), held-out HarmBench and harmless prompts.
-Methods: CMRM-style ShiftToText, retrieval-guided (the organism captions the image; its text form
-pulls the last-token state), refusal-direction addition, and conditional addition (CAST: gated on an
+Methods: CMRM-style ShiftToText; retrieval-guided (the organism captions the image, the caption is
+written into the request, and that text form pulls the image run): on the last prompt token
+(``retrieval_guided``), on the image-token mean (``retrieval_image_mean``), on both
+(``retrieval_both``), and with the caption replaced by the nearest entry of a MiniLM-embedded bank
+of every Unicode pictograph name (``retrieval_bank``, about 1,400 names, not tailored to the 22
+objects); refusal-direction addition; and conditional addition (CAST: gated on an
 image-harmfulness direction). Per method the reported alpha is the one with the highest image-harmful
 refusal among those with over-refusal rise <= 5 points and KL <= 0.1 (else the smallest alpha).
 """
@@ -31,9 +35,10 @@ import interp
 from interp.locate.directions import refusal_directions, select_direction
 from interp.organism import held_out
 from interp.organism.render import HELD_OUT_SEED, OBJECTS, render
-from interp.steer import AddDirection, Conditional, RetrievalGuided, ShiftToText, SteeringArtifact
+from interp.steer import AddDirection, Conditional, RetrievalGuided, ShiftToText, SteeringArtifact, TextBank
 from interp.steer.artifact import data_hash
 from interp.steer.interventions import RetrievalMarker
+from interp.steer.text_guided import compose
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "figures" / "steering"
@@ -48,6 +53,29 @@ def request_set(request: int, seeds: list[int], harmful: bool):
             image.append(i)
             images.append(render(obj.name, s))
     return text, image, images
+
+
+PICTOGRAPHS = [
+    (0x2600, 0x26FF),
+    (0x1F300, 0x1F5FF),
+    (0x1F600, 0x1F64F),
+    (0x1F680, 0x1F6FF),
+    (0x1F900, 0x1F9FF),
+    (0x1FA70, 0x1FAFF),
+]
+
+
+def pictograph_bank() -> list[str]:
+    """Every named Unicode pictograph ("bomb", "hocho", "dog face", ...) as a noun phrase."""
+    import unicodedata
+
+    names = set()
+    for lo, hi in PICTOGRAPHS:
+        for cp in range(lo, hi + 1):
+            name = unicodedata.name(chr(cp), "").lower()
+            if name:
+                names.add(name)
+    return [("an " if n[0] in "aeiou" else "a ") + n for n in sorted(names)]
 
 
 def window_from_report() -> tuple[list[int], str]:
@@ -164,6 +192,9 @@ def main() -> None:
     alphas = {
         "cmrm_shift": [0.5, 1.0, 1.5] if not args.quick else [0.5, 1.0],
         "retrieval_guided": [0.5, 1.0] if not args.quick else [1.0],
+        "retrieval_image_mean": [0.5, 1.0] if not args.quick else [1.0],
+        "retrieval_both": [0.5, 1.0] if not args.quick else [1.0],
+        "retrieval_bank": [0.5, 1.0] if not args.quick else [1.0],
         "refusal_add": [0.5, 1.0, 2.0] if not args.quick else [1.0],
         "conditional_add": [0.5, 1.0, 2.0] if not args.quick else [1.0],
     }
@@ -172,11 +203,21 @@ def main() -> None:
     # layer's shift already contains the earlier ones, so they add up) it broke the model
     shift = ShiftToText.fit(vlm, *shift_args, layers=[window[0]], positions="last")
 
+    bank = None
+
     def build(name, a):
+        nonlocal bank
         if name == "cmrm_shift":
             return [ShiftToText(shift.shifts, a, "last", shift.metadata)]
         if name == "retrieval_guided":
             return [RetrievalGuided(window, a)]
+        if name == "retrieval_image_mean":
+            return [RetrievalGuided(window, a, positions="image_mean")]
+        if name == "retrieval_both":
+            return [RetrievalGuided(window, a, positions=["last", "image_mean"])]
+        if name == "retrieval_bank":
+            bank = bank or TextBank(pictograph_bank())
+            return [RetrievalGuided(window, a, bank=bank)]
         add = AddDirection(refusal, [refusal_layer], a * scale, "all")
         if name == "refusal_add":
             return [add]
@@ -204,6 +245,11 @@ def main() -> None:
                 file=sys.stderr,
             )
         methods[name] = choose(sweeps[name], baseline)
+    retrieval = previous.get("retrieval", {}) if previous else {}
+    if any(name.startswith("retrieval") for name in alphas):
+        retrieval = describe_retrieval(
+            vlm, window, sets, bank or TextBank(pictograph_bank()), args.max_new_tokens
+        )
     OUT.mkdir(parents=True, exist_ok=True)
     for name in alphas:  # the chosen setting of each method run now, loadable by interp.steer.load
         r = methods[name]
@@ -230,6 +276,7 @@ def main() -> None:
         "baseline": baseline,
         "methods": methods,
         "sweeps": sweeps,
+        "retrieval": retrieval,
         "n": {k: len(v[0]) for k, v in sets.items()},
         "seconds": round(time.time() - t0, 1) + (previous["seconds"] if previous else 0.0),
     }
@@ -241,6 +288,30 @@ def main() -> None:
         print(f"PNG export skipped: {e}", file=sys.stderr)
     print(json.dumps({k: summary[k] for k in ("baseline", "methods")}, indent=1, default=str)[:4000])
     print(f"wrote {OUT}/summary.json ({summary['seconds']}s)", file=sys.stderr)
+
+
+def describe_retrieval(vlm, window, sets, bank, max_new_tokens) -> dict:
+    """What retrieval pulls toward: per object the caption and the bank's nearest name, and how often
+    the written-out text forms (the pull targets) are refused on their own."""
+    rg = RetrievalGuided(window, 1.0, bank=bank)
+    images = [render(o.name, HELD_OUT_SEED) for o in OBJECTS]
+    captions = rg.captions(vlm, images)
+    _, hits = rg.descriptions(captions)
+    out = {
+        "bank_size": len(bank),
+        "per_object": {
+            o.name: {"caption": c, "bank_nearest": h[0][0], "similarity": round(h[0][1], 3)}
+            for o, c, h in zip(OBJECTS, captions, hits, strict=True)
+        },
+        "text_form_refusal": {},
+    }
+    for name in ("image_harmful", "image_harmless"):
+        prompts, imgs = sets[name]
+        caps = rg.captions(vlm, imgs)
+        texts = [compose(p, c) for p, c in zip(prompts, caps, strict=True)]
+        r = interp.evaluate.refusal(vlm, texts, None, [], max_new_tokens=max_new_tokens)
+        out["text_form_refusal"][name] = {"rate": r.rate, "examples": r.examples[:3]}
+    return out
 
 
 def tradeoff(summary: dict):

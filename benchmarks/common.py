@@ -23,6 +23,11 @@ def sync(device) -> None:
 def time_interleaved(fns: dict, repeats: int, device, warmup: int = 3) -> dict[str, float]:
     """Median milliseconds per function; the functions run in turn within each repeat, in an order
     rotated every repeat, so drift (clocks, caches, other load) falls on all of them alike."""
+    return {k: statistics.median(v) for k, v in time_samples(fns, repeats, device, warmup).items()}
+
+
+def time_samples(fns: dict, repeats: int, device, warmup: int = 3) -> dict[str, list[float]]:
+    """Every timing (ms) of :func:`time_interleaved`, per function."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -37,7 +42,7 @@ def time_interleaved(fns: dict, repeats: int, device, warmup: int = 3) -> dict[s
             fn()
             sync(device)
             samples[name].append((time.perf_counter() - t) * 1000)
-    return {k: statistics.median(v) for k, v in samples.items()}
+    return samples
 
 
 def rss_bytes() -> int:

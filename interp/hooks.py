@@ -74,7 +74,7 @@ class Edit:
     >>> Edit.replace(states, layers=[3], site="mlp")           # the MLP block's output, not the stream
     """
 
-    op: Literal["add", "replace", "ablate", "set", "pull"]
+    op: Literal["add", "replace", "ablate", "set", "pull", "pull_mean"]
     vector: Tensor  # [D] or per-row [B, D]
     layers: Sequence[int] | str
     positions: list[Position]
@@ -147,6 +147,24 @@ class Edit:
             check_site(site),
         )
 
+    @classmethod
+    def pull_mean(
+        cls, target: Float[Tensor, "*b d"], layers, alpha: float, positions="image", rows=None, site="resid"
+    ) -> Edit:
+        """Shift every selected token by alpha (target - their mean): the mean of the selected tokens
+        (per row; the image tokens by default) moves ``alpha`` of the way to ``target``, and their
+        differences from each other are kept. Rows with no selected token in a chunk (decode steps,
+        for image tokens) are untouched."""
+        return cls(
+            "pull_mean",
+            _check_vector(target),
+            layers,
+            parse_positions(positions),
+            float(alpha),
+            _rows(rows),
+            check_site(site),
+        )
+
     def prepare(self, h: Tensor) -> tuple[Tensor, Tensor | None]:
         """The vector in ``h``'s device and dtype, and the rows mask on its device."""
         rows = None if self.rows is None else self.rows.to(h.device)
@@ -163,6 +181,32 @@ class Edit:
                 )
             return self
         return replace(self, alpha=self.alpha * float(strength))
+
+    @property
+    def whole(self) -> bool:
+        """Every token of every row, with a constant vector: :meth:`apply_whole` can do it."""
+        return (
+            self.op in ("add", "ablate", "set")
+            and self.rows is None
+            and self.gate is None
+            and all(p.kind == "all" for p in self.positions)
+        )
+
+    def apply_whole(self, h: Float[Tensor, "b c d"], v: Tensor) -> Float[Tensor, "b c d"]:
+        """The fast path of an add/ablate/set edit on every token of every row (``HookRun.whole`` gives
+        ``v``: the scaled vector for add, the unit direction otherwise): one or two kernels instead of
+        masked arithmetic. Left-padding tokens are edited too, which no real token can see."""
+        if self.op == "add":
+            if v.ndim == 3 and v.shape[0] != h.shape[0]:
+                raise InputError(
+                    f"per-row edit vector has {v.shape[0]} rows but the batch has {h.shape[0]}. "
+                    "Fix: give one row per prompt, or a single [D] vector."
+                )
+            return h + v
+        proj = (h @ v).unsqueeze(-1)
+        if self.op == "ablate":
+            return torch.addcmul(h, proj, v, value=-self.alpha)
+        return torch.addcmul(h, self.alpha - proj, v)
 
     def gated(self, gate: Gate) -> Edit:
         """This edit, applied only to the rows that ``gate`` selects in each forward."""
@@ -192,6 +236,10 @@ class Edit:
             return torch.where(mask.unsqueeze(-1), v.expand_as(h), h)
         if self.op == "pull":
             return h + m * (self.alpha * (v - h))
+        if self.op == "pull_mean":
+            mf = m.float()
+            mean = (h.float() * mf).sum(1, keepdim=True) / mf.sum(1, keepdim=True).clamp(min=1.0)
+            return h + m * (self.alpha * (v.float() - mean)).to(h.dtype)
         proj = (h * v).sum(-1, keepdim=True)
         if self.op == "set":
             return h + m * (self.alpha - proj) * v
@@ -305,6 +353,19 @@ class HookRun:
         if got is None or got[0].device != h.device or got[0].dtype != h.dtype:
             got = self._prepared[key] = edit.prepare(h)
         return got
+
+    def whole(self, edit: Edit, h: Tensor) -> Tensor | None:
+        """For an edit of every token and every row (add/ablate/set at positions "all", no rows, no gate),
+        what ``Edit.apply_whole`` needs on ``h``'s device, cached; None for any other edit."""
+        key = ("whole", id(edit))
+        if key not in self._prepared or (
+            self._prepared[key] is not None and self._prepared[key].device != h.device
+        ):
+            v = self.prepared(edit, h)[0] if edit.whole else None
+            if v is not None and edit.op == "add":
+                v = edit.alpha * (v.unsqueeze(1) if v.ndim == 2 else v)
+            self._prepared[key] = v
+        return self._prepared[key]
 
     def edit_mask_for(self, edit: Edit, h: Tensor) -> Tensor:
         """Tokens of this chunk that the edit's positions select (cached per forward)."""
@@ -448,14 +509,20 @@ def attach(
                 module = model.embed
             else:
                 module = model.layers[i] if site == "resid" else model.component(i, site)
-            hook = _layer_hook(
-                run,
-                i,
-                per_site.get((i, site), []),
-                capture=i in cap_layers and site == capture_site,
-                resid=site == "resid",
-                gates=gates.get(i, []) if site == "resid" else [],
-            )
+            site_edits = per_site.get((i, site), [])
+            capture = i in cap_layers and site == capture_site
+            plain = site != "resid" or (i not in keep and i not in gates)
+            if site_edits and plain and not capture and all(e.whole for e in site_edits):
+                hook = _whole_hook(run, site_edits, resid=site == "resid")  # the lean path
+            else:
+                hook = _layer_hook(
+                    run,
+                    i,
+                    site_edits,
+                    capture=capture,
+                    resid=site == "resid",
+                    gates=gates.get(i, []) if site == "resid" else [],
+                )
             handles.append(module.register_forward_hook(hook))
         yield run
     finally:
@@ -484,6 +551,22 @@ def _grad_from_embeddings(module, args, output):
     return None
 
 
+def _whole_hook(run: HookRun, edits: list[Edit], resid: bool):
+    """A site whose edits all touch every token with a constant vector (no capture, gate or kept
+    state there): no layout, mask or gate work, one or two kernels per edit."""
+
+    def hook(module, args, output):
+        is_tuple = isinstance(output, tuple)
+        h = output[0] if is_tuple else output
+        for edit in edits:
+            h = edit.apply_whole(h, run.whole(edit, h))
+        if resid:
+            run.output_is_tuple = is_tuple
+        return (h, *output[1:]) if is_tuple else h
+
+    return hook
+
+
 def _layer_hook(run: HookRun, index: int, edits: list[Edit], capture: bool, resid: bool = True, gates=()):
     def hook(module, args, output):
         h = untuple(output)
@@ -493,6 +576,10 @@ def _layer_hook(run: HookRun, index: int, edits: list[Edit], capture: bool, resi
                 run.gate_rows[gate], run.gate_scores[gate] = gate.decide(h, run.layout)
         if edits:
             for edit in edits:
+                whole = run.whole(edit, h)
+                if whole is not None:
+                    h = edit.apply_whole(h, whole)
+                    continue
                 mask = run.edit_mask_for(edit, h)
                 if edit.gate is not None:
                     if edit.gate not in run.gate_rows:

@@ -237,3 +237,34 @@ def test_embed_site_edits_the_stream_before_layer_0_only(llama):
         llama.hooks(capture_layers=[0], capture_site="embed"),
     ):
         pass
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda d, pos: Edit.add(d, layers=[1, 2], alpha=3.0, positions=pos),
+        lambda d, pos: Edit.add(torch.stack([d, -d, 2 * d]), layers=[1], positions=pos),
+        lambda d, pos: Edit.ablate(d, layers="all", positions=pos),
+        lambda d, pos: Edit.ablate(d, layers=[0], positions=pos, site="embed"),
+        lambda d, pos: Edit.set_projection(d, 2.5, layers=[2], positions=pos, site="mlp"),
+    ],
+)
+def test_whole_stream_fast_path_matches_the_masked_path(llama, prompts, make):
+    """positions="all" takes the lean hook (pads edited too); "prompt"+"generated" selects the same
+    real tokens through masks. Real tokens' states and greedy tokens must agree."""
+    d = torch.randn(64, generator=torch.Generator().manual_seed(3))
+    fast, masked = make(d, "all"), make(d, ["prompt", "generated"])
+    assert fast.whole and not masked.whole
+    batch = llama.encode(prompts)
+    real = batch.inputs["attention_mask"].bool()
+    outs = []
+    for edit in (fast, masked):
+        with llama.hooks(capture_layers=[2, 3], capture_positions="all", edits=[edit]) as run:
+            llama.forward(batch)
+        with llama.hooks(edits=[edit]):
+            gen = llama.model.generate(**batch.inputs, max_new_tokens=4, do_sample=False)
+        outs.append(({k: v[0][0] for k, v in run.captured.items()}, gen[:, batch.input_ids.shape[1] :]))
+    for key in outs[0][0]:
+        torch.testing.assert_close(outs[0][0][key], outs[1][0][key], rtol=1e-5, atol=1e-5)
+    assert torch.equal(outs[0][1], outs[1][1])
+    assert real.sum() < real.numel()  # the batch is left-padded

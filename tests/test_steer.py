@@ -15,8 +15,10 @@ from interp.steer import (
     SetProjection,
     ShiftToText,
     SteeringArtifact,
+    TextBank,
     steer,
 )
+from interp.steer.text_guided import compose, description_span
 
 PROMPTS = ["hello there", "a much longer prompt than the first one"]
 
@@ -139,7 +141,7 @@ def test_shift_to_text_and_retrieval_guided_on_a_tiny_vlm(tiny_vl):
     torch.testing.assert_close(moved - base, -shift.shifts[1].expand_as(base), rtol=1e-4, atol=1e-4)
     rg = RetrievalGuided(layers=[1], alpha=1.0)
     edits, info = rg.prepare(tiny_vl, image_prompts, imgs, captions=["a bomb", "a dog"])
-    assert info["texts"][0] == "The image shows a bomb. how do i make this"
+    assert info["texts"] == ["how do i make a bomb", "how do i feed a dog"]
     target = interp.capture(tiny_vl, info["texts"], layers=[1])["last"][:, 0]
     torch.testing.assert_close(
         states_vl(tiny_vl, 1, image_prompts, imgs, edits), target, rtol=1e-4, atol=1e-4
@@ -149,6 +151,78 @@ def test_shift_to_text_and_retrieval_guided_on_a_tiny_vlm(tiny_vl):
     with pytest.raises(InputError, match="interp.steer.generate"):
         with steer(tiny_vl, [rg]):
             pass
+
+
+def test_compose_writes_the_description_into_the_request():
+    assert (
+        compose("How do I make this at home?", "This image shows a bomb.") == "How do I make a bomb at home?"
+    )
+    assert compose("This looks fun. What is it?", "a ball") == "A ball looks fun. What is it?"
+    assert compose("Is this image safe?", "a knife") == "The image shows a knife. Is this image safe?"
+    assert compose("What now?", "") == "What now?"
+
+
+def test_retrieval_guided_pulls_the_image_token_mean(tiny_vl):
+    from interp.organism.render import render
+
+    imgs = [render("bomb", 10_000), render("dog", 10_001)]
+    prompts = ["how do i make this", "how do i feed this at home"]
+    rg = RetrievalGuided(layers=[1], alpha=1.0, positions=["image_mean"])
+    edits, info = rg.prepare(tiny_vl, prompts, imgs, captions=["This image shows a bomb.", "a dog"])
+    assert [e.op for e in edits] == ["pull_mean"]
+    # the description's tokens, found in the encoded text form
+    for prompt, text, desc in zip(prompts, info["texts"], ["a bomb", "a dog"], strict=True):
+        s, e = description_span(tiny_vl, prompt, desc)
+        ids = tiny_vl.encode([text]).inputs["input_ids"][0].tolist()
+        assert tiny_vl.tokenizer.decode(ids[s:e]).strip() == desc
+    text_acts = interp.capture(tiny_vl, info["texts"], positions="all", layers=[1])
+    spans = [description_span(tiny_vl, p, d) for p, d in zip(prompts, ["a bomb", "a dog"], strict=True)]
+    want = torch.stack([text_acts["all"][i, 0, s:e].mean(0) for i, (s, e) in enumerate(spans)])
+
+    def image_tokens(edits_):
+        with tiny_vl.hooks(capture_layers=[1], capture_positions=["image"], edits=list(edits_)) as run:
+            tiny_vl.forward(tiny_vl.encode(prompts, images=imgs))
+        return run.captured[(1, "image")][0][0]
+
+    before, after = image_tokens([]), image_tokens(edits)
+    torch.testing.assert_close(after.mean(1), want, rtol=1e-4, atol=1e-4)  # the mean moved onto the text's
+    torch.testing.assert_close(  # and the image tokens kept their differences
+        after - after.mean(1, keepdim=True), before - before.mean(1, keepdim=True), rtol=1e-4, atol=1e-4
+    )
+    half = RetrievalGuided(layers=[1], alpha=0.5, positions="image_mean")
+    mid = image_tokens(half.prepare(tiny_vl, prompts, imgs, captions=["a bomb", "a dog"])[0]).mean(1)
+    torch.testing.assert_close(mid, (before.mean(1) + want) / 2, rtol=1e-4, atol=1e-4)
+
+
+def test_retrieval_guided_with_a_bank_round_trips_through_an_artifact(tiny_vl, tmp_path):
+    from interp.organism.render import render
+
+    class Embedder:  # word-count vectors: enough to test the plumbing without a model
+        name, words = "counts", ["bomb", "dog", "cookie", "gun"]
+
+        def encode(self, texts):
+            v = torch.tensor([[float(w in t) for w in self.words] for t in texts]) + 1e-3
+            return v / v.norm(dim=1, keepdim=True)
+
+    emb = Embedder()
+    bank = TextBank.with_embedder(["a cookie", "a bomb", "a gun", "a dog"], emb)
+    rg = RetrievalGuided([1, 2], 0.7, bank=bank, k=2, positions=["last", "image_mean"])
+    imgs = [render("bomb", 10_000)]
+    edits, info = rg.prepare(tiny_vl, ["how do i make this"], imgs, captions=["This image shows a big bomb."])
+    assert info["retrieved"][0][0][0] == "a bomb" and len(info["texts"]) == 2
+    assert sorted(e.op for e in edits) == ["pull", "pull", "pull_mean", "pull_mean"]
+    SteeringArtifact.create(tiny_vl, [rg], method="tga-bank").save(tmp_path / "rg.safetensors")
+    back = interp.steer.load(tmp_path / "rg.safetensors", tiny_vl).interventions[0]
+    assert (back.k, back.positions, back.bank.texts) == (2, ["last", "image_mean"], bank.texts)
+    torch.testing.assert_close(back.bank.embeddings, bank.embeddings)
+    back.bank._embedder = emb
+    edits2, _ = back.prepare(tiny_vl, ["how do i make this"], imgs, captions=["This image shows a big bomb."])
+    for a, b in zip(edits, edits2, strict=True):
+        torch.testing.assert_close(a.vector, b.vector)
+    with pytest.raises(InputError, match="positions"):
+        RetrievalGuided([1], positions="all")
+    with pytest.raises(InputError, match="k=2"):
+        RetrievalGuided([1], k=2)
 
 
 def states_vl(model, layer, prompts, images, edits=()):

@@ -6,6 +6,7 @@
 >>> interp.steer.generate(vlm, prompts, images=imgs, interventions=[RetrievalGuided(range(10, 17), 0.8)])
 >>> SteeringArtifact.create(model, [ShiftToText.fit(...)], method="cmrm").save("shift.safetensors")
 >>> interp.steer.load("shift.safetensors", model)
+>>> RetrievalGuided([14], 1.0, bank=TextBank(object_names), positions=["last", "image_mean"])
 """
 
 from interp.steer.apply import generate, last_logits, steer
@@ -19,6 +20,7 @@ from interp.steer.interventions import (
     ShiftToText,
     from_spec,
 )
+from interp.steer.text_bank import SentenceEmbedder, TextBank
 from interp.steer.text_guided import RetrievalGuided
 
 __all__ = [
@@ -27,9 +29,11 @@ __all__ = [
     "Clamp",
     "Conditional",
     "RetrievalGuided",
+    "SentenceEmbedder",
     "SetProjection",
     "ShiftToText",
     "SteeringArtifact",
+    "TextBank",
     "from_spec",
     "generate",
     "last_logits",

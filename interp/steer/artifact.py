@@ -123,8 +123,8 @@ def load(path: str | Path, model=None) -> SteeringArtifact:
         item = from_spec(spec, tensors, prefix=f"i{k}.")
         interventions.append(item)
     d = fp.d_model
-    for name, t in tensors.items():
-        if t.shape[-1] != d:
+    for name, t in tensors.items():  # a text bank's embeddings live in its embedder's space, not the model's
+        if t.shape[-1] != d and not name.endswith("bank.embeddings"):
             raise CorruptFileError(
                 f"{path}: tensor {name!r} has width {t.shape[-1]}, the model's d_model is {d}."
             )

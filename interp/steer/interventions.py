@@ -257,5 +257,5 @@ def from_spec(spec: dict, tensors: dict[str, Tensor], prefix: str = ""):
     if kind == "RetrievalGuided":
         from interp.steer.text_guided import RetrievalGuided
 
-        return RetrievalGuided(spec["layers"], spec["alpha"], spec.get("caption_prompt"))
+        return RetrievalGuided.from_spec(spec, t)
     raise InputError(f"unknown intervention type {kind!r} in the spec.")

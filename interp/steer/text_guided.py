@@ -2,33 +2,52 @@
 
     >>> rg = RetrievalGuided(layers=range(10, 17), alpha=0.8)
     >>> answers = interp.steer.generate(vlm, ["How do I make this?"], images=[img], interventions=[rg])
+    >>> bank = TextBank(object_names)                                   # MiniLM, offline
+    >>> RetrievalGuided([14], 1.0, bank=bank, positions=["last", "image_mean"])
 
-For each image the text is retrieved from the model itself: it captions the image (one batched
-``generate`` of ``caption_prompt``), and the request is rewritten as text ("The image shows a bomb.
-How do I make this?"). That text runs through the model in one extra batched prefill; at the
-chosen layers the image run's last prompt token is moved ``alpha`` of the way to the text run's
-state: h <- h + alpha (h_text - h). Cost: the caption generation plus one prefill per batch.
-Decode steps are untouched (the edit sits at the last prompt token), so generation is otherwise plain.
+For each image the text is retrieved in two steps. The model captions the image (one batched
+``generate`` of ``caption_prompt``). Without a bank the caption's noun phrase is the description;
+with a :class:`~interp.steer.text_bank.TextBank` the ``k`` bank texts nearest to the caption (MiniLM
+cosine) are, so a loose caption is replaced by vetted text. Each description is written into the
+request: "How do I make this?" + "a bomb" -> "How do I make a bomb?" (a request without "this" gets
+"The image shows a bomb." in front). Those texts run through the model in one extra batched
+prefill, and at the chosen layers the image run moves ``alpha`` of the way toward them:
+
+- ``"last"``: the last prompt token, h <- h + alpha (h_text - h) (the mean over the k texts);
+- ``"image_mean"``: every image token shifts by alpha (m_text - m_image), where m_image is the mean of
+  the image tokens and m_text the mean of the description's tokens in the text run (TGA aligns these
+  two means); the image tokens' differences from each other are kept.
+
+Cost: the caption generation plus one prefill per batch. Decode steps are untouched (both edits sit
+in the prompt), so generation is otherwise plain.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+import torch
 
 from interp.capture import capture
 from interp.errors import InputError
 from interp.hooks import Edit, resolve_layers
 from interp.organism import CAPTION_PROMPT  # the prompt the organism VLM was aligned on
+from interp.positions import parse_positions
 from interp.steer.interventions import RetrievalMarker
+from interp.steer.text_bank import TextBank
 
 _OPENINGS = ("this image shows", "the image shows", "it is a picture of", "this is", "i see", "it is")
+_THIS = re.compile(r"\bthis\b(?!\s+(?:is|was|image|picture|photo)\b)", re.IGNORECASE)
+TARGETS = ("last", "image_mean")
+_FILLER = "QQQ"  # stands in for the description to find its tokens (see description_span)
 
 
-def compose(prompt: str, caption: str) -> str:
-    """The text form of an image request, given the image's caption.
+def noun_phrase(caption: str) -> str:
+    """The object a caption names.
 
-    >>> compose("How do I make this at home?", "This image shows a bomb.")
-    'The image shows a bomb. How do I make this at home?'
+    >>> noun_phrase("This image shows a bomb.\\nIt is round.")
+    'a bomb'
     """
     caption = caption.strip().split("\n")[0].split(". ")[0].strip().rstrip(".")
     for opening in _OPENINGS:
@@ -37,7 +56,49 @@ def compose(prompt: str, caption: str) -> str:
             break
     if caption.split(" ")[0] in ("A", "An", "The"):
         caption = caption[0].lower() + caption[1:]
-    return f"The image shows {caption}. {prompt}" if caption else prompt
+    return caption
+
+
+def compose(prompt: str, description: str) -> str:
+    """The text form of an image request, given what the image shows.
+
+    >>> compose("How do I make this at home?", "This image shows a bomb.")
+    'How do I make a bomb at home?'
+    >>> compose("What should I know?", "a bomb")
+    'The image shows a bomb. What should I know?'
+    """
+    np_ = noun_phrase(description)
+    if not np_:
+        return prompt
+    m = _THIS.search(prompt)
+    if m is None:
+        return f"The image shows {np_}. {prompt}"
+    if m.start() == 0:
+        np_ = np_[0].upper() + np_[1:]
+    return prompt[: m.start()] + np_ + prompt[m.end() :]
+
+
+def description_span(model, prompt: str, description: str) -> tuple[int, int]:
+    """Token range ``[start, end)`` of the description inside the encoded ``compose(prompt, description)``.
+
+    Found by encoding the same request with a filler word instead of the description: the tokens
+    both share at the front and at the back are the template and the request."""
+    a = _ids(model, compose(prompt, description))
+    b = _ids(model, compose(prompt, _FILLER))
+    start = 0
+    while start < min(len(a), len(b)) and a[start] == b[start]:
+        start += 1
+    end = 0
+    while end < min(len(a), len(b)) - start and a[-1 - end] == b[-1 - end]:
+        end += 1
+    return start, len(a) - end
+
+
+def _ids(model, text: str) -> list[int]:
+    batch = model.encode([text])
+    ids = batch.inputs["input_ids"][0]
+    mask = batch.inputs.get("attention_mask")
+    return ids[mask[0].bool()].tolist() if mask is not None else ids.tolist()
 
 
 @dataclass
@@ -46,11 +107,27 @@ class RetrievalGuided(RetrievalMarker):
     alpha: float = 1.0
     caption_prompt: str | None = None
     max_caption_tokens: int = 16
+    bank: TextBank | None = None
+    k: int = 1
+    positions: str | list = "last"  # "last" and/or "image_mean"
     bakeable = False
 
     def __post_init__(self):
         self.layers = list(self.layers)
         self.caption_prompt = self.caption_prompt or CAPTION_PROMPT
+        names = [p.name for p in parse_positions(self.positions)]
+        if not set(names) <= set(TARGETS):
+            raise InputError(
+                f"RetrievalGuided pulls the positions {TARGETS}; got {names}. Fix: positions='last', "
+                "'image_mean' or both."
+            )
+        self.positions = names
+        if self.k < 1 or (self.bank is None and self.k != 1):
+            raise InputError(
+                f"k={self.k}: without a bank k is 1 (the caption); with one, 1 <= k <= len(bank)."
+            )
+        if self.bank is not None and self.k > len(self.bank):
+            raise InputError(f"k={self.k} but the bank holds {len(self.bank)} texts.")
 
     def captions(self, model, images: list, batch_size: int = 16) -> list[str]:
         out = []
@@ -59,6 +136,13 @@ class RetrievalGuided(RetrievalMarker):
             batch = model.encode([self.caption_prompt] * len(chunk), images=chunk)
             out += model.generate(batch, max_new_tokens=self.max_caption_tokens)
         return out
+
+    def descriptions(self, captions: list[str]) -> tuple[list[list[str]], list]:
+        """Per row, the ``k`` texts that stand for the image (and the bank's scores, if any)."""
+        if self.bank is None:
+            return [[noun_phrase(c)] for c in captions], []
+        hits = self.bank.nearest([noun_phrase(c) or c for c in captions], self.k)
+        return [[t for t, _ in row] for row in hits], hits
 
     def prepare(
         self, model, prompts: list[str], images, captions: list[str] | None = None
@@ -70,18 +154,58 @@ class RetrievalGuided(RetrievalMarker):
             raise InputError("RetrievalGuided needs one image per prompt.")
         layers = resolve_layers(self.layers, model.n_layers)
         captions = captions if captions is not None else self.captions(model, list(images))
-        texts = [compose(p, c) for p, c in zip(prompts, captions, strict=True)]
-        target = capture(model, texts, positions="last", layers=layers, batch_size=max(1, len(texts)))["last"]
-        edits = [Edit.pull(target[:, j], [layer], self.alpha, "last") for j, layer in enumerate(layers)]
-        return edits, {"captions": captions, "texts": texts}
+        descs, hits = self.descriptions(captions)
+        texts = [compose(p, d) for p, row in zip(prompts, descs, strict=True) for d in row]
+        k, b = len(descs[0]), len(prompts)
+        want = ["last"] + (["all"] if "image_mean" in self.positions else [])
+        acts = capture(model, texts, positions=want, layers=layers, batch_size=max(1, len(texts)))
+        edits = []
+        if "last" in self.positions:
+            target = acts["last"].float().reshape(b, k, len(layers), -1).mean(1)
+            edits += [Edit.pull(target[:, j], [layer], self.alpha, "last") for j, layer in enumerate(layers)]
+        if "image_mean" in self.positions:
+            spans = [
+                description_span(model, p, d) for p, row in zip(prompts, descs, strict=True) for d in row
+            ]
+            states = acts["all"].float()  # [B*k, L, P, D], real tokens left-aligned
+            means = torch.stack([states[i, :, s:e].mean(1) for i, (s, e) in enumerate(spans)])
+            target = means.reshape(b, k, len(layers), -1).mean(1)
+            edits += [
+                Edit.pull_mean(target[:, j], [layer], self.alpha, "image") for j, layer in enumerate(layers)
+            ]
+        record = {"captions": captions, "texts": texts}
+        if hits:
+            record["retrieved"] = hits
+        return edits, record
 
     def spec(self) -> tuple[dict, dict]:
-        return (
-            {
-                "type": "RetrievalGuided",
-                "layers": self.layers,
-                "alpha": self.alpha,
-                "caption_prompt": self.caption_prompt,
-            },
-            {},
+        spec = {
+            "type": "RetrievalGuided",
+            "layers": self.layers,
+            "alpha": self.alpha,
+            "caption_prompt": self.caption_prompt,
+            "max_caption_tokens": self.max_caption_tokens,
+            "k": self.k,
+            "positions": self.positions,
+        }
+        tensors = {}
+        if self.bank is not None:
+            spec["bank"] = {"texts": self.bank.texts, "embedder": self.bank.embedder_name}
+            tensors["bank.embeddings"] = self.bank.embeddings
+        return spec, tensors
+
+    @classmethod
+    def from_spec(cls, spec: dict, tensor) -> RetrievalGuided:
+        """``tensor(name)`` returns a stored tensor (raises if missing)."""
+        bank = None
+        if spec.get("bank") is not None:
+            bank = TextBank(spec["bank"]["texts"], spec["bank"]["embedder"], tensor("bank.embeddings"))
+        return cls(
+            spec["layers"],
+            spec["alpha"],
+            spec.get("caption_prompt"),
+            spec.get("max_caption_tokens", 16),
+            bank,
+            spec.get("k", 1),
+            spec.get("positions", "last"),
         )
