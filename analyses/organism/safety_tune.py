@@ -229,6 +229,13 @@ def main() -> None:
         help="weight of cross-entropy on the first --first-tokens tokens of the base model's harmless answers",
     )
     p.add_argument("--first-tokens", type=int, default=4)
+    p.add_argument(
+        "--refusal-first-weight",
+        type=float,
+        default=0.0,
+        help="weight of an extra cross-entropy on the first --first-tokens tokens of the refusals (run 8 on): "
+        "the refuse/answer decision is made there, and the full-refusal cross-entropy dilutes it",
+    )
     p.add_argument("--harmful-share", type=int, default=3, help="harmful examples per batch")
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--alpha", type=float, default=16.0)
@@ -303,7 +310,15 @@ def main() -> None:
         ce_first = F.cross_entropy(
             logits[half:].reshape(-1, logits.shape[-1]), first.reshape(-1), ignore_index=-100
         )
-        loss = ce + args.kl_weight * kl + args.first_weight * ce_first
+        ref_first = labels[:half, 1:].clone()
+        ref_seen = (ref_first != -100).long().cumsum(dim=1)
+        ref_first[ref_seen > args.first_tokens] = -100
+        ce_ref_first = F.cross_entropy(
+            logits[:half].reshape(-1, logits.shape[-1]), ref_first.reshape(-1), ignore_index=-100
+        )
+        loss = (
+            ce + args.kl_weight * kl + args.first_weight * ce_first + args.refusal_first_weight * ce_ref_first
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -341,8 +356,10 @@ def main() -> None:
         "kl_weight": args.kl_weight,
         "first_weight": args.first_weight,
         "first_tokens": args.first_tokens,
+        "refusal_first_weight": args.refusal_first_weight,
         "objective": "cross-entropy on refusals + kl_weight * KL(base || tuned) on harmless rows (all real tokens) "
-        "+ first_weight * cross-entropy on the first first_tokens tokens of the base model's harmless answers",
+        "+ first_weight * cross-entropy on the first first_tokens tokens of the base model's harmless answers"
+        " + refusal_first_weight * cross-entropy on the first first_tokens tokens of the refusals",
         "answer_tokens": args.answer_tokens,
         "trainable_parameters": sum(p.numel() for p in params),
         "train_seconds": round(train_s, 1),
