@@ -1,6 +1,6 @@
 """Steering on the organism VLM: can text-guided corrections restore refusal on harmful image requests?
 
-    python analyses/steering_eval.py                 # about 10-15 min on 2 CPU cores
+    python analyses/steering_eval.py                 # about 23 min on 2 CPU cores
     python analyses/steering_eval.py --quick         # 1 rendering, 2 alphas per method
 
 Writes figures/steering/summary.json (``baseline`` and ``methods.<name>`` with

@@ -84,6 +84,19 @@ class Edit:
     gate: Gate | None = None  # rows decided per forward from the stream (conditional steering)
 
     @classmethod
+    def _vector_edit(cls, op, vector, layers, alpha, positions, rows, site) -> Edit:
+        """An edit driven by a [D] or per-row [B, D] vector and a strength (add, pull, pull_mean)."""
+        return cls(
+            op,
+            _check_vector(vector),
+            layers,
+            parse_positions(positions),
+            float(alpha),
+            _rows(rows),
+            check_site(site),
+        )
+
+    @classmethod
     def add(
         cls,
         vector: Float[Tensor, "*b d"],
@@ -93,15 +106,7 @@ class Edit:
         rows=None,
         site: str = "resid",
     ) -> Edit:
-        return cls(
-            "add",
-            _check_vector(vector),
-            layers,
-            parse_positions(positions),
-            float(alpha),
-            _rows(rows),
-            check_site(site),
-        )
+        return cls._vector_edit("add", vector, layers, alpha, positions, rows, site)
 
     @classmethod
     def replace(
@@ -137,15 +142,7 @@ class Edit:
         cls, target: Float[Tensor, "*b d"], layers, alpha: float, positions="last", rows=None, site="resid"
     ) -> Edit:
         """h <- h + alpha (target - h): part of the way toward ``target`` (alpha=1: replace)."""
-        return cls(
-            "pull",
-            _check_vector(target),
-            layers,
-            parse_positions(positions),
-            float(alpha),
-            _rows(rows),
-            check_site(site),
-        )
+        return cls._vector_edit("pull", target, layers, alpha, positions, rows, site)
 
     @classmethod
     def pull_mean(
@@ -155,15 +152,7 @@ class Edit:
         (per row; the image tokens by default) moves ``alpha`` of the way to ``target``, and their
         differences from each other are kept. Rows with no selected token in a chunk (decode steps,
         for image tokens) are untouched."""
-        return cls(
-            "pull_mean",
-            _check_vector(target),
-            layers,
-            parse_positions(positions),
-            float(alpha),
-            _rows(rows),
-            check_site(site),
-        )
+        return cls._vector_edit("pull_mean", target, layers, alpha, positions, rows, site)
 
     def prepare(self, h: Tensor) -> tuple[Tensor, Tensor | None]:
         """The vector in ``h``'s device and dtype, and the rows mask on its device."""
