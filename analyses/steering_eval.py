@@ -24,6 +24,7 @@ refusal among those with over-refusal rise <= 5 points and KL <= 0.1 (else the s
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -63,6 +64,12 @@ PICTOGRAPHS = [
     (0x1F900, 0x1F9FF),
     (0x1FA70, 0x1FAFF),
 ]
+
+
+@functools.cache
+def pictograph_text_bank() -> TextBank:
+    """The pictograph names embedded once per run (MiniLM)."""
+    return TextBank(pictograph_bank())
 
 
 def pictograph_bank() -> list[str]:
@@ -203,10 +210,7 @@ def main() -> None:
     # layer's shift already contains the earlier ones, so they add up) it broke the model
     shift = ShiftToText.fit(vlm, *shift_args, layers=[window[0]], positions="last")
 
-    bank = None
-
     def build(name, a):
-        nonlocal bank
         if name == "cmrm_shift":
             return [ShiftToText(shift.shifts, a, "last", shift.metadata)]
         if name == "retrieval_guided":
@@ -216,8 +220,7 @@ def main() -> None:
         if name == "retrieval_both":
             return [RetrievalGuided(window, a, positions=["last", "image_mean"])]
         if name == "retrieval_bank":
-            bank = bank or TextBank(pictograph_bank())
-            return [RetrievalGuided(window, a, bank=bank)]
+            return [RetrievalGuided(window, a, bank=pictograph_text_bank())]
         add = AddDirection(refusal, [refusal_layer], a * scale, "all")
         if name == "refusal_add":
             return [add]
@@ -247,9 +250,7 @@ def main() -> None:
         methods[name] = choose(sweeps[name], baseline)
     retrieval = previous.get("retrieval", {}) if previous else {}
     if any(name.startswith("retrieval") for name in alphas):
-        retrieval = describe_retrieval(
-            vlm, window, sets, bank or TextBank(pictograph_bank()), args.max_new_tokens
-        )
+        retrieval = describe_retrieval(vlm, window, sets, pictograph_text_bank(), args.max_new_tokens)
     OUT.mkdir(parents=True, exist_ok=True)
     for name in alphas:  # the chosen setting of each method run now, loadable by interp.steer.load
         r = methods[name]

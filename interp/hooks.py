@@ -347,14 +347,16 @@ class HookRun:
         """For an edit of every token and every row (add/ablate/set at positions "all", no rows, no gate),
         what ``Edit.apply_whole`` needs on ``h``'s device, cached; None for any other edit."""
         key = ("whole", id(edit))
-        if key not in self._prepared or (
-            self._prepared[key] is not None and self._prepared[key].device != h.device
-        ):
-            v = self.prepared(edit, h)[0] if edit.whole else None
-            if v is not None and edit.op == "add":
-                v = edit.alpha * (v.unsqueeze(1) if v.ndim == 2 else v)
-            self._prepared[key] = v
-        return self._prepared[key]
+        got = self._prepared.get(key)
+        if got is None:
+            got = self._prepared[key] = (edit.whole, None, None)
+        if not got[0]:
+            return None
+        v = self.prepared(edit, h)[0]  # re-made on a device or dtype change; the scaled form follows it
+        if got[1] is not v:
+            scaled = edit.alpha * (v.unsqueeze(1) if v.ndim == 2 else v) if edit.op == "add" else v
+            got = self._prepared[key] = (True, v, scaled)
+        return got[2]
 
     def edit_mask_for(self, edit: Edit, h: Tensor) -> Tensor:
         """Tokens of this chunk that the edit's positions select (cached per forward)."""
@@ -545,13 +547,12 @@ def _whole_hook(run: HookRun, edits: list[Edit], resid: bool):
     state there): no layout, mask or gate work, one or two kernels per edit."""
 
     def hook(module, args, output):
-        is_tuple = isinstance(output, tuple)
-        h = output[0] if is_tuple else output
+        h = untuple(output)
         for edit in edits:
             h = edit.apply_whole(h, run.whole(edit, h))
         if resid:
-            run.output_is_tuple = is_tuple
-        return (h, *output[1:]) if is_tuple else h
+            run.output_is_tuple = isinstance(output, tuple)
+        return retuple(output, h)
 
     return hook
 

@@ -216,6 +216,13 @@ def collate(examples, pad_id):
     return ids, mask, labels
 
 
+def first_tokens_ce(logits, targets, n: int):
+    """Cross-entropy on the first ``n`` labelled tokens of each row (targets -100 elsewhere)."""
+    first = targets.clone()
+    first[(first != -100).long().cumsum(dim=1) > n] = -100
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), first.reshape(-1), ignore_index=-100)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=200)
@@ -304,18 +311,8 @@ def main() -> None:
         )
         # the refusal decision is made at the answer's first tokens, where the all-token KL is diluted
         # (runs 1-3 over-refused 40-71% of harmless prompts): pin the base model's opening explicitly
-        first = labels[half:, 1:].clone()
-        seen = (first != -100).long().cumsum(dim=1)
-        first[seen > args.first_tokens] = -100
-        ce_first = F.cross_entropy(
-            logits[half:].reshape(-1, logits.shape[-1]), first.reshape(-1), ignore_index=-100
-        )
-        ref_first = labels[:half, 1:].clone()
-        ref_seen = (ref_first != -100).long().cumsum(dim=1)
-        ref_first[ref_seen > args.first_tokens] = -100
-        ce_ref_first = F.cross_entropy(
-            logits[:half].reshape(-1, logits.shape[-1]), ref_first.reshape(-1), ignore_index=-100
-        )
+        ce_first = first_tokens_ce(logits[half:], labels[half:, 1:], args.first_tokens)
+        ce_ref_first = first_tokens_ce(logits[:half], labels[:half, 1:], args.first_tokens)
         loss = (
             ce + args.kl_weight * kl + args.first_weight * ce_first + args.refusal_first_weight * ce_ref_first
         )

@@ -150,12 +150,15 @@ class TextBank:
     def __len__(self) -> int:
         return len(self.texts)
 
-    def nearest(self, queries: list[str], k: int = 1) -> list[list[tuple[str, float]]]:
-        """For each query, the ``k`` most similar bank texts with their cosine similarity, best first."""
+    def check_k(self, k: int) -> None:
         if not 1 <= k <= len(self.texts):
             raise InputError(
                 f"k={k}, but the bank holds {len(self.texts)} texts. Fix: 1 <= k <= {len(self.texts)}."
             )
+
+    def nearest(self, queries: list[str], k: int = 1) -> list[list[tuple[str, float]]]:
+        """For each query, the ``k`` most similar bank texts with their cosine similarity, best first."""
+        self.check_k(k)
         if not queries:
             return []
         q = self.embedder.encode(list(queries))

@@ -126,8 +126,8 @@ class RetrievalGuided(RetrievalMarker):
             raise InputError(
                 f"k={self.k}: without a bank k is 1 (the caption); with one, 1 <= k <= len(bank)."
             )
-        if self.bank is not None and self.k > len(self.bank):
-            raise InputError(f"k={self.k} but the bank holds {len(self.bank)} texts.")
+        if self.bank is not None:
+            self.bank.check_k(self.k)
 
     def captions(self, model, images: list, batch_size: int = 16) -> list[str]:
         out = []
