@@ -6,11 +6,13 @@
 >>> interp.steer.generate(vlm, prompts, images=imgs, interventions=[RetrievalGuided(range(10, 17), 0.8)])
 >>> SteeringArtifact.create(model, [ShiftToText.fit(...)], method="cmrm").save("shift.safetensors")
 >>> interp.steer.load("shift.safetensors", model)
+>>> fit_condition(vlm, harmful, harmless, then=[AddDirection(refusal, [15], 8.0)]).conditional  # CAST fit
 >>> RetrievalGuided([14], 1.0, bank=TextBank(object_names), positions=["last", "image_mean"])
 """
 
 from interp.steer.apply import generate, last_logits, steer
 from interp.steer.artifact import SteeringArtifact, load
+from interp.steer.condition import ConditionFit, fit_condition
 from interp.steer.interventions import (
     AblateDirection,
     AddDirection,
@@ -27,6 +29,7 @@ __all__ = [
     "AblateDirection",
     "AddDirection",
     "Clamp",
+    "ConditionFit",
     "Conditional",
     "RetrievalGuided",
     "SentenceEmbedder",
@@ -34,6 +37,7 @@ __all__ = [
     "ShiftToText",
     "SteeringArtifact",
     "TextBank",
+    "fit_condition",
     "from_spec",
     "generate",
     "last_logits",

@@ -1,0 +1,161 @@
+"""Fit the condition of a :class:`Conditional` (CAST's grid search): which layer, which direction,
+which threshold decide that a request gets steered.
+
+    >>> fit = fit_condition(vlm, harmful, harmless, then=[AddDirection(refusal, [15], 8.0)],
+    ...                     images_pos=harmful_images, images_neg=harmless_images)
+    >>> fit.conditional          # Conditional(direction, layer, threshold, then)
+    >>> fit.table                # per candidate layer: cross-validated F1, threshold, separation
+
+For each candidate layer the condition direction is the difference in means of the last prompt
+token's state (positives minus negatives) and the threshold the one that maximizes F1 of "fires"
+against "positive". Layers are compared by F1 on held-out folds (direction and threshold fitted on
+the other folds), so a layer that only separates the calibration set by chance is not chosen; the
+returned condition is then refitted on all of it. Candidate layers default to every layer up to the
+first steered one, since the decision must come before the edit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+from interp.errors import InputError, LayerIndexError
+from interp.hooks import resolve_layers
+from interp.steer.interventions import Conditional
+
+
+@dataclass
+class ConditionFit:
+    """Result of :func:`fit_condition`: the fitted :class:`Conditional` and the per-layer table."""
+
+    conditional: Conditional
+    table: list[dict]  # layer, cv_f1, f1 (in-sample), threshold, separation
+    n_positive: int
+    n_negative: int
+    folds: int
+
+    @property
+    def layer(self) -> int:
+        return self.conditional.layer
+
+
+def best_threshold(score: Float[Tensor, " n"], positive: Bool[Tensor, " n"]) -> tuple[float, float]:
+    """The threshold (rows fire when ``score > threshold``) with the highest F1 → (threshold, F1).
+    Candidates are the midpoints between consecutive distinct scores (and below the lowest);
+    among equal F1 the middle candidate is taken, which keeps the widest margin on both sides."""
+    s = torch.unique(score.float())  # sorted
+    below = s[:1] - 1.0
+    cands = torch.cat([below, (s[1:] + s[:-1]) / 2]) if len(s) > 1 else below
+    fires = score.float()[None, :] > cands[:, None]  # [C, n]
+    tp = (fires & positive[None]).sum(1).float()
+    fp = (fires & ~positive[None]).sum(1).float()
+    fn = (~fires & positive[None]).sum(1).float()
+    f1 = 2 * tp / (2 * tp + fp + fn).clamp(min=1)
+    best = torch.nonzero(f1 == f1.max()).flatten()
+    k = int(best[len(best) // 2])
+    return float(cands[k]), float(f1[k])
+
+
+def _fit_layer(x: Float[Tensor, "n d"], y: Bool[Tensor, " n"]) -> tuple[Tensor, float, float]:
+    d = x[y].mean(0) - x[~y].mean(0)
+    u = d / d.norm().clamp(min=1e-12)
+    threshold, f1 = best_threshold(x @ u, y)
+    return u, threshold, f1
+
+
+def _f1(fires: Tensor, y: Tensor) -> float:
+    tp = float((fires & y).sum())
+    return 2 * tp / max(2 * tp + float((fires & ~y).sum()) + float((~fires & y).sum()), 1.0)
+
+
+def fit_condition(
+    model,
+    positives: list[str],
+    negatives: list[str],
+    then: list,
+    images_pos=None,
+    images_neg=None,
+    layers=None,
+    folds: int = 3,
+    seed: int = 0,
+    batch_size: int = 16,
+) -> ConditionFit:
+    """Choose the condition layer, direction and threshold of a :class:`Conditional` on a
+    calibration set: ``positives`` are requests that must be steered (e.g. harmful image requests),
+    ``negatives`` those that must not. See the module docstring for the rule."""
+    from interp.capture import capture
+
+    if not positives or not negatives:
+        raise InputError(
+            f"fit_condition needs requests on both sides: got {len(positives)} positives and "
+            f"{len(negatives)} negatives. Fix: pass at least one of each (a few dozen for a stable threshold)."
+        )
+    if folds < 2 or folds > min(len(positives), len(negatives)):
+        raise InputError(
+            f"folds={folds}: it must be at least 2 and at most the smaller side "
+            f"({min(len(positives), len(negatives))}). Fix: fewer folds or more calibration requests."
+        )
+    first_edit = min(
+        layer % model.n_layers
+        for inner in then
+        for e in inner.edits(model)
+        for layer in resolve_layers(e.layers, model.n_layers)
+    )
+    if layers is None:
+        candidates = list(range(first_edit + 1))
+    else:
+        candidates = resolve_layers(layers, model.n_layers)
+        late = [c for c in candidates if c > first_edit]
+        if late:
+            raise LayerIndexError(
+                f"candidate condition layers {late} come after the first steered layer ({first_edit}): the "
+                "decision would come after the edit. Fix: candidates at or before that layer."
+            )
+    images = None
+    if images_pos is not None or images_neg is not None:
+        if images_pos is None or images_neg is None:
+            raise InputError(
+                "fit_condition got images for one side only. Fix: pass images_pos and images_neg "
+                "(use None entries for text-only rows)."
+            )
+        images = list(images_pos) + list(images_neg)
+    acts = capture(
+        model, list(positives) + list(negatives), images=images, layers=candidates, batch_size=batch_size
+    )
+    x_all = acts["last"].float()  # [n, L, D]
+    y = torch.tensor([True] * len(positives) + [False] * len(negatives))
+    gen = torch.Generator().manual_seed(seed)
+    fold = torch.empty(len(y), dtype=torch.long)
+    for side in (y, ~y):  # stratified: each fold holds both sides
+        idx = torch.nonzero(side).flatten()
+        idx = idx[torch.randperm(len(idx), generator=gen)]
+        fold[idx] = torch.arange(len(idx)) % folds
+    table = []
+    for j, layer in enumerate(candidates):
+        x = x_all[:, j]
+        fires = torch.zeros(len(y), dtype=torch.bool)
+        for k in range(folds):
+            train = fold != k
+            u, threshold, _ = _fit_layer(x[train], y[train])
+            fires[~train] = x[~train] @ u > threshold
+        u, threshold, f1 = _fit_layer(x, y)
+        proj = x @ u
+        spread = (proj[y].std() + proj[~y].std()).clamp(min=1e-12) / 2
+        table.append(
+            {
+                "layer": layer,
+                "cv_f1": _f1(fires, y),
+                "f1": f1,
+                "threshold": threshold,
+                "separation": float((proj[y].mean() - proj[~y].mean()) / spread),
+                "direction": u,
+            }
+        )
+    best = max(table, key=lambda r: (round(r["cv_f1"], 9), r["separation"]))
+    conditional = Conditional(best["direction"], best["layer"], best["threshold"], list(then))
+    for row in table:
+        del row["direction"]
+    return ConditionFit(conditional, table, len(positives), len(negatives), folds)

@@ -1,0 +1,53 @@
+"""interp.steer.condition: CAST's grid search for the condition layer, direction and threshold."""
+
+import pytest
+import torch
+
+from interp.errors import InputError, LayerIndexError
+from interp.steer import AddDirection, fit_condition
+from interp.steer.condition import best_threshold
+from tests.test_steer import states
+
+# on a random model the last token decides the last-token state: positives end in "q", negatives in "z"
+POS = [f"request number {i} ends with q" for i in range(8)]
+NEG = [f"request number {i} ends with z" for i in range(8)]
+
+
+def test_best_threshold_maximizes_f1_and_keeps_the_margin():
+    score = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    assert best_threshold(score, torch.tensor([False, False, True, True])) == (1.5, 1.0)
+    # one negative above a positive: the best cut keeps every positive (F1 = 2*2 / (2*2 + 1) = 0.8)
+    t, f1 = best_threshold(torch.tensor([0.0, 2.0, 1.0, 3.0]), torch.tensor([False, False, True, True]))
+    assert t == 0.5 and f1 == pytest.approx(0.8)
+
+
+def test_fitted_condition_separates_held_out_requests_and_steers_only_them(llama):
+    d = torch.randn(llama.d_model, generator=torch.Generator().manual_seed(4))
+    then = [AddDirection(d, layers=[2], alpha=6.0)]
+    fit = fit_condition(llama, POS, NEG, then, folds=4)
+    assert [r["layer"] for r in fit.table] == [0, 1, 2]  # every layer up to the first steered one
+    best = max(r["cv_f1"] for r in fit.table)
+    assert fit.layer in [r["layer"] for r in fit.table if r["cv_f1"] == best]
+    assert best == 1.0
+    gate = fit.conditional.gate()
+    held_out = ["request number 42 ends with q", "request number 42 ends with z"]
+    with llama.hooks(capture_layers=[fit.layer], capture_positions="last") as run:
+        llama.forward(llama.encode(held_out))
+    state = run.captured[(fit.layer, "last")][0][0]
+    fires = (state.float() @ gate.direction) > gate.threshold
+    assert fires.tolist() == [True, False]
+    # and steering follows the decision: only the positive row moves
+    moved = (states(llama, 3, [fit.conditional], held_out) - states(llama, 3, [], held_out)).norm(dim=-1)
+    assert moved[0] > 1e-3 and moved[1] < 1e-5
+
+
+def test_fit_condition_refuses_bad_calibration(llama, image):
+    then = [AddDirection(torch.ones(llama.d_model), layers=[1], alpha=1.0)]
+    with pytest.raises(InputError, match="both sides"):
+        fit_condition(llama, POS, [], then)
+    with pytest.raises(InputError, match="folds"):
+        fit_condition(llama, POS[:2], NEG[:2], then, folds=3)
+    with pytest.raises(LayerIndexError, match="after the first steered layer"):
+        fit_condition(llama, POS, NEG, then, layers=[0, 2])
+    with pytest.raises(InputError, match="one side only"):
+        fit_condition(llama, POS, NEG, then, images_pos=[image] * len(POS))
