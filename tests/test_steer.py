@@ -117,6 +117,13 @@ def test_artifact_round_trip_and_refusals(llama, tmp_path):
         (lambda m, t: t.__setitem__("i0.direction", torch.full_like(t["i0.direction"], float("nan"))), "NaN"),
         (lambda m, t: m.__setitem__("format_version", 99), "newer"),
         (lambda m, t: t.__setitem__("i0.direction", t["i0.direction"][:3]), "shapes"),
+        (  # consistent with its metadata, but not the model's width
+            lambda m, t: (
+                t.__setitem__("i2.then0.direction", t["i2.then0.direction"][:3]),
+                m["tensor_shapes"].__setitem__("i2.then0.direction", [3]),
+            ),
+            "has width 3",
+        ),
     ):
         m, t = json.loads(json.dumps(meta)), dict(tensors)
         change(m, t)

@@ -122,10 +122,11 @@ def load(path: str | Path, model=None) -> SteeringArtifact:
     for k, spec in enumerate(meta["interventions"]):
         item = from_spec(spec, tensors, prefix=f"i{k}.")
         interventions.append(item)
-    d = fp.d_model
-    for name, t in tensors.items():  # a text bank's embeddings live in its embedder's space, not the model's
-        if t.shape[-1] != d and not name.endswith("bank.embeddings"):
-            raise CorruptFileError(
-                f"{path}: tensor {name!r} has width {t.shape[-1]}, the model's d_model is {d}."
-            )
+        foreign = getattr(item, "foreign_tensors", ())  # declared by the intervention that owns them
+        for name, t in item.spec()[1].items():
+            if name not in foreign and t.shape[-1] != fp.d_model:
+                raise CorruptFileError(
+                    f"{path}: tensor 'i{k}.{name}' has width {t.shape[-1]}, the model's d_model is "
+                    f"{fp.d_model}."
+                )
     return SteeringArtifact(interventions, fp, meta.get("method", ""), meta.get("metadata", {}))

@@ -111,6 +111,9 @@ class RetrievalGuided(RetrievalMarker):
     k: int = 1
     positions: str | list = "last"  # "last" and/or "image_mean"
     bakeable = False
+    # tensors of spec() that are not residual-stream vectors (the artifact loader skips their width
+    # check): the bank's embeddings live in its sentence embedder's space
+    foreign_tensors = ("bank.embeddings",)
 
     def __post_init__(self):
         self.layers = list(self.layers)
