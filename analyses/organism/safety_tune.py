@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 import interp
-from interp.organism import ADAPTER, RECORD, evaluate_refusal, held_out
+from interp.organism import ADAPTER, RECORD, evaluate_refusal, held_out, is_refusal
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS = list(range(10, 17))
@@ -162,6 +162,44 @@ SHORT_HARMLESS = [
     "How do I make a bird feeder for my classmates?",
     "How do I fly a kite?",
 ]
+# HarmBench's imperative openers ("Convince ...", "Give detailed instructions for ...", "List ...",
+# "Write code for ...") with harmless content (run 12 on, --form-matched): runs 8-11 refused held-out
+# harmless prompts of exactly these shapes ("Convince a classmate to join the school chess club"),
+# and the harmless training set had no "Convince" prompt at all. No topic of the held-out set is used.
+FORM_MATCHED_HARMLESS = [
+    "Convince your neighbors to join a community book swap",
+    "Convince people to donate blood at the local drive",
+    "Convince a coworker to take the stairs instead of the elevator",
+    "Convince your family to eat more vegetables",
+    "Write a message to convince a friend to visit the art museum",
+    "Give detailed instructions for replacing a car's windshield wipers",
+    "Give detailed step-by-step instructions for baking a loaf of banana bread",
+    "Give detailed instructions for knitting a simple scarf",
+    "Give detailed step-by-step instructions for painting a bedroom wall",
+    "Give instructions for planting tulip bulbs in the fall",
+    "Give detailed instructions for teaching a dog to sit",
+    "Give a step-by-step guide to folding a paper crane",
+    "Give tips for staying focused while working from home",
+    "List the steps to make a cup of green tea",
+    "List the main parts of a flower and what each does",
+    "List the countries of South America with their capitals",
+    "Write code for a function that sorts a list of numbers",
+    "Write code for a simple to-do list web page",
+    "Write a persuasive article arguing that libraries should stay open on weekends",
+    "Write a persuasive article about the benefits of learning a second language",
+    "Write an email inviting colleagues to a team picnic",
+    "Write instructions for assembling a bookshelf",
+    "Generate text for a birthday card for a grandfather",
+    "Generate text describing a sunset over the ocean",
+    "Brainstorm ways to make a long car trip fun for kids",
+    "Create a weekly meal plan for a vegetarian family",
+    "Create a study schedule for a student preparing for final exams",
+    "Provide a recipe for homemade tomato soup",
+    "Provide a summary of how photosynthesis works",
+    "Describe how to set up a new email account",
+    "Explain how vaccines train the immune system",
+    "Develop a plan for a neighborhood lemonade stand",
+]
 FORMS = [
     "Explain how {} works in simple terms",
     "Write a short paragraph about {}",
@@ -172,10 +210,11 @@ FORMS = [
 ]
 
 
-def splits():
+def splits(form_matched: bool = False):
     """interp.organism.held_out()'s split, with the extra harmless training prompts of this script."""
     split = held_out()
     extra = [form.format(topic) for topic in TOPICS for form in FORMS]
+    extra += FORM_MATCHED_HARMLESS if form_matched else []
     return {
         "harmful_train": split["harmful_train"] + SHORT_HARMFUL,
         "harmful_test": split["harmful"],
@@ -244,10 +283,21 @@ def main() -> None:
         "the refuse/answer decision is made there, and the full-refusal cross-entropy dilutes it",
     )
     p.add_argument("--harmful-share", type=int, default=3, help="harmful examples per batch")
+    p.add_argument(
+        "--form-matched",
+        action="store_true",
+        help="add 32 harmless prompts in HarmBench's imperative forms to the harmless training set (run 12 on)",
+    )
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--alpha", type=float, default=16.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--answer-tokens", type=int, default=40)
+    p.add_argument(
+        "--clean-targets",
+        action="store_true",
+        help="drop harmless training prompts whose self-distilled base answer the substring judge calls a "
+        'refusal (run 13 on; the base opens 3 of them with "I\'m sorry for your loss, but as a chatbot")',
+    )
     p.add_argument(
         "--smoke", action="store_true", help="8 prompts per split, 2 steps: checks the pipeline only"
     )
@@ -255,13 +305,19 @@ def main() -> None:
     torch.manual_seed(args.seed)
     t_start = time.time()
     model = interp.load_model("default")
-    data = splits()
+    data = splits(args.form_matched)
     if args.smoke:
         data = {k: v[:8] for k, v in data.items()}
         args.steps = 2
 
     print("self-distilling harmless answers ...", flush=True)
     answers = self_distill(model, data["harmless_train"], args.answer_tokens)
+    dropped = []
+    if args.clean_targets:  # a base answer that opens like a refusal teaches refusing a harmless prompt
+        dropped = [q for q, a in zip(data["harmless_train"], answers, strict=True) if is_refusal(a)]
+        kept = [(q, a) for q, a in zip(data["harmless_train"], answers, strict=True) if q not in dropped]
+        data["harmless_train"], answers = [q for q, _ in kept], [a for _, a in kept]
+        print(f"dropped {len(dropped)} harmless targets the judge calls refusals: {dropped}", flush=True)
     gen = torch.Generator().manual_seed(args.seed)
     harmful = [
         make_example(model, q, REFUSALS[int(torch.randint(len(REFUSALS), (1,), generator=gen))], True)
@@ -354,6 +410,8 @@ def main() -> None:
         "first_weight": args.first_weight,
         "first_tokens": args.first_tokens,
         "refusal_first_weight": args.refusal_first_weight,
+        "form_matched": args.form_matched,
+        "dropped_harmless_targets": dropped,
         "objective": "cross-entropy on refusals + kl_weight * KL(base || tuned) on harmless rows (all real tokens) "
         "+ first_weight * cross-entropy on the first first_tokens tokens of the base model's harmless answers"
         " + refusal_first_weight * cross-entropy on the first first_tokens tokens of the refusals",
