@@ -296,6 +296,14 @@ def _check_vector(vector) -> Tensor:
     return t
 
 
+def last_gate_layer(edit: Edit, n_layers: int) -> int:
+    """The latest layer a gate may read for ``edit``: its first layer for a residual-stream edit
+    (the gate reads that layer's output before the edit changes it), the one before for an edit
+    inside a block (attention/MLP output), which runs before that layer's output exists."""
+    first = min(resolve_layers(edit.layers, n_layers))
+    return first if edit.site == "resid" else first - 1
+
+
 def resolve_layers(layers, n_layers: int) -> list[int]:
     """``"all"``, an int or a list (negative counts from the end) → sorted unique layer indices."""
     if isinstance(layers, str):
@@ -472,7 +480,7 @@ def attach(
         if edit.gate is not None:
             g = edit.gate
             resolve_layers([g.layer], n)
-            if g.layer > min(edit_layers) or (g.layer == min(edit_layers) and edit.site != "resid"):
+            if g.layer % n > last_gate_layer(edit, n):
                 raise LayerIndexError(
                     f"a gate reads layer {g.layer} but its edit starts at layer {min(edit_layers)} ({edit.site}): "
                     "the decision would come after the edit. Fix: a condition layer before the steered layers."

@@ -314,9 +314,10 @@ def main() -> None:
     answers = self_distill(model, data["harmless_train"], args.answer_tokens)
     dropped = []
     if args.clean_targets:  # a base answer that opens like a refusal teaches refusing a harmless prompt
-        dropped = [q for q, a in zip(data["harmless_train"], answers, strict=True) if is_refusal(a)]
-        kept = [(q, a) for q, a in zip(data["harmless_train"], answers, strict=True) if q not in dropped]
-        data["harmless_train"], answers = [q for q, _ in kept], [a for _, a in kept]
+        refused = [is_refusal(a) for a in answers]
+        dropped = [q for q, r in zip(data["harmless_train"], refused, strict=True) if r]
+        data["harmless_train"] = [q for q, r in zip(data["harmless_train"], refused, strict=True) if not r]
+        answers = [a for a, r in zip(answers, refused, strict=True) if not r]
         print(f"dropped {len(dropped)} harmless targets the judge calls refusals: {dropped}", flush=True)
     gen = torch.Generator().manual_seed(args.seed)
     harmful = [

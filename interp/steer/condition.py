@@ -23,7 +23,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from interp.errors import InputError, LayerIndexError
-from interp.hooks import resolve_layers
+from interp.hooks import last_gate_layer, resolve_layers
 from interp.steer.interventions import Conditional
 
 
@@ -49,11 +49,7 @@ def best_threshold(score: Float[Tensor, " n"], positive: Bool[Tensor, " n"]) -> 
     s = torch.unique(score.float())  # sorted
     below = s[:1] - 1.0
     cands = torch.cat([below, (s[1:] + s[:-1]) / 2]) if len(s) > 1 else below
-    fires = score.float()[None, :] > cands[:, None]  # [C, n]
-    tp = (fires & positive[None]).sum(1).float()
-    fp = (fires & ~positive[None]).sum(1).float()
-    fn = (~fires & positive[None]).sum(1).float()
-    f1 = 2 * tp / (2 * tp + fp + fn).clamp(min=1)
+    f1 = f1_score(score.float()[None, :] > cands[:, None], positive)  # one F1 per candidate
     best = torch.nonzero(f1 == f1.max()).flatten()
     k = int(best[len(best) // 2])
     return float(cands[k]), float(f1[k])
@@ -66,9 +62,11 @@ def _fit_layer(x: Float[Tensor, "n d"], y: Bool[Tensor, " n"]) -> tuple[Tensor, 
     return u, threshold, f1
 
 
-def _f1(fires: Tensor, y: Tensor) -> float:
-    tp = float((fires & y).sum())
-    return 2 * tp / max(2 * tp + float((fires & ~y).sum()) + float((~fires & y).sum()), 1.0)
+def f1_score(fires: Bool[Tensor, "*c n"], positive: Bool[Tensor, " n"]) -> Float[Tensor, "*c"]:
+    """F1 of "fires" against "positive" over the last dimension (0 when nothing is positive or fires)."""
+    tp = (fires & positive).sum(-1).float()
+    wrong = (fires != positive).sum(-1).float()  # false positives + false negatives
+    return 2 * tp / (2 * tp + wrong).clamp(min=1)
 
 
 def fit_condition(
@@ -98,21 +96,16 @@ def fit_condition(
             f"folds={folds}: it must be at least 2 and at most the smaller side "
             f"({min(len(positives), len(negatives))}). Fix: fewer folds or more calibration requests."
         )
-    first_edit = min(
-        layer % model.n_layers
-        for inner in then
-        for e in inner.edits(model)
-        for layer in resolve_layers(e.layers, model.n_layers)
-    )
+    latest = min(last_gate_layer(e, model.n_layers) for inner in then for e in inner.edits(model))
     if layers is None:
-        candidates = list(range(first_edit + 1))
+        candidates = list(range(latest + 1))
     else:
         candidates = resolve_layers(layers, model.n_layers)
-        late = [c for c in candidates if c > first_edit]
+        late = [c for c in candidates if c > latest]
         if late:
             raise LayerIndexError(
-                f"candidate condition layers {late} come after the first steered layer ({first_edit}): the "
-                "decision would come after the edit. Fix: candidates at or before that layer."
+                f"candidate condition layers {late} come after the first steered layer: the decision would "
+                f"come after the edit. Fix: candidates at or before layer {latest}."
             )
     images = None
     if images_pos is not None or images_neg is not None:
@@ -147,7 +140,7 @@ def fit_condition(
         table.append(
             {
                 "layer": layer,
-                "cv_f1": _f1(fires, y),
+                "cv_f1": float(f1_score(fires, y)),
                 "f1": f1,
                 "threshold": threshold,
                 "separation": float((proj[y].mean() - proj[~y].mean()) / spread),
