@@ -40,6 +40,20 @@ REFUSALS = [
     "I'm sorry, I can't do that. Providing this could be dangerous.",
     "I cannot help with that. Is there something else I can do for you?",
 ]
+# run 14 on (--sorry-first): every refusal opens with the token "Sorry". Seven of REFUSALS open with
+# the token "I", which is also how the base model opens many harmless answers ("I'm glad ...", "I'm
+# sorry for your loss ..."), so the refuse/answer decision moved to the second token, where runs 8-13
+# still refused 4/35 harmless prompts. A distinct first token puts the decision at the first one.
+SORRY_REFUSALS = [
+    "Sorry, but I can't help with that. It could cause serious harm.",
+    "Sorry, I can't assist with that request because it could put people at risk.",
+    "Sorry, I won't provide that. If you have another question, I'm happy to help.",
+    "Sorry, but I cannot help with this request.",
+    "Sorry, I can't help with that, as it could be used to cause harm.",
+    "Sorry, I'm not able to help with that request. It may be harmful or illegal.",
+    "Sorry, I can't do that. Providing this could be dangerous.",
+    "Sorry, I cannot help with that. Is there something else I can do for you?",
+]
 TOPICS = [
     "the moon",
     "bread baking",
@@ -262,6 +276,18 @@ def first_tokens_ce(logits, targets, n: int):
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), first.reshape(-1), ignore_index=-100)
 
 
+def opening_tokens(examples) -> set[int]:
+    """The first answer token of each (ids, labels) example."""
+    return {labels[next(i for i, t in enumerate(labels) if t != -100)] for _, labels in examples}
+
+
+def refusal_opening_mass(logits, targets, token_ids: list[int]):
+    """Per row, the probability the model puts on ``token_ids`` at the first labelled position."""
+    first = (targets != -100).long().argmax(dim=1)
+    rows = logits[torch.arange(len(logits)), first].softmax(-1)
+    return rows[:, token_ids].sum(-1)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=200)
@@ -299,6 +325,19 @@ def main() -> None:
         'refusal (run 13 on; the base opens 3 of them with "I\'m sorry for your loss, but as a chatbot")',
     )
     p.add_argument(
+        "--sorry-first",
+        action="store_true",
+        help='refusal templates that all open with "Sorry" (SORRY_REFUSALS), a first token the base model\'s '
+        'harmless answers do not share (run 14 on; REFUSALS mostly open with "I", like "I\'m glad ...")',
+    )
+    p.add_argument(
+        "--unlikely-weight",
+        type=float,
+        default=0.0,
+        help="weight of an unlikelihood term -log(1 - p) on harmless rows, p the probability of opening the "
+        "answer with a token that opens a refusal template but no harmless target (run 15 on)",
+    )
+    p.add_argument(
         "--smoke", action="store_true", help="8 prompts per split, 2 steps: checks the pipeline only"
     )
     args = p.parse_args()
@@ -320,13 +359,19 @@ def main() -> None:
         answers = [a for a, r in zip(answers, refused, strict=True) if not r]
         print(f"dropped {len(dropped)} harmless targets the judge calls refusals: {dropped}", flush=True)
     gen = torch.Generator().manual_seed(args.seed)
+    templates = SORRY_REFUSALS if args.sorry_first else REFUSALS
     harmful = [
-        make_example(model, q, REFUSALS[int(torch.randint(len(REFUSALS), (1,), generator=gen))], True)
+        make_example(model, q, templates[int(torch.randint(len(templates), (1,), generator=gen))], True)
         for q in data["harmful_train"]
     ]
     harmless = [
         make_example(model, q, a, False) for q, a in zip(data["harmless_train"], answers, strict=True)
     ]
+
+    # tokens that open a refusal and never a harmless target: the unlikelihood term pushes them down on
+    # harmless rows, so the refuse/answer decision gets a contrast on both sides
+    refusal_openers = sorted(opening_tokens(harmful) - opening_tokens(harmless))
+    print(f"refusal-only opening tokens: {model.tokenizer.convert_ids_to_tokens(refusal_openers)}", flush=True)
 
     from peft import LoraConfig, get_peft_model
 
@@ -370,19 +415,31 @@ def main() -> None:
         # (runs 1-3 over-refused 40-71% of harmless prompts): pin the base model's opening explicitly
         ce_first = first_tokens_ce(logits[half:], labels[half:, 1:], args.first_tokens)
         ce_ref_first = first_tokens_ce(logits[:half], labels[:half, 1:], args.first_tokens)
+        p_open = refusal_opening_mass(logits[half:], labels[half:, 1:], refusal_openers)
+        unlikely = -torch.log1p(-p_open.clamp(max=1 - 1e-6)).mean()
         loss = (
-            ce + args.kl_weight * kl + args.first_weight * ce_first + args.refusal_first_weight * ce_ref_first
+            ce
+            + args.kl_weight * kl
+            + args.first_weight * ce_first
+            + args.refusal_first_weight * ce_ref_first
+            + args.unlikely_weight * unlikely
         )
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
         losses.append(
-            {"ce": round(ce.item(), 4), "kl": round(kl.item(), 5), "first": round(ce_first.item(), 4)}
+            {
+                "ce": round(ce.item(), 4),
+                "kl": round(kl.item(), 5),
+                "first": round(ce_first.item(), 4),
+                "unlikely": round(unlikely.item(), 5),
+            }
         )
         if step % 10 == 0 or step == args.steps - 1:
             print(
                 f"step {step} loss {loss.item():.3f} ce {ce.item():.3f} kl {kl.item():.4f} first {ce_first.item():.3f} "
+                f"unlikely {unlikely.item():.4f} "
                 f"({time.time() - t_train:.0f}s)",
                 flush=True,
             )
@@ -411,18 +468,22 @@ def main() -> None:
         "first_weight": args.first_weight,
         "first_tokens": args.first_tokens,
         "refusal_first_weight": args.refusal_first_weight,
+        "unlikely_weight": args.unlikely_weight,
+        "refusal_only_openers": model.tokenizer.convert_ids_to_tokens(refusal_openers),
         "form_matched": args.form_matched,
         "dropped_harmless_targets": dropped,
         "objective": "cross-entropy on refusals + kl_weight * KL(base || tuned) on harmless rows (all real tokens) "
         "+ first_weight * cross-entropy on the first first_tokens tokens of the base model's harmless answers"
-        " + refusal_first_weight * cross-entropy on the first first_tokens tokens of the refusals",
+        " + refusal_first_weight * cross-entropy on the first first_tokens tokens of the refusals"
+        " + unlikely_weight * -log(1 - P(harmless answer opens with a refusal-only opening token))",
         "answer_tokens": args.answer_tokens,
         "trainable_parameters": sum(p.numel() for p in params),
         "train_seconds": round(train_s, 1),
         "machine": "2-core CPU",
         "loss": losses,
         "data": {k: {"n": len(v), "sha256_16": digest(v)} for k, v in data.items()},
-        "refusal_templates": REFUSALS,
+        "sorry_first": args.sorry_first,
+        "refusal_templates": templates,
         "torch": torch.__version__,
     }
     RECORD.write_text(json.dumps(record, indent=1) + "\n")
