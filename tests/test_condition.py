@@ -51,3 +51,29 @@ def test_fit_condition_refuses_bad_calibration(llama, image):
         fit_condition(llama, POS, NEG, then, layers=[0, 2])
     with pytest.raises(InputError, match="one side only"):
         fit_condition(llama, POS, NEG, then, images_pos=[image] * len(POS))
+
+
+def test_fit_condition_takes_image_and_text_rows_together(tiny_vl, image):
+    # a gate serving both modalities is fitted on both; a batch cannot mix them, so the rows are
+    # captured apart and put back in order (steering_eval's calibration set is such a mix)
+    then = [AddDirection(torch.ones(tiny_vl.d_model), layers=[1], alpha=1.0)]
+    pos, neg = POS[:4], NEG[:4]
+    mixed = fit_condition(
+        tiny_vl,
+        pos,
+        neg,
+        then,
+        images_pos=[image, None, image, None],
+        images_neg=[None, image, None, image],
+        folds=2,
+    )
+    assert [r["layer"] for r in mixed.table] == [0, 1]
+    # the same rows captured one by one give the same direction
+    from interp.capture import capture
+    from interp.steer.condition import _last_states
+
+    imgs = [image, None, image, None, None, image, None, image]
+    together = _last_states(tiny_vl, pos + neg, imgs, [0, 1], 16)
+    for i, (q, im) in enumerate(zip(pos + neg, imgs, strict=True)):
+        alone = capture(tiny_vl, [q], images=[im] if im is not None else None, layers=[0, 1])["last"][0]
+        torch.testing.assert_close(together[i], alone.float(), atol=1e-4, rtol=1e-4)

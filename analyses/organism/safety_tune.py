@@ -371,7 +371,9 @@ def main() -> None:
     # tokens that open a refusal and never a harmless target: the unlikelihood term pushes them down on
     # harmless rows, so the refuse/answer decision gets a contrast on both sides
     refusal_openers = sorted(opening_tokens(harmful) - opening_tokens(harmless))
-    print(f"refusal-only opening tokens: {model.tokenizer.convert_ids_to_tokens(refusal_openers)}", flush=True)
+    print(
+        f"refusal-only opening tokens: {model.tokenizer.convert_ids_to_tokens(refusal_openers)}", flush=True
+    )
 
     from peft import LoraConfig, get_peft_model
 

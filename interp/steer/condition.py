@@ -69,6 +69,32 @@ def f1_score(fires: Bool[Tensor, "*c n"], positive: Bool[Tensor, " n"]) -> Float
     return 2 * tp / (2 * tp + wrong).clamp(min=1)
 
 
+def _last_states(model, prompts: list[str], images, layers: list[int], batch_size: int) -> Tensor:
+    """Last-token states [n, layers, d] in prompt order. Image and text-only rows are captured in
+    separate calls (a processor needs every prompt of a batch to carry an image), so one calibration
+    set can mix both, as a gate serving text and image requests must be fitted on both."""
+    from interp.capture import capture
+
+    with_image = [i for i in range(len(prompts)) if images is not None and images[i] is not None]
+    text_only = [i for i in range(len(prompts)) if i not in set(with_image)]
+    out = None
+    for rows, imgs in ((with_image, True), (text_only, False)):
+        if not rows:
+            continue
+        acts = capture(
+            model,
+            [prompts[i] for i in rows],
+            images=[images[i] for i in rows] if imgs else None,
+            layers=layers,
+            batch_size=batch_size,
+        )
+        x = acts["last"].float()
+        if out is None:
+            out = x.new_empty(len(prompts), *x.shape[1:])
+        out[rows] = x
+    return out
+
+
 def fit_condition(
     model,
     positives: list[str],
@@ -84,8 +110,6 @@ def fit_condition(
     """Choose the condition layer, direction and threshold of a :class:`Conditional` on a
     calibration set: ``positives`` are requests that must be steered (e.g. harmful image requests),
     ``negatives`` those that must not. See the module docstring for the rule."""
-    from interp.capture import capture
-
     if not positives or not negatives:
         raise InputError(
             f"fit_condition needs requests on both sides: got {len(positives)} positives and "
@@ -115,10 +139,7 @@ def fit_condition(
                 "(use None entries for text-only rows)."
             )
         images = list(images_pos) + list(images_neg)
-    acts = capture(
-        model, list(positives) + list(negatives), images=images, layers=candidates, batch_size=batch_size
-    )
-    x_all = acts["last"].float()  # [n, L, D]
+    x_all = _last_states(model, list(positives) + list(negatives), images, candidates, batch_size)
     y = torch.tensor([True] * len(positives) + [False] * len(negatives))
     gen = torch.Generator().manual_seed(seed)
     fold = torch.empty(len(y), dtype=torch.long)
