@@ -12,9 +12,11 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+import interp
 from interp.errors import InputError
 from interp.serve import APIError, ArtifactStore, ChatRequest, Engine, ServeConfig, create_app
 from interp.serve.engine import Job
+from interp.serve.messages import parse_chat
 from interp.steer import AblateDirection, AddDirection, Conditional, RetrievalGuided, SteeringArtifact
 
 
@@ -195,9 +197,9 @@ def test_store_refuses_what_it_cannot_serve(tmp_path, llama, store):
     SteeringArtifact.create(llama, [RetrievalGuided([1, 2], 0.5)], method="tga").save(
         tmp_path / "tga.safetensors"
     )
-    kept_out = ArtifactStore.from_dir(llama, tmp_path)
-    assert kept_out.names == [] and "per-input" in kept_out.unservable["tga"]
-    with pytest.raises(APIError, match="is not served: .*per-input"):
+    kept_out = ArtifactStore.from_dir(llama, tmp_path)  # retrieval describes images: a text model has none
+    assert kept_out.names == [] and "takes no images" in kept_out.unservable["tga"]
+    with pytest.raises(APIError, match="is not served: .*takes no images"):
         kept_out.resolve(["tga"])
     with pytest.raises(InputError, match="does not exist"):
         ArtifactStore.from_dir(llama, tmp_path / "missing")
@@ -224,3 +226,63 @@ def test_a_bad_request_in_a_batch_fails_alone(llama, store):
     assert "context" in outcomes[0][1].message
     assert outcomes[1][0] == "done" and outcomes[1][1].completion_tokens > 0
     assert engine.pending == 0
+
+
+def test_retrieval_guided_is_served_per_image_row_as_steer_generate_does(tiny_vl, image, tmp_path):
+    rg = RetrievalGuided([0, 1, 2, 3], 1.0)  # every layer of the tiny model: the answer must change
+    SteeringArtifact.create(tiny_vl, [rg], method="tga").save(tmp_path / "tga.safetensors")
+    store = ArtifactStore.from_dir(tiny_vl, tmp_path)
+    assert store.names == ["tga"] and store.per_input((("tga", 1.0),)) == ["tga"]
+    engine = Engine(tiny_vl, store, ServeConfig())
+    loop = asyncio.new_event_loop()
+    other = image.rotate(90)
+    questions = ["How do I make this at home?", "What is this used for?"]
+
+    def req(q, img, steering):
+        return ChatRequest(tiny_vl.encode([q], images=[img]).texts[0], [img], 6, False, steering, question=q)
+
+    # row 0 steered, row 1 not, in one batch: each as interp.steer.generate gives it alone
+    batched = engine.run(
+        [Job(req(questions[0], image, (("tga", 1.0),)), loop), Job(req(questions[1], other, ()), loop)]
+    )
+    steered = interp.steer.generate(
+        tiny_vl, questions[:1], images=[image], interventions=[rg], max_new_tokens=6
+    )
+    plain = interp.steer.generate(tiny_vl, questions, images=[image, other], max_new_tokens=6)
+    assert [r.text for r in batched] == [steered[0], plain[1]]
+    assert steered[0] != plain[0], "the pull must change this answer, or the test proves nothing"
+    # and the served edits move the steered row's states, and only its
+    rows = torch.tensor([True, False])
+    edits = store.retrieval_edits((("tga", 1.0),), tiny_vl, questions, [image, other], rows)
+    batch = tiny_vl.encode(questions, images=[image, other])
+
+    def last_state(edits):
+        with tiny_vl.hooks(edits=edits, capture_layers=[2], capture_positions="last") as run:
+            tiny_vl.forward(batch)
+        return run.captured[(2, "last")][0][0].float()
+
+    moved = (last_state(edits) - last_state([])).norm(dim=-1)
+    assert moved[0] > 1e-3 and moved[1] < 1e-6
+    # text requests are left alone by it, and two images cannot be described as one
+    text_only = engine.run(
+        [
+            Job(
+                ChatRequest(tiny_vl.encode(["hi"]).texts[0], [], 4, False, (("tga", 1.0),), question="hi"),
+                loop,
+            )
+        ]
+    )
+    assert text_only[0].text == interp.steer.generate(tiny_vl, ["hi"], max_new_tokens=4)[0]
+    body = {
+        "model": "vl",
+        "steering": ["tga"],
+        "messages": [
+            {
+                "role": "user",
+                "content": [{"type": "image_url", "image_url": {"url": _png(image)}}] * 2
+                + [{"type": "text", "text": "compare"}],
+            }
+        ],
+    }
+    with pytest.raises(APIError, match="one image per request"):
+        parse_chat(body, tiny_vl, store, ServeConfig(model="vl"), ())

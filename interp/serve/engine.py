@@ -219,6 +219,10 @@ class Engine:
                 rows = torch.zeros(len(batch), dtype=torch.bool)
                 rows[idx] = True
                 edits += self.store.edits(steering, rows)
+                if images is not None:  # retrieval-guided steering acts on image requests, per image
+                    questions = [job.request.question for job in batch]
+                    first = [imgs[0] for imgs in images]
+                    edits += self.store.retrieval_edits(steering, model, questions, first, rows)
         rows = _Rows(batch, model.tokenizer, self.eos)
         with model.hooks(edits=edits), torch.inference_mode():
             model.model.generate(

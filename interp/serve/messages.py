@@ -30,6 +30,7 @@ class ChatRequest:
     stream: bool
     steering: Steering
     include_usage: bool = False
+    question: str = ""  # the last user message's text: what per-input (retrieval) steering rewrites
 
 
 def decode_image(url, config: ServeConfig, where: str):
@@ -174,6 +175,13 @@ def parse_chat(
         chat.append({"role": m["role"], "content": content})
     if chat[-1]["role"] != "user":
         raise APIError(400, "the last message must come from the user.", param="messages")
+    if len(images) > 1 and store.per_input(steering):
+        raise APIError(
+            400,
+            f"steering {store.per_input(steering)} is retrieval-guided: it describes one image per request, "
+            f"and this request has {len(images)}. Fix: send one image, or steer with another artifact.",
+            param="steering",
+        )
     owner = model.processor if model.processor is not None else model.tokenizer
     if getattr(owner, "chat_template", None) is not None:
         text = owner.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
@@ -185,4 +193,6 @@ def parse_chat(
             )
         system = texts[0] if roles[0] == "system" else None
         text = format_prompt(model, texts[-1], len(images), False, system)
-    return ChatRequest(text, images, max_tokens, stream, steering, bool(options.get("include_usage")))
+    return ChatRequest(
+        text, images, max_tokens, stream, steering, bool(options.get("include_usage")), question=texts[-1]
+    )

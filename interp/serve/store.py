@@ -3,11 +3,15 @@
     >>> store = ArtifactStore.from_dir(model, "runs/artifacts")      # every *.safetensors, by file stem
     >>> store.resolve([{"artifact": "refusal", "strength": 0.5}])   # -> (("refusal", 0.5),)
     >>> store.edits((("refusal", 0.5),), rows)                      # hook edits for those batch rows
+    >>> store.retrieval_edits((("tga", 1.0),), vlm, questions, images, rows)  # per-input, image rows
 
 Requests name artifacts; they never pass paths, so a request cannot make the server read a file.
 Every artifact is checked against the served model when the server starts (fingerprint, shapes,
-NaN); one that cannot be served (per-input retrieval steering) is left out with a warning, listed as
-unavailable in ``/v1/steering``, and a request naming it gets the reason.
+NaN); one that cannot be served (retrieval-guided steering on a text model) is left out with a
+warning, listed as unavailable in ``/v1/steering``, and a request naming it gets the reason.
+Retrieval-guided artifacts steer image requests only, each from its own image: the batch's image
+rows are captioned (one extra greedy generation) and their text forms run (one extra prefill)
+before the steered generation.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 import torch
 
 from interp.errors import InputError
+from interp.hooks import resolve_layers
 from interp.serve.errors import APIError
 from interp.steer.interventions import RetrievalMarker
 
@@ -31,6 +36,7 @@ Steering = tuple[tuple[str, float], ...]
 @dataclass
 class ArtifactStore:
     edits_by_name: dict[str, list] = field(default_factory=dict)  # name -> Edit list (strength 1)
+    retrieval_by_name: dict[str, list] = field(default_factory=dict)  # name -> per-input interventions
     methods: dict[str, str] = field(default_factory=dict)
     unservable: dict[str, str] = field(default_factory=dict)  # name -> why it is not served
     max_strength: float = 100.0
@@ -63,18 +69,27 @@ class ArtifactStore:
         return store
 
     def add(self, name: str, interventions, model, method: str = "") -> None:
-        for item in interventions:
-            if isinstance(item, RetrievalMarker):
-                raise InputError(
-                    f"artifact {name!r} holds {type(item).__name__}, per-input steering that needs an extra "
-                    "captioning pass per image; the server serves constant and conditional steering only. "
-                    "Fix: use interp.steer.generate for it, or a ShiftToText (CMRM) artifact."
-                )
-        edits = [e for item in interventions for e in item.edits(model)]
+        per_input = [item for item in interventions if isinstance(item, RetrievalMarker)]
+        if per_input and model.adapter.kind != "image":
+            raise InputError(
+                f"artifact {name!r} holds {type(per_input[0]).__name__}, which steers image requests by "
+                f"describing their image; {model.name} takes no images. Fix: serve it with a vision-language "
+                "model, or use a constant artifact (AddDirection, ShiftToText) here."
+            )
+        for item in per_input:  # its layers are checked now, not per request
+            resolve_layers(item.layers, model.n_layers)
+        edits = [
+            e for item in interventions if not isinstance(item, RetrievalMarker) for e in item.edits(model)
+        ]
         with model.hooks(edits=edits):  # registering checks layers and gate order now, not per request
             pass
         self.edits_by_name[name] = edits
+        self.retrieval_by_name[name] = per_input
         self.methods[name] = method
+
+    def per_input(self, steering: Steering) -> list[str]:
+        """The names in ``steering`` that are retrieval-guided (built per image at request time)."""
+        return [name for name, _ in steering if self.retrieval_by_name.get(name)]
 
     @property
     def names(self) -> list[str]:
@@ -139,3 +154,18 @@ class ArtifactStore:
     def edits(self, steering: Steering, rows: torch.Tensor) -> list:
         """The edits of one steering, applied only to the batch rows ``rows`` (bool [B])."""
         return [replace(e.scaled(s), rows=rows) for name, s in steering for e in self.edits_by_name[name]]
+
+    def retrieval_edits(self, steering: Steering, model, questions: list[str], images: list, rows) -> list:
+        """The per-input edits of ``steering`` for the image rows ``rows`` (bool [B]) of a batch:
+        each row's image is captioned, its question rewritten with the caption and run as text, and
+        the row pulled toward that run. ``questions``/``images``: one per batch row."""
+        idx = torch.nonzero(rows).flatten().tolist()
+        out = []
+        for name, s in steering:
+            for item in self.retrieval_by_name.get(name, []):
+                edits, _ = item.prepare(model, [questions[i] for i in idx], [images[i] for i in idx])
+                for e in edits:  # per-row targets of the group's rows -> the whole batch, other rows off
+                    full = e.vector.new_zeros(len(rows), *e.vector.shape[1:])
+                    full[idx] = e.vector
+                    out.append(replace(e.scaled(s), vector=full, rows=rows))
+        return out
