@@ -126,6 +126,8 @@ def evaluate(vlm, sets, interventions, max_new_tokens) -> dict:
         )
         / n_harmless,
         "kl_harmless": sum(k * n for k, n in kl_parts) / sum(n for _, n in kl_parts),
+        "kl_image_harmless": kl_parts[0][0],  # per-input methods move only image requests, by design
+        "kl_text_harmless": kl_parts[1][0],
         "logodds_judge": {k: v.logodds_rate for k, v in out.items()},
         "examples": {k: v.examples[:2] for k, v in out.items() if k.startswith("image")},
     }

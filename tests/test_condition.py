@@ -29,14 +29,9 @@ def test_fitted_condition_separates_held_out_requests_and_steers_only_them(llama
     best = max(r["cv_f1"] for r in fit.table)
     assert fit.layer in [r["layer"] for r in fit.table if r["cv_f1"] == best]
     assert best == 1.0
-    gate = fit.conditional.gate()
     held_out = ["request number 42 ends with q", "request number 42 ends with z"]
-    with llama.hooks(capture_layers=[fit.layer], capture_positions="last") as run:
-        llama.forward(llama.encode(held_out))
-    state = run.captured[(fit.layer, "last")][0][0]
-    fires = (state.float() @ gate.direction) > gate.threshold
-    assert fires.tolist() == [True, False]
-    # and steering follows the decision: only the positive row moves
+    # the gate decides through the hooks (Gate.decide): the held-out positive fires and is steered,
+    # the negative does not
     moved = (states(llama, 3, [fit.conditional], held_out) - states(llama, 3, [], held_out)).norm(dim=-1)
     assert moved[0] > 1e-3 and moved[1] < 1e-5
 
