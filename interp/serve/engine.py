@@ -214,13 +214,13 @@ class Engine:
         edits, groups = [], {}
         for i, job in enumerate(batch):
             groups.setdefault(job.request.steering, []).append(i)
+        questions = [job.request.question for job in batch]
         for steering, idx in groups.items():
             if steering:
                 rows = torch.zeros(len(batch), dtype=torch.bool)
                 rows[idx] = True
                 edits += self.store.edits(steering, rows)
                 if images is not None:  # retrieval-guided steering acts on image requests, per image
-                    questions = [job.request.question for job in batch]
                     first = [imgs[0] for imgs in images]
                     edits += self.store.retrieval_edits(steering, model, questions, first, rows)
         rows = _Rows(batch, model.tokenizer, self.eos)

@@ -175,10 +175,11 @@ def parse_chat(
         chat.append({"role": m["role"], "content": content})
     if chat[-1]["role"] != "user":
         raise APIError(400, "the last message must come from the user.", param="messages")
-    if len(images) > 1 and store.per_input(steering):
+    per_input = store.per_input(steering)
+    if len(images) > 1 and per_input:
         raise APIError(
             400,
-            f"steering {store.per_input(steering)} is retrieval-guided: it describes one image per request, "
+            f"steering {per_input} is retrieval-guided: it describes one image per request, "
             f"and this request has {len(images)}. Fix: send one image, or steer with another artifact.",
             param="steering",
         )

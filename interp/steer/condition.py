@@ -75,16 +75,16 @@ def _last_states(model, prompts: list[str], images, layers: list[int], batch_siz
     set can mix both, as a gate serving text and image requests must be fitted on both."""
     from interp.capture import capture
 
-    with_image = [i for i in range(len(prompts)) if images is not None and images[i] is not None]
-    text_only = [i for i in range(len(prompts)) if i not in set(with_image)]
+    has_image = [images is not None and images[i] is not None for i in range(len(prompts))]
     out = None
-    for rows, imgs in ((with_image, True), (text_only, False)):
+    for side in (True, False):
+        rows = [i for i, h in enumerate(has_image) if h == side]
         if not rows:
             continue
         acts = capture(
             model,
             [prompts[i] for i in rows],
-            images=[images[i] for i in rows] if imgs else None,
+            images=[images[i] for i in rows] if side else None,
             layers=layers,
             batch_size=batch_size,
         )
