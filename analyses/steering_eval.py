@@ -16,8 +16,10 @@ written into the request, and that text form pulls the image run): on the last p
 (``retrieval_guided``), on the image-token mean (``retrieval_image_mean``), on both
 (``retrieval_both``), and with the caption replaced by the nearest entry of a MiniLM-embedded bank
 of every Unicode pictograph name (``retrieval_bank``, about 1,400 names, not tailored to the 22
-objects); refusal-direction addition; and conditional addition (CAST: gated on a harmfulness
-direction whose layer and threshold ``interp.steer.fit_condition`` picks by cross-validated F1 on
+objects), and on both positions but only for rows whose text form fires a harmfulness gate read from
+the text run (``retrieval_gated``; the gate's layer, direction and threshold are picked by
+``interp.steer.fit_gate`` on the calibration text requests); refusal-direction addition; and
+conditional addition (CAST: gated on a harmfulness direction whose layer and threshold ``interp.steer.fit_condition`` picks by cross-validated F1 on
 the calibration renderings and text requests). Per method the reported alpha is the one with the highest image-harmful
 refusal among those with over-refusal rise <= 5 points and KL <= 0.1 (else the smallest alpha).
 """
@@ -43,6 +45,7 @@ from interp.steer import (
     SteeringArtifact,
     TextBank,
     fit_condition,
+    fit_gate,
 )
 from interp.steer.artifact import data_hash
 from interp.steer.interventions import RetrievalMarker
@@ -196,6 +199,11 @@ def main() -> None:
     cond_layer, threshold = condition.layer, condition.conditional.threshold
     cond_dir = condition.conditional.direction
     print(f"condition: layer {cond_layer}, threshold {threshold:.2f}", file=sys.stderr)
+    # the gate of retrieval_gated reads the text run, so it is fitted on text requests only, at any layer
+    text_gate = fit_gate(vlm, text_h, text_b)
+    print(
+        f"text gate: layer {text_gate.gate.layer}, threshold {text_gate.gate.threshold:.2f}", file=sys.stderr
+    )
 
     # evaluation sets
     seeds = [HELD_OUT_SEED + k for k in range(args.renderings)]
@@ -213,6 +221,7 @@ def main() -> None:
         "retrieval_image_mean": [0.5, 1.0] if not args.quick else [1.0],
         "retrieval_both": [0.5, 1.0] if not args.quick else [1.0],
         "retrieval_bank": [0.5, 1.0] if not args.quick else [1.0],
+        "retrieval_gated": [0.5, 1.0] if not args.quick else [1.0],
         "refusal_add": [0.5, 1.0, 2.0] if not args.quick else [1.0],
         "conditional_add": [0.5, 1.0, 2.0] if not args.quick else [1.0],
     }
@@ -232,6 +241,8 @@ def main() -> None:
             return [RetrievalGuided(window, a, positions=["last", "image_mean"])]
         if name == "retrieval_bank":
             return [RetrievalGuided(window, a, bank=pictograph_text_bank())]
+        if name == "retrieval_gated":
+            return [RetrievalGuided(window, a, positions=["last", "image_mean"], gate=text_gate.gate)]
         add = AddDirection(refusal, [refusal_layer], a * scale, "all")
         if name == "refusal_add":
             return [add]
@@ -286,6 +297,12 @@ def main() -> None:
         "condition_fit": {
             "rule": "cross-validated F1 (3 folds) on the calibration renderings and text requests",
             "table": condition.table,
+        },
+        "retrieval_gate": {
+            "layer": text_gate.gate.layer,
+            "threshold": text_gate.gate.threshold,
+            "rule": "interp.steer.fit_gate: cross-validated F1 (3 folds) over every layer, on the calibration text requests",
+            "table": text_gate.table,
         },
         "alpha_units": "cmrm/retrieval: fraction of the shift/pull; add: multiples of the raw difference-in-means norm",
         "selection_rule": "highest image-harmful refusal with over-refusal rise <= 0.05 and KL <= 0.1, else the smallest alpha",

@@ -3,8 +3,9 @@
 import pytest
 import torch
 
+import interp
 from interp.errors import InputError, LayerIndexError
-from interp.steer import AddDirection, fit_condition
+from interp.steer import AddDirection, fit_condition, fit_gate
 from interp.steer.condition import best_threshold
 from tests.test_steer import states
 
@@ -72,3 +73,20 @@ def test_fit_condition_takes_image_and_text_rows_together(tiny_vl, image):
     for i, (q, im) in enumerate(zip(pos + neg, imgs, strict=True)):
         alone = capture(tiny_vl, [q], images=[im] if im is not None else None, layers=[0, 1])["last"][0]
         torch.testing.assert_close(together[i], alone.float(), atol=1e-4, rtol=1e-4)
+
+
+def test_fit_gate_reads_every_layer_and_decides_held_out_requests(llama):
+    fit = fit_gate(llama, POS, NEG, folds=4)
+    assert [r["layer"] for r in fit.table] == list(range(llama.n_layers))
+    assert (
+        max(r["cv_f1"] for r in fit.table)
+        == 1.0
+        == next(r for r in fit.table if r["layer"] == fit.gate.layer)["cv_f1"]
+    )
+    acts = interp.capture(
+        llama, ["request number 42 ends with q", "request number 42 ends with z"], layers=[fit.gate.layer]
+    )
+    score = acts["last"][:, 0].float() @ fit.gate.direction
+    assert score[0] > fit.gate.threshold > score[1]
+    with pytest.raises(InputError, match="both sides"):
+        fit_gate(llama, [], NEG)

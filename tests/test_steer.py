@@ -232,6 +232,44 @@ def test_retrieval_guided_with_a_bank_round_trips_through_an_artifact(tiny_vl, t
         RetrievalGuided([1], k=2)
 
 
+def test_gated_retrieval_pulls_only_rows_whose_text_form_fires(tiny_vl, tmp_path):
+    from interp.hooks import Gate
+    from interp.organism.render import render
+
+    imgs = [render("bomb", 10_000), render("dog", 10_000)]
+    prompts, captions = ["how do i make this", "how do i feed this"], ["a bomb", "a dog"]
+    text = interp.capture(tiny_vl, ["how do i make a bomb", "how do i feed a dog"], layers=[0])["last"][:, 0]
+    u = (text[0] - text[1]).float()
+    u = u / u.norm()
+    mid = float((text[0].float() + text[1].float()) @ u / 2)
+    gate = Gate(u, layer=0, threshold=mid)  # the bomb's text form fires, the dog's does not
+    gated = RetrievalGuided(layers=[2], alpha=1.0, positions=["last", "image_mean"], gate=gate)
+    edits, info = gated.prepare(tiny_vl, prompts, imgs, captions=captions)
+    assert info["steered"] == [True, False] and info["gate_scores"][0] > mid > info["gate_scores"][1]
+    ungated, _ = RetrievalGuided([2], 1.0, positions=["last", "image_mean"]).prepare(
+        tiny_vl, prompts, imgs, captions=captions
+    )
+    base = states_vl(tiny_vl, 2, prompts, imgs)
+    torch.testing.assert_close(  # the firing row moves exactly as without the gate, the other not at all
+        states_vl(tiny_vl, 2, prompts, imgs, edits)[0], states_vl(tiny_vl, 2, prompts, imgs, ungated)[0]
+    )
+    assert torch.equal(states_vl(tiny_vl, 2, prompts, imgs, edits)[1], base[1])
+    assert (states_vl(tiny_vl, 2, prompts, imgs, edits)[0] - base[0]).norm() > 1e-3
+    # no row fires: no edits at all (and the generation is the plain one)
+    never = RetrievalGuided([2], 1.0, gate=Gate(u, layer=0, threshold=1e9))
+    assert never.prepare(tiny_vl, prompts, imgs, captions=captions)[0] == []
+    # the gate survives an artifact round trip
+    SteeringArtifact.create(tiny_vl, [gated], method="tga-gated").save(tmp_path / "g.safetensors")
+    back = interp.steer.load(tmp_path / "g.safetensors", tiny_vl).interventions[0]
+    assert (back.gate.layer, back.gate.threshold, back.gate.above) == (0, mid, True)
+    torch.testing.assert_close(back.gate.direction, gate.direction)
+    assert back.prepare(tiny_vl, prompts, imgs, captions=captions)[1]["steered"] == [True, False]
+    with pytest.raises(InputError, match="gate"):
+        RetrievalGuided(
+            [2], gate=Gate(u, layer=0, threshold=0.0, position=interp.positions.Position("index", 0))
+        )
+
+
 def states_vl(model, layer, prompts, images, edits=()):
     with model.hooks(capture_layers=[layer], edits=list(edits)) as run:
         model.forward(model.encode(prompts, images=images))

@@ -8,11 +8,12 @@
 >>> interp.steer.load("shift.safetensors", model)
 >>> fit_condition(vlm, harmful, harmless, then=[AddDirection(refusal, [15], 8.0)]).conditional  # CAST fit
 >>> RetrievalGuided([14], 1.0, bank=TextBank(object_names), positions=["last", "image_mean"])
+>>> RetrievalGuided(range(10, 17), 0.5, gate=fit_gate(vlm, harmful, harmless).gate)  # pull only harmful text forms
 """
 
 from interp.steer.apply import generate, last_logits, steer
 from interp.steer.artifact import SteeringArtifact, load
-from interp.steer.condition import ConditionFit, fit_condition
+from interp.steer.condition import ConditionFit, GateFit, fit_condition, fit_gate
 from interp.steer.interventions import (
     AblateDirection,
     AddDirection,
@@ -31,6 +32,7 @@ __all__ = [
     "Clamp",
     "ConditionFit",
     "Conditional",
+    "GateFit",
     "RetrievalGuided",
     "SentenceEmbedder",
     "SetProjection",
@@ -38,6 +40,7 @@ __all__ = [
     "SteeringArtifact",
     "TextBank",
     "fit_condition",
+    "fit_gate",
     "from_spec",
     "generate",
     "last_logits",

@@ -5,13 +5,16 @@ which threshold decide that a request gets steered.
     ...                     images_pos=harmful_images, images_neg=harmless_images)
     >>> fit.conditional          # Conditional(direction, layer, threshold, then)
     >>> fit.table                # per candidate layer: cross-validated F1, threshold, separation
+    >>> fit_gate(vlm, harmful_texts, harmless_texts).gate   # a bare Gate (RetrievalGuided(gate=...))
 
 For each candidate layer the condition direction is the difference in means of the last prompt
 token's state (positives minus negatives) and the threshold the one that maximizes F1 of "fires"
 against "positive". Layers are compared by F1 on held-out folds (direction and threshold fitted on
 the other folds), so a layer that only separates the calibration set by chance is not chosen; the
 returned condition is then refitted on all of it. Candidate layers default to every layer up to the
-first steered one, since the decision must come before the edit.
+first steered one, since the decision must come before the edit. :func:`fit_gate` applies the same
+rule to every layer and returns the bare :class:`~interp.hooks.Gate`, for a decision read from a
+separate run (the text run of :class:`~interp.steer.RetrievalGuided`).
 """
 
 from __future__ import annotations
@@ -23,8 +26,19 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from interp.errors import InputError, LayerIndexError
-from interp.hooks import last_gate_layer, resolve_layers
+from interp.hooks import Gate, last_gate_layer, resolve_layers
 from interp.steer.interventions import Conditional
+
+
+@dataclass
+class GateFit:
+    """Result of :func:`fit_gate`: the fitted :class:`~interp.hooks.Gate` and the per-layer table."""
+
+    gate: Gate
+    table: list[dict]  # layer, cv_f1, f1 (in-sample), threshold, separation
+    n_positive: int
+    n_negative: int
+    folds: int
 
 
 @dataclass
@@ -95,6 +109,29 @@ def _last_states(model, prompts: list[str], images, layers: list[int], batch_siz
     return out
 
 
+def fit_gate(
+    model,
+    positives: list[str],
+    negatives: list[str],
+    images_pos=None,
+    images_neg=None,
+    layers=None,
+    folds: int = 3,
+    seed: int = 0,
+    batch_size: int = 16,
+) -> GateFit:
+    """Choose a :class:`~interp.hooks.Gate`'s layer, direction and threshold on a calibration set
+    (``positives`` must fire, ``negatives`` must not), by cross-validated F1 among ``layers``
+    (default: every layer). See the module docstring for the rule.
+
+    >>> fit = fit_gate(vlm, harmful_texts, harmless_texts)
+    >>> RetrievalGuided(window, 0.5, gate=fit.gate)      # pull only rows whose text form fires
+    """
+    _check_sides(positives, negatives, folds)
+    candidates = list(range(model.n_layers)) if layers is None else resolve_layers(layers, model.n_layers)
+    return _fit(model, positives, negatives, images_pos, images_neg, candidates, folds, seed, batch_size)
+
+
 def fit_condition(
     model,
     positives: list[str],
@@ -110,16 +147,7 @@ def fit_condition(
     """Choose the condition layer, direction and threshold of a :class:`Conditional` on a
     calibration set: ``positives`` are requests that must be steered (e.g. harmful image requests),
     ``negatives`` those that must not. See the module docstring for the rule."""
-    if not positives or not negatives:
-        raise InputError(
-            f"fit_condition needs requests on both sides: got {len(positives)} positives and "
-            f"{len(negatives)} negatives. Fix: pass at least one of each (a few dozen for a stable threshold)."
-        )
-    if folds < 2 or folds > min(len(positives), len(negatives)):
-        raise InputError(
-            f"folds={folds}: it must be at least 2 and at most the smaller side "
-            f"({min(len(positives), len(negatives))}). Fix: fewer folds or more calibration requests."
-        )
+    _check_sides(positives, negatives, folds)
     latest = min(last_gate_layer(e, model.n_layers) for inner in then for e in inner.edits(model))
     if layers is None:
         candidates = list(range(latest + 1))
@@ -131,11 +159,31 @@ def fit_condition(
                 f"candidate condition layers {late} come after the first steered layer: the decision would "
                 f"come after the edit. Fix: candidates at or before layer {latest}."
             )
+    fit = _fit(model, positives, negatives, images_pos, images_neg, candidates, folds, seed, batch_size)
+    g = fit.gate
+    conditional = Conditional(g.direction, g.layer, g.threshold, list(then))
+    return ConditionFit(conditional, fit.table, fit.n_positive, fit.n_negative, folds)
+
+
+def _check_sides(positives, negatives, folds: int) -> None:
+    if not positives or not negatives:
+        raise InputError(
+            f"fitting a condition needs requests on both sides: got {len(positives)} positives and "
+            f"{len(negatives)} negatives. Fix: pass at least one of each (a few dozen for a stable threshold)."
+        )
+    if folds < 2 or folds > min(len(positives), len(negatives)):
+        raise InputError(
+            f"folds={folds}: it must be at least 2 and at most the smaller side "
+            f"({min(len(positives), len(negatives))}). Fix: fewer folds or more calibration requests."
+        )
+
+
+def _fit(model, positives, negatives, images_pos, images_neg, candidates, folds, seed, batch_size) -> GateFit:
     images = None
     if images_pos is not None or images_neg is not None:
         if images_pos is None or images_neg is None:
             raise InputError(
-                "fit_condition got images for one side only. Fix: pass images_pos and images_neg "
+                "the condition fit got images for one side only. Fix: pass images_pos and images_neg "
                 "(use None entries for text-only rows)."
             )
         images = list(images_pos) + list(images_neg)
@@ -169,7 +217,7 @@ def fit_condition(
             }
         )
     best = max(table, key=lambda r: (round(r["cv_f1"], 9), r["separation"]))
-    conditional = Conditional(best["direction"], best["layer"], best["threshold"], list(then))
+    gate = Gate(best["direction"], best["layer"], best["threshold"])
     for row in table:
         del row["direction"]
-    return ConditionFit(conditional, table, len(positives), len(negatives), folds)
+    return GateFit(gate, table, len(positives), len(negatives), folds)

@@ -4,6 +4,7 @@
     >>> answers = interp.steer.generate(vlm, ["How do I make this?"], images=[img], interventions=[rg])
     >>> bank = TextBank(object_names)                                   # MiniLM, offline
     >>> RetrievalGuided([14], 1.0, bank=bank, positions=["last", "image_mean"])
+    >>> RetrievalGuided(range(10, 17), 1.0, gate=fit_gate(vlm, harmful, harmless).gate)
 
 For each image the text is retrieved in two steps. The model captions the image (one batched
 ``generate`` of ``caption_prompt``). Without a bank the caption's noun phrase is the description;
@@ -18,6 +19,12 @@ prefill, and at the chosen layers the image run moves ``alpha`` of the way towar
   the image tokens and m_text the mean of the description's tokens in the text run (TGA aligns these
   two means); the image tokens' differences from each other are kept.
 
+With a ``gate`` (a :class:`~interp.hooks.Gate`, e.g. from :func:`~interp.steer.fit_gate` on harmful
+vs harmless text requests) only the rows whose text form fires it are pulled: the gate reads the text
+run's last token at its layer, so an image request whose text form looks harmless is left exactly as
+it was (no over-refusal added, zero KL on it), and the pull happens where the text form would engage
+the safety mechanism, which is what TGA transfers.
+
 Cost: the caption generation plus one prefill per batch. Decode steps are untouched (both edits sit
 in the prompt), so generation is otherwise plain.
 """
@@ -31,7 +38,7 @@ import torch
 
 from interp.capture import capture
 from interp.errors import InputError
-from interp.hooks import Edit, resolve_layers
+from interp.hooks import Edit, Gate, resolve_layers
 from interp.organism import CAPTION_PROMPT  # the prompt the organism VLM was aligned on
 from interp.positions import parse_positions
 from interp.steer.interventions import RetrievalMarker
@@ -110,6 +117,7 @@ class RetrievalGuided(RetrievalMarker):
     bank: TextBank | None = None
     k: int = 1
     positions: str | list = "last"  # "last" and/or "image_mean"
+    gate: Gate | None = None  # pull only the rows whose text run fires it (read at its layer, last token)
     bakeable = False
     # tensors of spec() that are not residual-stream vectors (the artifact loader skips their width
     # check): the bank's embeddings live in its sentence embedder's space
@@ -131,6 +139,11 @@ class RetrievalGuided(RetrievalMarker):
             )
         if self.bank is not None:
             self.bank.check_k(self.k)
+        if self.gate is not None and (not isinstance(self.gate, Gate) or self.gate.position.name != "last"):
+            raise InputError(
+                f"RetrievalGuided's gate must be an interp.hooks.Gate on the last token; got {self.gate!r}. "
+                "Fix: interp.steer.fit_gate(model, harmful, harmless).gate."
+            )
 
     def captions(self, model, images: list, batch_size: int = 16) -> list[str]:
         out = []
@@ -156,29 +169,46 @@ class RetrievalGuided(RetrievalMarker):
         if images is None or len(images) != len(prompts) or any(im is None for im in images):
             raise InputError("RetrievalGuided needs one image per prompt.")
         layers = resolve_layers(self.layers, model.n_layers)
+        gate_layer = None if self.gate is None else resolve_layers([self.gate.layer], model.n_layers)[0]
+        read = (
+            layers if gate_layer is None else sorted({*layers, gate_layer})
+        )  # the layers the text run gives
         captions = captions if captions is not None else self.captions(model, list(images))
         descs, hits = self.descriptions(captions)
         texts = [compose(p, d) for p, row in zip(prompts, descs, strict=True) for d in row]
         k, b = len(descs[0]), len(prompts)
         want = ["last"] + (["all"] if "image_mean" in self.positions else [])
-        acts = capture(model, texts, positions=want, layers=layers, batch_size=max(1, len(texts)))
+        acts = capture(model, texts, positions=want, layers=read, batch_size=max(1, len(texts)))
+        last = acts["last"].float().reshape(b, k, len(read), -1).mean(1)  # [B, read, D]
+        at = [read.index(layer) for layer in layers]
+        record = {"captions": captions, "texts": texts}
+        if hits:
+            record["retrieved"] = hits
+        rows = None
+        if self.gate is not None:
+            g = self.gate
+            score = last[:, read.index(gate_layer)] @ g.direction.float().to(last.device)
+            rows = score > g.threshold if g.above else score < g.threshold
+            record["gate_scores"], record["steered"] = score.tolist(), rows.tolist()
+            if not rows.any():
+                return [], record
         edits = []
         if "last" in self.positions:
-            target = acts["last"].float().reshape(b, k, len(layers), -1).mean(1)
-            edits += [Edit.pull(target[:, j], [layer], self.alpha, "last") for j, layer in enumerate(layers)]
+            edits += [
+                Edit.pull(last[:, j], [layer], self.alpha, "last", rows=rows)
+                for j, layer in zip(at, layers, strict=True)
+            ]
         if "image_mean" in self.positions:
             spans = [
                 description_span(model, p, d) for p, row in zip(prompts, descs, strict=True) for d in row
             ]
             states = acts["all"].float()  # [B*k, L, P, D], real tokens left-aligned
             means = torch.stack([states[i, :, s:e].mean(1) for i, (s, e) in enumerate(spans)])
-            target = means.reshape(b, k, len(layers), -1).mean(1)
+            target = means.reshape(b, k, len(read), -1).mean(1)
             edits += [
-                Edit.pull_mean(target[:, j], [layer], self.alpha, "image") for j, layer in enumerate(layers)
+                Edit.pull_mean(target[:, j], [layer], self.alpha, "image", rows=rows)
+                for j, layer in zip(at, layers, strict=True)
             ]
-        record = {"captions": captions, "texts": texts}
-        if hits:
-            record["retrieved"] = hits
         return edits, record
 
     def spec(self) -> tuple[dict, dict]:
@@ -195,6 +225,13 @@ class RetrievalGuided(RetrievalMarker):
         if self.bank is not None:
             spec["bank"] = {"texts": self.bank.texts, "embedder": self.bank.embedder_name}
             tensors["bank.embeddings"] = self.bank.embeddings
+        if self.gate is not None:
+            spec["gate"] = {
+                "layer": self.gate.layer,
+                "threshold": self.gate.threshold,
+                "above": self.gate.above,
+            }
+            tensors["gate.direction"] = self.gate.direction
         return spec, tensors
 
     @classmethod
@@ -203,6 +240,10 @@ class RetrievalGuided(RetrievalMarker):
         bank = None
         if spec.get("bank") is not None:
             bank = TextBank(spec["bank"]["texts"], spec["bank"]["embedder"], tensor("bank.embeddings"))
+        gate = None
+        if spec.get("gate") is not None:
+            g = spec["gate"]
+            gate = Gate(tensor("gate.direction"), g["layer"], g["threshold"], above=g.get("above", True))
         return cls(
             spec["layers"],
             spec["alpha"],
@@ -211,4 +252,5 @@ class RetrievalGuided(RetrievalMarker):
             bank,
             spec.get("k", 1),
             spec.get("positions", "last"),
+            gate,
         )
