@@ -2,6 +2,7 @@
 
 >>> acts = interp.capture(model, prompts, positions="last", layers="all", batch_size=16)
 >>> acts = interp.capture(vlm, prompts, images=images, positions=["last", "image_mean"])
+>>> acts = interp.capture(vlm, ["What is this?", "What is a bomb?"], images=[img, None])  # mixed is fine
 >>> shards = interp.capture(model, big_list, out_dir="runs/acts")   # resumable; shards.load()
 """
 
@@ -50,6 +51,8 @@ def capture(
     shards written as they finish (memory stays at one shard); running the same call again skips
     finished shards. ``backend`` = ``native`` (hooks), ``nnsight`` or ``transformer_lens``.
     ``site`` = ``resid`` (decoder-layer output), ``attn`` or ``mlp`` (that block's output; native only).
+    ``images`` may mix image and text-only prompts (``None`` entries): they run in separate forwards,
+    since a processor batch cannot mix them, and come back in prompt order.
     """
     if isinstance(prompts, str):
         prompts = [prompts]
@@ -94,25 +97,41 @@ class _Job:
     dtype: torch.dtype
     site: str = "resid"
 
+    def batches(self, start: int, stop: int) -> list[list[int]]:
+        """Row indices of each forward over prompts ``[start, stop)``: consecutive rows, except that rows
+        with images and rows without go to separate forwards (a processor batch cannot mix them)."""
+        rows = list(range(start, stop))
+        groups = (
+            [rows]
+            if self.images is None
+            else [[i for i in rows if self.images[i]], [i for i in rows if not self.images[i]]]
+        )
+        return [g[b : b + self.batch_size] for g in groups for b in range(0, len(g), self.batch_size)]
+
     def run(self, start: int, stop: int, ids: list[str], labels, bar) -> Activations:
         parts: dict[str, list] = {p.name: [] for p in self.positions}
-        for b0 in range(start, stop, self.batch_size):
-            b1 = min(b0 + self.batch_size, stop)
-            imgs = self.images[b0:b1] if self.images is not None else None
+        order = []
+        for rows in self.batches(start, stop):
+            with_images = self.images is not None and bool(self.images[rows[0]])
             batch = self.model.encode(
-                self.prompts[b0:b1], images=imgs, chat_template=self.chat_template, system=self.system
+                [self.prompts[i] for i in rows],
+                images=[self.images[i] for i in rows] if with_images else None,
+                chat_template=self.chat_template,
+                system=self.system,
             )
             for name, value in self.capture_batch(batch).items():
                 parts[name].append(value)
-            bar.update(b1 - b0)
+            order += rows
+            bar.update(len(rows))
+        back = torch.argsort(torch.tensor(order))  # prompt order again (a mixed set was grouped)
         tensors, masks = {}, {}
         for p in self.positions:
             if p.is_span:
                 width = max(x.shape[2] for x, _ in parts[p.name])
-                tensors[p.name] = torch.cat([pad_dim(x, width, 2) for x, _ in parts[p.name]])
-                masks[p.name] = torch.cat([pad_dim(m, width, 1) for _, m in parts[p.name]])
+                tensors[p.name] = torch.cat([pad_dim(x, width, 2) for x, _ in parts[p.name]])[back]
+                masks[p.name] = torch.cat([pad_dim(m, width, 1) for _, m in parts[p.name]])[back]
             else:
-                tensors[p.name] = torch.cat(parts[p.name])
+                tensors[p.name] = torch.cat(parts[p.name])[back]
         meta = {
             "backend": self.backend,
             "site": self.site,

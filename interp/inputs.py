@@ -144,7 +144,8 @@ def tokenize(model: HookedModel, texts: list[str], per_prompt: list[list] | None
         if any(not x for x in per_prompt):
             raise InputError(
                 "some prompts have images and some do not; processors need every prompt of a batch to carry "
-                "images. Fix: capture text-only and image prompts in separate calls."
+                "images. Fix: encode or generate text-only and image prompts in separate calls "
+                "(interp.capture groups a mixed list by itself)."
             )
         inputs = model.processor(text=texts, images=per_prompt, padding=True, return_tensors="pt")
     else:

@@ -89,3 +89,28 @@ def test_sharded_capture_refuses_a_different_job(tmp_path, llama):
 def test_progress_bar_on_long_runs(llama, capsys):
     interp.capture(llama, ["a", "b"], layers=[0], progress=True)
     assert "capture" in capsys.readouterr().err
+
+
+def test_a_mixed_image_and_text_list_is_grouped_and_comes_back_in_order(tiny_vl, image, tmp_path):
+    # a processor batch cannot mix image and text-only prompts; capture runs them apart
+    prompts = ["what is this", "a text-only question", "and this one?", "another text question here"]
+    imgs = [image, None, image, None]
+    acts = interp.capture(
+        tiny_vl, prompts, images=imgs, positions=["last", "all"], layers=[0, 1], batch_size=3
+    )
+    for i, (q, im) in enumerate(zip(prompts, imgs, strict=True)):
+        alone = interp.capture(
+            tiny_vl, [q], images=[im] if im is not None else None, positions=["last", "all"], layers=[0, 1]
+        )
+        torch.testing.assert_close(acts["last"][i], alone["last"][0], atol=1e-4, rtol=1e-4)
+        n = int(alone.masks["all"][0].sum())  # the row's real tokens, wherever the padding went
+        assert int(acts.masks["all"][i].sum()) == n
+        torch.testing.assert_close(
+            acts["all"][i][:, acts.masks["all"][i]],
+            alone["all"][0][:, alone.masks["all"][0]],
+            atol=1e-4,
+            rtol=1e-4,
+        )
+    # sharded: each shard groups its own rows
+    shards = interp.capture(tiny_vl, prompts, images=imgs, layers=[0, 1], out_dir=tmp_path, shard_size=3)
+    torch.testing.assert_close(shards.load()["last"], acts["last"])

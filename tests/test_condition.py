@@ -6,7 +6,7 @@ import torch
 import interp
 from interp.errors import InputError, LayerIndexError
 from interp.steer import AddDirection, fit_condition, fit_gate
-from interp.steer.condition import best_threshold
+from interp.steer.condition import _fit_layer, best_threshold
 from tests.test_steer import states
 
 # on a random model the last token decides the last-token state: positives end in "q", negatives in "z"
@@ -64,15 +64,18 @@ def test_fit_condition_takes_image_and_text_rows_together(tiny_vl, image):
         folds=2,
     )
     assert [r["layer"] for r in mixed.table] == [0, 1]
-    # the same rows captured one by one give the same direction
-    from interp.capture import capture
-    from interp.steer.condition import _last_states
-
+    # rows captured together (interp.capture groups them by modality) give the same fit as one by one
     imgs = [image, None, image, None, None, image, None, image]
-    together = _last_states(tiny_vl, pos + neg, imgs, [0, 1], 16)
-    for i, (q, im) in enumerate(zip(pos + neg, imgs, strict=True)):
-        alone = capture(tiny_vl, [q], images=[im] if im is not None else None, layers=[0, 1])["last"][0]
-        torch.testing.assert_close(together[i], alone.float(), atol=1e-4, rtol=1e-4)
+    alone = torch.stack(
+        [
+            interp.capture(tiny_vl, [q], images=[im] if im is not None else None, layers=[0, 1])["last"][0]
+            for q, im in zip(pos + neg, imgs, strict=True)
+        ]
+    ).float()
+    y = torch.tensor([True] * 4 + [False] * 4)
+    for row in mixed.table:
+        _, threshold, f1 = _fit_layer(alone[:, row["layer"]], y)
+        assert (row["threshold"], row["f1"]) == (pytest.approx(threshold, rel=1e-4, abs=1e-4), f1)
 
 
 def test_fit_gate_reads_every_layer_and_decides_held_out_requests(llama):

@@ -25,6 +25,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from interp.capture import capture
 from interp.errors import InputError, LayerIndexError
 from interp.hooks import Gate, last_gate_layer, resolve_layers
 from interp.steer.interventions import Conditional
@@ -81,32 +82,6 @@ def f1_score(fires: Bool[Tensor, "*c n"], positive: Bool[Tensor, " n"]) -> Float
     tp = (fires & positive).sum(-1).float()
     wrong = (fires != positive).sum(-1).float()  # false positives + false negatives
     return 2 * tp / (2 * tp + wrong).clamp(min=1)
-
-
-def _last_states(model, prompts: list[str], images, layers: list[int], batch_size: int) -> Tensor:
-    """Last-token states [n, layers, d] in prompt order. Image and text-only rows are captured in
-    separate calls (a processor needs every prompt of a batch to carry an image), so one calibration
-    set can mix both, as a gate serving text and image requests must be fitted on both."""
-    from interp.capture import capture
-
-    has_image = [images is not None and images[i] is not None for i in range(len(prompts))]
-    out = None
-    for side in (True, False):
-        rows = [i for i, h in enumerate(has_image) if h == side]
-        if not rows:
-            continue
-        acts = capture(
-            model,
-            [prompts[i] for i in rows],
-            images=[images[i] for i in rows] if side else None,
-            layers=layers,
-            batch_size=batch_size,
-        )
-        x = acts["last"].float()
-        if out is None:
-            out = x.new_empty(len(prompts), *x.shape[1:])
-        out[rows] = x
-    return out
 
 
 def fit_gate(
@@ -187,7 +162,11 @@ def _fit(model, positives, negatives, images_pos, images_neg, candidates, folds,
                 "(use None entries for text-only rows)."
             )
         images = list(images_pos) + list(images_neg)
-    x_all = _last_states(model, list(positives) + list(negatives), images, candidates, batch_size)
+    # one set may mix image and text-only rows (a gate serving both modalities is fitted on both)
+    acts = capture(
+        model, list(positives) + list(negatives), images=images, layers=candidates, batch_size=batch_size
+    )
+    x_all = acts["last"].float()
     y = torch.tensor([True] * len(positives) + [False] * len(negatives))
     gen = torch.Generator().manual_seed(seed)
     fold = torch.empty(len(y), dtype=torch.long)
