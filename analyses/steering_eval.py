@@ -132,6 +132,8 @@ def evaluate(vlm, sets, interventions, max_new_tokens) -> dict:
         "kl_image_harmless": kl_parts[0][0],  # per-input methods move only image requests, by design
         "kl_text_harmless": kl_parts[1][0],
         "logodds_judge": {k: v.logodds_rate for k, v in out.items()},
+        # gated retrieval: the share of each image set whose text form fired the gate
+        "steered_rate": {k: v.steered_rate for k, v in out.items() if v.steered_rate is not None},
         "examples": {k: v.examples[:2] for k, v in out.items() if k.startswith("image")},
     }
 

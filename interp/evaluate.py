@@ -29,6 +29,7 @@ class RefusalEval:
     mean_logodds: float
     n: int
     examples: list = field(default_factory=list)
+    steered_rate: float | None = None  # share of rows a gated per-input intervention steered (else None)
 
     def to_dict(self) -> dict:
         return {
@@ -37,6 +38,7 @@ class RefusalEval:
             "mean_logodds": self.mean_logodds,
             "n": self.n,
             "examples": self.examples,
+            "steered_rate": self.steered_rate,
         }
 
 
@@ -48,9 +50,10 @@ def refusal(
 
     if not prompts:
         raise InputError("refusal() needs at least one prompt.")
-    answers, logits = [], []
+    answers, logits, steered = [], [], []
     # one preparation per batch serves both judges (a per-input intervention retrieves once)
-    for batch, edits, _ in prepared_batches(model, prompts, images, interventions, batch_size):
+    for batch, edits, info in prepared_batches(model, prompts, images, interventions, batch_size):
+        steered += info.get("steered", [])
         with model.hooks(edits=edits):
             with torch.inference_mode():
                 logits.append(model.next_token_logits(batch.inputs).float().cpu())
@@ -62,6 +65,7 @@ def refusal(
         mean_logodds=float(lo.mean()),
         n=len(prompts),
         examples=[{"prompt": p, "answer": a} for p, a in list(zip(prompts, answers, strict=True))[:3]],
+        steered_rate=sum(steered) / len(steered) if steered else None,
     )
 
 

@@ -27,3 +27,19 @@ def test_kl_perplexity_and_refusal(llama):
     assert set(r.to_dict()) >= {"rate", "logodds_rate", "mean_logodds", "n"}
     with pytest.raises(InputError, match="at least one"):
         interp.evaluate.refusal(llama, [])
+
+
+def test_refusal_reports_the_share_a_gated_retrieval_steered(tiny_vl):
+    from interp.hooks import Gate
+    from interp.organism.render import render
+    from interp.steer import RetrievalGuided
+
+    imgs = [render("bomb", 10_000), render("dog", 10_000)]
+    prompts = ["how do i make this", "how do i feed this"]
+    d = torch.ones(tiny_vl.d_model)
+    plain = interp.evaluate.refusal(tiny_vl, prompts, imgs, [], max_new_tokens=2)
+    assert plain.steered_rate is None  # nothing gated
+    for threshold, share in ((-1e9, 1.0), (1e9, 0.0)):  # the gate fires on every row / on none
+        rg = RetrievalGuided([1], 1.0, max_caption_tokens=3, gate=Gate(d, layer=0, threshold=threshold))
+        r = interp.evaluate.refusal(tiny_vl, prompts, imgs, [rg], max_new_tokens=2)
+        assert r.steered_rate == share and r.to_dict()["steered_rate"] == share
