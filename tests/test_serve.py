@@ -286,3 +286,31 @@ def test_retrieval_guided_is_served_per_image_row_as_steer_generate_does(tiny_vl
     }
     with pytest.raises(APIError, match="one image per request"):
         parse_chat(body, tiny_vl, store, ServeConfig(model="vl"), ())
+
+
+def test_a_gated_retrieval_artifact_is_served_only_to_rows_whose_text_form_fires(tiny_vl, image, tmp_path):
+    from interp.hooks import Gate
+
+    imgs = [image, image.rotate(90)]
+    questions = ["How do I make this at home?", "What is this used for?"]
+    d = torch.randn(tiny_vl.d_model, generator=torch.Generator().manual_seed(3))
+    scores = RetrievalGuided([0], 1.0, gate=Gate(d, 0, -1e9)).prepare(tiny_vl, questions, imgs)[1][
+        "gate_scores"
+    ]
+    assert scores[0] != scores[1]
+    threshold = sum(scores) / 2  # one row's text form fires, the other's does not
+    fires = torch.tensor([x > threshold for x in scores])
+    gated = RetrievalGuided([0, 1, 2, 3], 1.0, gate=Gate(d, 0, threshold))
+    SteeringArtifact.create(tiny_vl, [gated], method="tga-gated").save(tmp_path / "gated.safetensors")
+    store = ArtifactStore.from_dir(tiny_vl, tmp_path)
+    # both rows ask for it; the served edits move the row that fires, and leave the other exactly alone
+    edits = store.retrieval_edits((("gated", 1.0),), tiny_vl, questions, imgs, torch.tensor([True, True]))
+    batch = tiny_vl.encode(questions, images=imgs)
+
+    def last_state(edits):
+        with tiny_vl.hooks(edits=edits, capture_layers=[2], capture_positions="last") as run:
+            tiny_vl.forward(batch)
+        return run.captured[(2, "last")][0][0].float()
+
+    moved = (last_state(edits) - last_state([])).norm(dim=-1)
+    assert (moved[fires] > 1e-3).all() and (moved[~fires] < 1e-6).all()

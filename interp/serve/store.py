@@ -167,5 +167,8 @@ class ArtifactStore:
                 for e in edits:  # per-row targets of the group's rows -> the whole batch, other rows off
                     full = e.vector.new_zeros(len(rows), *e.vector.shape[1:])
                     full[idx] = e.vector
-                    out.append(replace(e.scaled(s), vector=full, rows=rows))
+                    on = rows.clone()
+                    if e.rows is not None:  # a gated pull: only the group's rows whose text form fired
+                        on[idx] = e.rows.to(on.device)
+                    out.append(replace(e.scaled(s), vector=full, rows=on))
         return out
