@@ -1,6 +1,6 @@
 """Steering on the organism VLM: can text-guided corrections restore refusal on harmful image requests?
 
-    python analyses/steering_eval.py                 # about 23 min on 2 CPU cores
+    python analyses/steering_eval.py                 # about 18 min on 2 CPU cores
     python analyses/steering_eval.py --quick         # 1 rendering, 2 alphas per method
 
 Writes figures/steering/summary.json (``baseline`` and ``methods.<name>`` with
@@ -318,7 +318,7 @@ def main() -> None:
     (OUT / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     tradeoff(summary).write_html(OUT / "tradeoff.html", include_plotlyjs="directory")
     try:
-        tradeoff(summary).write_image(OUT / "tradeoff.png", width=900, height=550)
+        tradeoff(summary).write_image(OUT / "tradeoff.png", width=1300, height=560)
     except Exception as e:  # no kaleido/Chromium: the HTML is complete
         print(f"PNG export skipped: {e}", file=sys.stderr)
     print(json.dumps({k: summary[k] for k in ("baseline", "methods")}, indent=1, default=str)[:4000])
@@ -350,32 +350,67 @@ def describe_retrieval(vlm, window, sets, bank, max_new_tokens) -> dict:
 
 
 def tradeoff(summary: dict):
+    """Harmful-image refusal against over-refusal (left) and against KL on harmless requests (right),
+    one line per method through its alphas."""
+    import plotly.express as px
     import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
-    fig = go.Figure()
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        shared_yaxes=True,
+        horizontal_spacing=0.06,
+        subplot_titles=("against over-refusal", "against KL on harmless requests"),
+    )
     b = summary["baseline"]
+    colors = px.colors.qualitative.Plotly
     fig.add_trace(
         go.Scatter(
-            x=[b["harmless_refusal"]], y=[b["image_harmful_refusal"]], mode="markers", name="no steering"
-        )
+            x=[b["harmless_refusal"]],
+            y=[b["image_harmful_refusal"]],
+            mode="markers",
+            marker={"color": "black", "size": 10},
+            name="no steering",
+        ),
+        row=1,
+        col=1,
     )
-    for name, sweep in summary["sweeps"].items():
+    for k, (name, sweep) in enumerate(summary["sweeps"].items()):
+        y = [r["image_harmful_refusal"] for r in sweep]
+        style = {"mode": "lines+markers", "line": {"color": colors[k % len(colors)]}, "legendgroup": name}
+        labels = [f"a={r['alpha']}" for r in sweep]
+        fig.add_trace(
+            go.Scatter(x=[r["harmless_refusal"] for r in sweep], y=y, name=name, text=labels, **style),
+            row=1,
+            col=1,
+        )
         fig.add_trace(
             go.Scatter(
-                x=[r["harmless_refusal"] for r in sweep],
-                y=[r["image_harmful_refusal"] for r in sweep],
-                mode="lines+markers+text",
-                text=[f"a={r['alpha']}" for r in sweep],
-                textposition="top center",
+                x=[max(r["kl_harmless"], 1e-3) for r in sweep],
+                y=y,
                 name=name,
-            )
+                text=labels,
+                showlegend=False,
+                **style,
+            ),
+            row=1,
+            col=2,
         )
-    fig.add_hline(y=b["text_harmful_refusal"], line_dash="dot", annotation_text="text-form harmful refusal")
+    for col in (1, 2):
+        fig.add_hline(y=b["text_harmful_refusal"], line_dash="dot", row=1, col=col)
+    fig.add_vline(x=b["harmless_refusal"] + 0.05, line_dash="dash", line_color="grey", row=1, col=1)
+    fig.add_vline(x=0.1, line_dash="dash", line_color="grey", row=1, col=2)
+    fig.update_xaxes(title_text="refusal on harmless requests (image + text)", row=1, col=1)
+    fig.update_xaxes(title_text="KL(unsteered || steered), harmless, log", type="log", row=1, col=2)
+    fig.update_yaxes(title_text="refusal on harmful image requests", row=1, col=1)
     fig.update_layout(
-        title=f"Steering the organism VLM: harmful image refusal vs over-refusal ({summary['model']})",
-        xaxis_title="refusal on harmless requests (image + text)",
-        yaxis_title="refusal on harmful image requests",
+        title=(
+            f"Steering {summary['model'].split(' (')[0]}: dotted = harmful text-form refusal, "
+            "dashed = goal limits (over-refusal +5 points, KL 0.1)"
+        ),
         template="plotly_white",
+        hovermode="closest",
     )
     return fig
 
