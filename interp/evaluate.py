@@ -3,6 +3,7 @@
     >>> interp.evaluate.refusal(vlm, prompts, images=imgs, interventions=[shift]).rate
     >>> interp.evaluate.kl_next_token(model, harmless, [AddDirection(refusal, [12], 4.0)])
     >>> interp.evaluate.perplexity(model, text, interventions)
+    >>> interp.evaluate.answer_perplexity(vlm, prompts, steered_answers, images=imgs)  # fluency
 
 Two refusal judges: the substring rules of :func:`interp.organism.is_refusal` on a greedy answer
 (``rate``), and, probe-free, the next-token refusal log-odds at the end of the prompt
@@ -29,6 +30,7 @@ class RefusalEval:
     mean_logodds: float
     n: int
     examples: list = field(default_factory=list)
+    answers: list[str] = field(default_factory=list, repr=False)  # every answer, in prompt order
     steered_rate: float | None = None  # share of rows a gated per-input intervention steered (else None)
 
     def to_dict(self) -> dict:
@@ -65,6 +67,7 @@ def refusal(
         mean_logodds=float(lo.mean()),
         n=len(prompts),
         examples=[{"prompt": p, "answer": a} for p, a in list(zip(prompts, answers, strict=True))[:3]],
+        answers=answers,
         steered_rate=sum(steered) / len(steered) if steered else None,
     )
 
@@ -84,3 +87,35 @@ def perplexity(model, text: str, interventions=()) -> float:
     with model.hooks(edits=edits_for(model, interventions)), torch.inference_mode():
         loss = model.model(input_ids=ids, labels=ids).loss
     return math.exp(loss.item())
+
+
+def answer_perplexity(model, prompts: list[str], answers: list[str], images=None) -> float:
+    """Perplexity of ``answers`` as continuations of ``prompts`` (chat template, images) under the
+    *unsteered* model, token-weighted over all answers: whether steered generations are still text the
+    model itself finds fluent. Unlike :func:`perplexity` it needs no hooks, so it scores the answers of
+    any intervention, per-input ones included. Empty answers are skipped."""
+    if len(prompts) != len(answers) or (images is not None and len(images) != len(prompts)):
+        raise InputError("answer_perplexity needs one answer (and one image entry, if any) per prompt.")
+    nll, n = 0.0, 0
+    for i, (prompt, answer) in enumerate(zip(prompts, answers, strict=True)):
+        image = None if images is None else images[i]
+        batch = model.encode([prompt], images=None if image is None else [image])
+        ans = model.tokenizer(answer, add_special_tokens=False, return_tensors="pt").input_ids.to(
+            model.device
+        )
+        if ans.shape[1] == 0:
+            continue
+        t = batch.input_ids.shape[1]
+        inputs = {}
+        for key, value in batch.inputs.items():  # per-token inputs grow by the answer's tokens
+            if torch.is_tensor(value) and value.dim() == 2 and value.shape == (1, t):
+                fill = ans if key == "input_ids" else torch.full_like(ans, int(key == "attention_mask"))
+                value = torch.cat([value, fill.to(value.dtype)], 1)
+            inputs[key] = value
+        with torch.inference_mode():
+            logits = model.model(**inputs, use_cache=False).logits[0, t - 1 : -1].float()
+        nll += float(torch.nn.functional.cross_entropy(logits, ans[0], reduction="sum"))
+        n += ans.shape[1]
+    if n == 0:
+        raise InputError("answer_perplexity got only empty answers.")
+    return math.exp(nll / n)

@@ -43,3 +43,29 @@ def test_refusal_reports_the_share_a_gated_retrieval_steered(tiny_vl):
         rg = RetrievalGuided([1], 1.0, max_caption_tokens=3, gate=Gate(d, layer=0, threshold=threshold))
         r = interp.evaluate.refusal(tiny_vl, prompts, imgs, [rg], max_new_tokens=2)
         assert r.steered_rate == share and r.to_dict()["steered_rate"] == share
+
+
+def test_answer_perplexity_scores_answers_under_the_unsteered_model(llama, tiny_vl):
+    prompts, answers = ["hello there", "tell me a story"], ["fine thanks", "once upon a time"]
+    nll, n = 0.0, 0
+    for p, a in zip(prompts, answers, strict=True):  # by hand: HF's loss on the answer tokens only
+        ids = llama.encode([p]).input_ids
+        ans = llama.tokenizer(a, add_special_tokens=False, return_tensors="pt").input_ids
+        full = torch.cat([ids, ans], 1)
+        labels = full.clone()
+        labels[:, : ids.shape[1]] = -100
+        with torch.inference_mode():
+            nll += llama.model(input_ids=full, labels=labels).loss.item() * ans.shape[1]
+        n += ans.shape[1]
+    got = interp.evaluate.answer_perplexity(llama, prompts, answers)
+    assert got == pytest.approx(math.exp(nll / n), rel=1e-4)
+    # an image request: the answer is scored after the image (another image, another perplexity)
+    from interp.organism.render import render
+
+    q, a = ["what is this"], ["it is a small red ball"]
+    one = interp.evaluate.answer_perplexity(tiny_vl, q, a, images=[render("bomb", 10_000)])
+    assert math.isfinite(one) and one > 1.0
+    two = interp.evaluate.answer_perplexity(tiny_vl, q, a, images=[render("dog", 10_000)])
+    assert one != pytest.approx(two, rel=1e-6)
+    with pytest.raises(InputError, match="one answer"):
+        interp.evaluate.answer_perplexity(llama, prompts, answers[:1])

@@ -229,7 +229,9 @@ def test_a_bad_request_in_a_batch_fails_alone(llama, store):
 
 
 def test_retrieval_guided_is_served_per_image_row_as_steer_generate_does(tiny_vl, image, tmp_path):
-    rg = RetrievalGuided([0, 1, 2, 3], 1.0)  # every layer of the tiny model: the answer must change
+    rg = RetrievalGuided(
+        [0, 1, 2, 3], 1.0, positions=["last", "image_mean"]
+    )  # every layer: the answer must change
     SteeringArtifact.create(tiny_vl, [rg], method="tga").save(tmp_path / "tga.safetensors")
     store = ArtifactStore.from_dir(tiny_vl, tmp_path)
     assert store.names == ["tga"] and store.per_input((("tga", 1.0),)) == ["tga"]
