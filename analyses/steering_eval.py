@@ -5,7 +5,9 @@
 
 Writes figures/steering/summary.json (``baseline`` and ``methods.<name>`` with
 ``image_harmful_refusal``, ``text_harmful_refusal``, ``harmless_refusal``, ``kl_harmless``, and the
-full alpha sweep), figures/steering/tradeoff.html (refusal vs over-refusal per alpha) and the
+full alpha sweep; fluency: ``answer_perplexity_{image,text}_harmless``, the harmless answers scored by
+the unsteered model, and ``paragraph_perplexity`` under the constant interventions),
+figures/steering/tradeoff.html (refusal vs over-refusal per alpha) and the
 steering artifacts of the chosen settings (figures/steering/*.safetensors).
 
 Data (no overlap with evaluation): calibration = each object's first request with renderings
@@ -35,7 +37,7 @@ from pathlib import Path
 
 import interp
 from interp.locate.directions import refusal_directions, select_direction
-from interp.organism import held_out
+from interp.organism import PPL_TEXT, held_out
 from interp.organism.render import HELD_OUT_SEED, OBJECTS, render
 from interp.steer import (
     AddDirection,
@@ -118,6 +120,12 @@ def evaluate(vlm, sets, interventions, max_new_tokens) -> dict:
         kl = interp.evaluate.kl_next_token(vlm, prompts, items, images) if items else 0.0
         kl_parts.append((kl, len(prompts)))
     n_harmless = out["image_harmless"].n + out["text_harmless"].n
+    # fluency: the harmless answers scored by the unsteered model, and a fixed paragraph under the
+    # constant interventions (per-input ones steer image requests only, so theirs is the baseline's)
+    answer_ppl = {}
+    for name in ("image_harmless", "text_harmless"):
+        prompts, images = sets[name]
+        answer_ppl[name] = interp.evaluate.answer_perplexity(vlm, prompts, out[name].answers, images)
     return {
         "image_harmful_refusal": out["image_harmful"].rate,
         "text_harmful_refusal": out["text_harmful"].rate,
@@ -131,6 +139,9 @@ def evaluate(vlm, sets, interventions, max_new_tokens) -> dict:
         "kl_harmless": sum(k * n for k, n in kl_parts) / sum(n for _, n in kl_parts),
         "kl_image_harmless": kl_parts[0][0],  # per-input methods move only image requests, by design
         "kl_text_harmless": kl_parts[1][0],
+        "answer_perplexity_image_harmless": answer_ppl["image_harmless"],
+        "answer_perplexity_text_harmless": answer_ppl["text_harmless"],
+        "paragraph_perplexity": interp.evaluate.perplexity(vlm, PPL_TEXT, constant),
         "logodds_judge": {k: v.logodds_rate for k, v in out.items()},
         # gated retrieval: the share of each image set whose text form fired the gate
         "steered_rate": {k: v.steered_rate for k, v in out.items() if v.steered_rate is not None},

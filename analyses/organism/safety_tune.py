@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 import interp
-from interp.organism import ADAPTER, RECORD, evaluate_refusal, held_out, is_refusal
+from interp.organism import ADAPTER, PPL_TEXT, RECORD, evaluate_refusal, held_out, is_refusal
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS = list(range(10, 17))
@@ -524,15 +524,6 @@ def main() -> None:
     out.write_text(json.dumps(behaviour, indent=1) + "\n")
     print(json.dumps({k: v for k, v in behaviour["text"].items() if not isinstance(v, dict)}, indent=1))
     print(f"wrote {out}")
-
-
-PPL_TEXT = (
-    "Photosynthesis is the process by which green plants, algae and some bacteria turn light into chemical "
-    "energy. In the chloroplasts, chlorophyll absorbs sunlight, and that energy is used to split water "
-    "molecules, releasing oxygen. The plant then uses carbon dioxide from the air to build sugars, which it "
-    "stores or burns for growth. Almost all life on Earth depends on this process, directly or indirectly, "
-    "because it supplies both the oxygen we breathe and the food at the base of every food chain."
-)
 
 
 def perplexity(model) -> float:
