@@ -262,7 +262,11 @@ class Gate:
 
     def decide(self, h: Float[Tensor, "b t d"], layout: PromptLayout) -> tuple[Tensor, Tensor]:
         state, _ = reduce_prefill(h, layout, self.position)
-        score = state.float() @ self.direction.to(state.device)
+        return self.fires(state)
+
+    def fires(self, state: Float[Tensor, "b d"]) -> tuple[Tensor, Tensor]:
+        """``(rows, score)`` for states already read at the gate's position (e.g. from another run)."""
+        score = state.float() @ self.direction.float().to(state.device)
         rows = score > self.threshold if self.above else score < self.threshold
         return rows, score
 

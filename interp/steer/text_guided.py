@@ -170,9 +170,8 @@ class RetrievalGuided(RetrievalMarker):
             raise InputError("RetrievalGuided needs one image per prompt.")
         layers = resolve_layers(self.layers, model.n_layers)
         gate_layer = None if self.gate is None else resolve_layers([self.gate.layer], model.n_layers)[0]
-        read = (
-            layers if gate_layer is None else sorted({*layers, gate_layer})
-        )  # the layers the text run gives
+        # the layers the text run gives: the steered ones, and the gate's
+        read = layers if gate_layer is None else sorted({*layers, gate_layer})
         captions = captions if captions is not None else self.captions(model, list(images))
         descs, hits = self.descriptions(captions)
         texts = [compose(p, d) for p, row in zip(prompts, descs, strict=True) for d in row]
@@ -186,9 +185,7 @@ class RetrievalGuided(RetrievalMarker):
             record["retrieved"] = hits
         rows = None
         if self.gate is not None:
-            g = self.gate
-            score = last[:, read.index(gate_layer)] @ g.direction.float().to(last.device)
-            rows = score > g.threshold if g.above else score < g.threshold
+            rows, score = self.gate.fires(last[:, read.index(gate_layer)])
             record["gate_scores"], record["steered"] = score.tolist(), rows.tolist()
             if not rows.any():
                 return [], record
