@@ -104,56 +104,6 @@ def fit_gate(
     """
     _check_sides(positives, negatives, folds)
     candidates = list(range(model.n_layers)) if layers is None else resolve_layers(layers, model.n_layers)
-    return _fit(model, positives, negatives, images_pos, images_neg, candidates, folds, seed, batch_size)
-
-
-def fit_condition(
-    model,
-    positives: list[str],
-    negatives: list[str],
-    then: list,
-    images_pos=None,
-    images_neg=None,
-    layers=None,
-    folds: int = 3,
-    seed: int = 0,
-    batch_size: int = 16,
-) -> ConditionFit:
-    """Choose the condition layer, direction and threshold of a :class:`Conditional` on a
-    calibration set: ``positives`` are requests that must be steered (e.g. harmful image requests),
-    ``negatives`` those that must not. See the module docstring for the rule."""
-    _check_sides(positives, negatives, folds)
-    latest = min(last_gate_layer(e, model.n_layers) for inner in then for e in inner.edits(model))
-    if layers is None:
-        candidates = list(range(latest + 1))
-    else:
-        candidates = resolve_layers(layers, model.n_layers)
-        late = [c for c in candidates if c > latest]
-        if late:
-            raise LayerIndexError(
-                f"candidate condition layers {late} come after the first steered layer: the decision would "
-                f"come after the edit. Fix: candidates at or before layer {latest}."
-            )
-    fit = _fit(model, positives, negatives, images_pos, images_neg, candidates, folds, seed, batch_size)
-    g = fit.gate
-    conditional = Conditional(g.direction, g.layer, g.threshold, list(then))
-    return ConditionFit(conditional, fit.table, fit.n_positive, fit.n_negative, folds)
-
-
-def _check_sides(positives, negatives, folds: int) -> None:
-    if not positives or not negatives:
-        raise InputError(
-            f"fitting a condition needs requests on both sides: got {len(positives)} positives and "
-            f"{len(negatives)} negatives. Fix: pass at least one of each (a few dozen for a stable threshold)."
-        )
-    if folds < 2 or folds > min(len(positives), len(negatives)):
-        raise InputError(
-            f"folds={folds}: it must be at least 2 and at most the smaller side "
-            f"({min(len(positives), len(negatives))}). Fix: fewer folds or more calibration requests."
-        )
-
-
-def _fit(model, positives, negatives, images_pos, images_neg, candidates, folds, seed, batch_size) -> GateFit:
     images = None
     if images_pos is not None or images_neg is not None:
         if images_pos is None or images_neg is None:
@@ -200,3 +150,49 @@ def _fit(model, positives, negatives, images_pos, images_neg, candidates, folds,
     for row in table:
         del row["direction"]
     return GateFit(gate, table, len(positives), len(negatives), folds)
+
+
+def fit_condition(
+    model,
+    positives: list[str],
+    negatives: list[str],
+    then: list,
+    images_pos=None,
+    images_neg=None,
+    layers=None,
+    folds: int = 3,
+    seed: int = 0,
+    batch_size: int = 16,
+) -> ConditionFit:
+    """Choose the condition layer, direction and threshold of a :class:`Conditional` on a
+    calibration set: ``positives`` are requests that must be steered (e.g. harmful image requests),
+    ``negatives`` those that must not. See the module docstring for the rule."""
+    _check_sides(positives, negatives, folds)
+    latest = min(last_gate_layer(e, model.n_layers) for inner in then for e in inner.edits(model))
+    if layers is None:
+        candidates = list(range(latest + 1))
+    else:
+        candidates = resolve_layers(layers, model.n_layers)
+        late = [c for c in candidates if c > latest]
+        if late:
+            raise LayerIndexError(
+                f"candidate condition layers {late} come after the first steered layer: the decision would "
+                f"come after the edit. Fix: candidates at or before layer {latest}."
+            )
+    fit = fit_gate(model, positives, negatives, images_pos, images_neg, candidates, folds, seed, batch_size)
+    g = fit.gate
+    conditional = Conditional(g.direction, g.layer, g.threshold, list(then))
+    return ConditionFit(conditional, fit.table, fit.n_positive, fit.n_negative, folds)
+
+
+def _check_sides(positives, negatives, folds: int) -> None:
+    if not positives or not negatives:
+        raise InputError(
+            f"fitting a condition needs requests on both sides: got {len(positives)} positives and "
+            f"{len(negatives)} negatives. Fix: pass at least one of each (a few dozen for a stable threshold)."
+        )
+    if folds < 2 or folds > min(len(positives), len(negatives)):
+        raise InputError(
+            f"folds={folds}: it must be at least 2 and at most the smaller side "
+            f"({min(len(positives), len(negatives))}). Fix: fewer folds or more calibration requests."
+        )
