@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from interp.activations import Activations, pad_dim
 from interp.errors import CorruptFileError, InputError
 from interp.hooks import StopForward, check_site, resolve_layers
-from interp.inputs import normalize_images
+from interp.inputs import normalize_images, row_batches
 from interp.models.hooked import HookedModel
 from interp.positions import PromptLayout, parse_positions, reduce_prefill
 
@@ -100,13 +100,8 @@ class _Job:
     def batches(self, start: int, stop: int) -> list[list[int]]:
         """Row indices of each forward over prompts ``[start, stop)``: consecutive rows, except that rows
         with images and rows without go to separate forwards (a processor batch cannot mix them)."""
-        rows = list(range(start, stop))
-        groups = (
-            [rows]
-            if self.images is None
-            else [[i for i in rows if self.images[i]], [i for i in rows if not self.images[i]]]
-        )
-        return [g[b : b + self.batch_size] for g in groups for b in range(0, len(g), self.batch_size)]
+        with_image = None if self.images is None else [bool(item) for item in self.images]
+        return row_batches(range(start, stop), with_image, self.batch_size)
 
     def run(self, start: int, stop: int, ids: list[str], labels, bar) -> Activations:
         parts: dict[str, list] = {p.name: [] for p in self.positions}

@@ -20,7 +20,7 @@ import torch
 
 from interp.errors import InputError
 from interp.locate.directions import refusal_logodds, refusal_token_ids
-from interp.steer.apply import edits_for, last_logits, prepared_batches
+from interp.steer.apply import edits_for, in_prompt_order, last_logits, prepared_batches
 
 
 @dataclass
@@ -31,7 +31,7 @@ class RefusalEval:
     n: int
     examples: list = field(default_factory=list)
     answers: list[str] = field(default_factory=list, repr=False)  # every answer, in prompt order
-    steered_rate: float | None = None  # share of rows a gated per-input intervention steered (else None)
+    steered_rate: float | None = None  # share of the image rows a gated per-input intervention steered
 
     def to_dict(self) -> dict:
         return {
@@ -52,15 +52,17 @@ def refusal(
 
     if not prompts:
         raise InputError("refusal() needs at least one prompt.")
-    answers, logits, steered = [], [], []
+    answers, logits, steered, order = [None] * len(prompts), [], [], []
     # one preparation per batch serves both judges (a per-input intervention retrieves once)
-    for batch, edits, info in prepared_batches(model, prompts, images, interventions, batch_size):
+    for rows, batch, edits, info in prepared_batches(model, prompts, images, interventions, batch_size):
         steered += info.get("steered", [])
         with model.hooks(edits=edits):
             with torch.inference_mode():
                 logits.append(model.next_token_logits(batch.inputs).float().cpu())
-            answers += model.generate(batch, max_new_tokens=max_new_tokens)
-    lo = refusal_logodds(torch.cat(logits), refusal_token_ids(model.tokenizer))
+            for i, answer in zip(rows, model.generate(batch, max_new_tokens=max_new_tokens), strict=True):
+                answers[i] = answer
+        order += rows
+    lo = refusal_logodds(in_prompt_order(torch.cat(logits), order), refusal_token_ids(model.tokenizer))
     return RefusalEval(
         rate=sum(map(is_refusal, answers)) / len(answers),
         logodds_rate=float((lo > 0).float().mean()),

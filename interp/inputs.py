@@ -51,6 +51,46 @@ def chunks(prompts: Sequence[str], images, batch_size: int):
         yield i, prompts[i : i + batch_size], None if images is None else images[i : i + batch_size]
 
 
+def row_batches(rows: Sequence[int], with_image: Sequence[bool] | None, batch_size: int) -> list[list[int]]:
+    """``rows`` cut into batches of at most ``batch_size``: consecutive rows, except that rows with an
+    image and rows without go to separate batches (a processor batch cannot mix them; image rows first).
+
+    >>> row_batches(range(5), [True, False, True, False, True], 2)
+    [[0, 2], [4], [1, 3]]
+    """
+    rows = list(rows)
+    kinds = (
+        [rows]
+        if with_image is None
+        else [[i for i in rows if with_image[i]], [i for i in rows if not with_image[i]]]
+    )
+    return [g[b : b + batch_size] for g in kinds for b in range(0, len(g), batch_size)]
+
+
+def groups(prompts: Sequence[str], images, batch_size: int):
+    """``(rows, prompts, images)`` per batch, for lists that may mix prompts with images and without
+    (``None`` entries): each batch holds one kind (its images are None for a text-only batch), and
+    ``rows`` are its prompts' indices, so results can be put back in prompt order.
+
+    >>> for rows, chunk, imgs in groups(prompts, [img, None, img], 16): ...   # rows [0, 2], then [1]
+    """
+    if batch_size < 1:
+        raise InputError(f"batch_size must be at least 1; got {batch_size}.")
+    with_image = None if images is None else [_has_image(item) for item in images]
+    if with_image is not None and len(with_image) != len(prompts):
+        raise InputError(
+            f"{len(with_image)} image entries for {len(prompts)} prompts. Fix: pass one entry per prompt "
+            "(None for a prompt without an image)."
+        )
+    for rows in row_batches(range(len(prompts)), with_image, batch_size):
+        imgs = None if with_image is None or not with_image[rows[0]] else [images[i] for i in rows]
+        yield rows, [prompts[i] for i in rows], imgs
+
+
+def _has_image(item) -> bool:
+    return item is not None and not (isinstance(item, (list, tuple)) and len(item) == 0)
+
+
 def normalize_images(images, n_prompts: int) -> list[list] | None:
     """``None`` | one image per prompt | a list of images per prompt → list of lists (or None)."""
     if images is None:
@@ -144,8 +184,8 @@ def tokenize(model: HookedModel, texts: list[str], per_prompt: list[list] | None
         if any(not x for x in per_prompt):
             raise InputError(
                 "some prompts have images and some do not; processors need every prompt of a batch to carry "
-                "images. Fix: encode or generate text-only and image prompts in separate calls "
-                "(interp.capture groups a mixed list by itself)."
+                "images. Fix: encode text-only and image prompts in separate calls, or use interp.capture, "
+                "interp.steer.generate / last_logits or interp.evaluate, which group a mixed list by themselves."
             )
         inputs = model.processor(text=texts, images=per_prompt, padding=True, return_tensors="pt")
     else:

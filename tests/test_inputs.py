@@ -62,3 +62,18 @@ def test_chat_template_required_but_missing(llama):
         assert llama.encode(["hi"]).texts == ["hi"]  # "auto" falls back to the raw prompt
     finally:
         llama.tokenizer.chat_template = template
+
+
+def test_groups_split_a_mixed_list_by_kind_and_give_the_rows():
+    from interp.inputs import groups
+
+    got = list(groups(["a", "b", "c", "d"], ["I", None, [], ["J", "K"]], batch_size=1))
+    assert [(rows, chunk, imgs) for rows, chunk, imgs in got] == [
+        ([0], ["a"], ["I"]),
+        ([3], ["d"], [["J", "K"]]),
+        ([1], ["b"], None),
+        ([2], ["c"], None),
+    ]
+    assert [rows for rows, _, _ in groups(["a", "b", "c"], None, 2)] == [[0, 1], [2]]
+    with pytest.raises(interp.InputError, match="2 image entries for 3 prompts"):
+        list(groups(["a", "b", "c"], ["I", None], 2))

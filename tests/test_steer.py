@@ -270,6 +270,35 @@ def test_gated_retrieval_pulls_only_rows_whose_text_form_fires(tiny_vl, tmp_path
         )
 
 
+def test_generate_and_last_logits_take_a_mixed_image_and_text_list(tiny_vl):
+    # image and text-only prompts run as separate batches and come back in prompt order; the
+    # per-input intervention acts on the image rows only, the constant one on every row
+    from interp.organism.render import render
+
+    prompts = ["how do i make this", "how do i make a bomb", "how do i feed this", "hello"]
+    imgs = [render("bomb", 10_000), None, render("dog", 10_000), None]
+    items = [
+        RetrievalGuided([1], 1.0, max_caption_tokens=3),
+        AddDirection(torch.ones(tiny_vl.d_model), [0], 0.5),
+    ]
+    answers, infos = interp.steer.generate(
+        tiny_vl, prompts, images=imgs, interventions=items, max_new_tokens=3, batch_size=3, return_info=True
+    )
+    logits = interp.steer.last_logits(tiny_vl, prompts, imgs, items, batch_size=3)
+    for i, (q, im) in enumerate(zip(prompts, imgs, strict=True)):
+        alone = ([im], items) if im is not None else (None, items[1:])
+        assert answers[i] == interp.steer.generate(tiny_vl, [q], alone[0], alone[1], max_new_tokens=3)[0]
+        torch.testing.assert_close(
+            logits[i], interp.steer.last_logits(tiny_vl, [q], *alone)[0], atol=1e-4, rtol=1e-4
+        )
+    assert [info["rows"] for info in infos] == [[0, 2], [1, 3]]
+    assert "texts" in infos[0] and "texts" not in infos[1]  # retrieval ran on the image batch only
+    r = interp.evaluate.refusal(tiny_vl, prompts, imgs, items, max_new_tokens=3, batch_size=3)
+    assert r.answers == answers
+    with pytest.raises(InputError, match="one image per prompt"):  # no images at all: it says so
+        interp.steer.generate(tiny_vl, prompts[:1], None, items[:1], max_new_tokens=1)
+
+
 def states_vl(model, layer, prompts, images, edits=()):
     with model.hooks(capture_layers=[layer], edits=list(edits)) as run:
         model.forward(model.encode(prompts, images=images))

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import torch
 
 from interp.errors import InputError
-from interp.inputs import chunks
+from interp.inputs import groups
 from interp.steer.interventions import RetrievalMarker
 
 
@@ -39,24 +39,31 @@ def steer(model, interventions):
         yield run
 
 
-def _batch_edits(model, interventions, prompts, images) -> tuple[list, dict]:
+def _batch_edits(model, interventions, prompts, images, per_input: bool = True) -> tuple[list, dict]:
     edits, info = [], {}
     for item in interventions:
         if isinstance(item, RetrievalMarker):
-            e, meta = item.prepare(model, prompts, images)
-            edits += e
-            info.update(meta)
+            if per_input:
+                e, meta = item.prepare(model, prompts, images)
+                edits += e
+                info.update(meta)
         else:
             edits += item.edits(model)
     return edits, info
 
 
 def prepared_batches(model, prompts: list[str], images, interventions, batch_size: int = 16):
-    """``(batch, edits, info)`` per batch: encoded once, the interventions' edits built once (per-input
-    ones retrieve here), for any number of steered passes over the same batch."""
-    for _, chunk, imgs in chunks(prompts, images, batch_size):
-        edits, info = _batch_edits(model, interventions, chunk, imgs)
-        yield model.encode(chunk, images=imgs), edits, info
+    """``(rows, batch, edits, info)`` per batch: encoded once, the interventions' edits built once
+    (per-input ones retrieve here), for any number of steered passes over the same batch. A list
+    mixing image and text-only prompts (``None`` entries) is run as separate batches of each kind
+    (``rows``: the batch's prompt indices); per-input interventions, which describe an image, leave
+    its text-only rows to the constant ones."""
+    for rows, chunk, imgs in groups(prompts, images, batch_size):
+        per_input = images is None or imgs is not None  # without any images, per-input ones say so
+        edits, info = _batch_edits(model, interventions, chunk, imgs, per_input)
+        if images is not None:
+            info["rows"] = rows
+        yield rows, model.encode(chunk, images=imgs), edits, info
 
 
 def generate(
@@ -68,11 +75,14 @@ def generate(
     batch_size: int = 16,
     return_info: bool = False,
 ):
-    """Greedy answers with the interventions applied (per-input ones prepared batch by batch)."""
-    answers, infos = [], []
-    for batch, edits, info in prepared_batches(model, prompts, images, interventions, batch_size):
+    """Greedy answers, in prompt order, with the interventions applied (per-input ones prepared batch
+    by batch; ``images`` may mix images and ``None``). ``return_info``: also each batch's record of
+    what a per-input intervention retrieved (with its ``rows`` when images were given)."""
+    answers, infos = [None] * len(prompts), []
+    for rows, batch, edits, info in prepared_batches(model, prompts, images, interventions, batch_size):
         with model.hooks(edits=edits):
-            answers += model.generate(batch, max_new_tokens=max_new_tokens)
+            for i, answer in zip(rows, model.generate(batch, max_new_tokens=max_new_tokens), strict=True):
+                answers[i] = answer
         infos.append(info)
     return (answers, infos) if return_info else answers
 
@@ -80,9 +90,15 @@ def generate(
 def last_logits(
     model, prompts: list[str], images=None, interventions=(), batch_size: int = 16
 ) -> torch.Tensor:
-    """Next-token logits [N, V] at the last prompt position, steered."""
-    out = []
-    for batch, edits, _ in prepared_batches(model, prompts, images, interventions, batch_size):
+    """Next-token logits [N, V] at the last prompt position, steered, in prompt order."""
+    out, order = [], []
+    for rows, batch, edits, _ in prepared_batches(model, prompts, images, interventions, batch_size):
         with model.hooks(edits=edits), torch.inference_mode():
             out.append(model.next_token_logits(batch.inputs).float().cpu())
-    return torch.cat(out)
+        order += rows
+    return in_prompt_order(torch.cat(out), order)
+
+
+def in_prompt_order(x: torch.Tensor, order: list[int]) -> torch.Tensor:
+    """Rows of ``x`` computed in ``order`` (prompt indices), back in prompt order."""
+    return x[torch.argsort(torch.tensor(order))]
