@@ -13,12 +13,14 @@ likelier start).
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 
 import torch
 
 from interp.errors import InputError
+from interp.inputs import groups
 from interp.locate.directions import refusal_logodds, refusal_token_ids
 from interp.steer.apply import edits_for, in_prompt_order, last_logits, prepared_batches
 
@@ -91,33 +93,63 @@ def perplexity(model, text: str, interventions=()) -> float:
     return math.exp(loss.item())
 
 
-def answer_perplexity(model, prompts: list[str], answers: list[str], images=None) -> float:
+def answer_perplexity(
+    model, prompts: list[str], answers: list[str], images=None, batch_size: int = 16
+) -> float:
     """Perplexity of ``answers`` as continuations of ``prompts`` (chat template, images) under the
     *unsteered* model, token-weighted over all answers: whether steered generations are still text the
     model itself finds fluent. Unlike :func:`perplexity` it needs no hooks, so it scores the answers of
-    any intervention, per-input ones included. Empty answers are skipped."""
+    any intervention, per-input ones included. Empty answers are skipped. Batched: each row is its
+    left-padded prompt followed by its answer, padded in front to the longest answer (``images`` may
+    mix images and ``None``)."""
     if len(prompts) != len(answers) or (images is not None and len(images) != len(prompts)):
         raise InputError("answer_perplexity needs one answer (and one image entry, if any) per prompt.")
-    nll, n = 0.0, 0
-    for i, (prompt, answer) in enumerate(zip(prompts, answers, strict=True)):
-        image = None if images is None else images[i]
-        batch = model.encode([prompt], images=None if image is None else [image])
-        ans = model.tokenizer(answer, add_special_tokens=False, return_tensors="pt").input_ids.to(
-            model.device
-        )
-        if ans.shape[1] == 0:
-            continue
-        t = batch.input_ids.shape[1]
-        inputs = {}
-        for key, value in batch.inputs.items():  # per-token inputs grow by the answer's tokens
-            if torch.is_tensor(value) and value.dim() == 2 and value.shape == (1, t):
-                fill = ans if key == "input_ids" else torch.full_like(ans, int(key == "attention_mask"))
-                value = torch.cat([value, fill.to(value.dtype)], 1)
-            inputs[key] = value
-        with torch.inference_mode():
-            logits = model.model(**inputs, use_cache=False).logits[0, t - 1 : -1].float()
-        nll += float(torch.nn.functional.cross_entropy(logits, ans[0], reduction="sum"))
-        n += ans.shape[1]
-    if n == 0:
+    tok = model.tokenizer
+    ids = [tok(a, add_special_tokens=False).input_ids if a else [] for a in answers]
+    keep = [i for i in range(len(prompts)) if ids[i]]
+    if not keep:
         raise InputError("answer_perplexity got only empty answers.")
+    sub_images = None if images is None else [images[i] for i in keep]
+    nll, n = 0.0, 0
+    for rows, chunk, imgs in groups([prompts[i] for i in keep], sub_images, batch_size):
+        answer_ids = [ids[keep[r]] for r in rows]
+        inputs, width = _append_answers(model.encode(chunk, images=imgs), answer_ids, tok.pad_token_id)
+        kwargs = {"use_cache": False}
+        if "logits_to_keep" in inspect.signature(model.model.forward).parameters:
+            kwargs["logits_to_keep"] = width + 1
+        with torch.inference_mode():
+            logits = model.model(**inputs, **kwargs).logits[:, -width - 1 : -1].float()
+        targets = inputs["input_ids"][:, -width:]
+        lengths = torch.tensor([len(a) for a in answer_ids], device=targets.device)
+        scored = torch.arange(width, device=targets.device)[None, :] >= (width - lengths)[:, None]
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
+        nll += float(loss[scored.flatten()].sum())
+        n += int(scored.sum())
     return math.exp(nll / n)
+
+
+def _append_answers(batch, answer_ids: list[list[int]], pad_id) -> tuple[dict, int]:
+    """The batch's per-token inputs with each row's answer appended and the rows re-aligned at the end
+    (left padding grows by the longest answer's length minus the row's own) → (inputs, longest)."""
+    width = max(len(a) for a in answer_ids)
+    b, t = batch.input_ids.shape
+    inputs = {}
+    for key, value in batch.inputs.items():
+        if torch.is_tensor(value) and value.dim() == 2 and value.shape == (b, t):
+            rows = []
+            for row, ans in zip(value, answer_ids, strict=True):
+                front = pad_id if key == "input_ids" else 0
+                tail = ans if key == "input_ids" else [int(key == "attention_mask")] * len(ans)
+                pad = torch.full((width - len(ans),), front if front is not None else 0, dtype=value.dtype)
+                rows.append(
+                    torch.cat(
+                        [
+                            pad.to(value.device),
+                            row,
+                            torch.tensor(tail, dtype=value.dtype, device=value.device),
+                        ]
+                    )
+                )
+            value = torch.stack(rows)
+        inputs[key] = value
+    return inputs, width

@@ -67,5 +67,26 @@ def test_answer_perplexity_scores_answers_under_the_unsteered_model(llama, tiny_
     assert math.isfinite(one) and one > 1.0
     two = interp.evaluate.answer_perplexity(tiny_vl, q, a, images=[render("dog", 10_000)])
     assert one != pytest.approx(two, rel=1e-6)
+    # batched over a mixed list (an empty answer is skipped) = the rows scored one by one
+    qs, ans, ims = (
+        ["what is this", "a text question", "hi", "and this?"],
+        ["a red ball", "no", "", "yes it is"],
+        [
+            render("bomb", 10_000),
+            None,
+            None,
+            render("dog", 10_000),
+        ],
+    )
+    nll, n = 0.0, 0
+    for q, a, im in zip(qs, ans, ims, strict=True):
+        if a:
+            k = len(tiny_vl.tokenizer(a, add_special_tokens=False).input_ids)
+            one = interp.evaluate.answer_perplexity(tiny_vl, [q], [a], images=[im])
+            nll, n = nll + k * math.log(one), n + k
+    got = interp.evaluate.answer_perplexity(tiny_vl, qs, ans, images=ims, batch_size=2)
+    assert got == pytest.approx(math.exp(nll / n), rel=1e-4)
     with pytest.raises(InputError, match="one answer"):
         interp.evaluate.answer_perplexity(llama, prompts, answers[:1])
+    with pytest.raises(InputError, match="only empty"):
+        interp.evaluate.answer_perplexity(llama, prompts, ["", ""])
