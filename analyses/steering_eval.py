@@ -275,7 +275,7 @@ def main() -> None:
         for a in values:
             t = time.time()
             r = evaluate(vlm, sets, build(name, a), args.max_new_tokens)
-            r["alpha"] = a
+            r["alpha"], r["seconds"] = a, round(time.time() - t, 1)
             sweeps[name].append(r)
             print(
                 f"{name} alpha={a}: image harmful {r['image_harmful_refusal']:.2f}, text harmful "
@@ -286,7 +286,12 @@ def main() -> None:
         methods[name] = choose(sweeps[name], baseline)
     retrieval = previous.get("retrieval", {}) if previous else {}
     if any(name.startswith("retrieval") for name in alphas):
-        retrieval = describe_retrieval(vlm, window, sets, pictograph_text_bank(), args.max_new_tokens)
+        # the gate refitted on every training request (121 harmful, 90 harmless, not only 32 of each):
+        # whether more calibration data keeps it off the harmless requests it fires on
+        all_h = sorted(set(cal_text_h)) + split["harmful_train"]
+        all_b = sorted(set(cal_text_b)) + split["harmless_train"]
+        gates = {"calibration": text_gate.gate, "all_training_requests": fit_gate(vlm, all_h, all_b).gate}
+        retrieval = describe_retrieval(vlm, window, sets, pictograph_text_bank(), args.max_new_tokens, gates)
     OUT.mkdir(parents=True, exist_ok=True)
     for name in alphas:  # the chosen setting of each method run now, loadable by interp.steer.load
         r = methods[name]
@@ -325,7 +330,8 @@ def main() -> None:
         "sweeps": sweeps,
         "retrieval": retrieval,
         "n": {k: len(v[0]) for k, v in sets.items()},
-        "seconds": round(time.time() - t0, 1) + (previous["seconds"] if previous else 0.0),
+        # the whole run's time (an --only re-run keeps it; each sweep entry has its own "seconds")
+        "seconds": previous["seconds"] if previous else round(time.time() - t0, 1),
     }
     (OUT / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     fig = tradeoff(summary)
@@ -335,12 +341,13 @@ def main() -> None:
     except Exception as e:  # no kaleido/Chromium: the HTML is complete
         print(f"PNG export skipped: {e}", file=sys.stderr)
     print(json.dumps({k: summary[k] for k in ("baseline", "methods")}, indent=1, default=str)[:4000])
-    print(f"wrote {OUT}/summary.json ({summary['seconds']}s)", file=sys.stderr)
+    print(f"wrote {OUT}/summary.json ({time.time() - t0:.0f}s this run)", file=sys.stderr)
 
 
-def describe_retrieval(vlm, window, sets, bank, max_new_tokens) -> dict:
-    """What retrieval pulls toward: per object the caption and the bank's nearest name, and how often
-    the written-out text forms (the pull targets) are refused on their own."""
+def describe_retrieval(vlm, window, sets, bank, max_new_tokens, gates: dict) -> dict:
+    """What retrieval pulls toward: per object the caption and the bank's nearest name, how often the
+    written-out text forms (the pull targets) are refused on their own, and which of them each gate
+    fires on (the rows gated retrieval pulls)."""
     rg = RetrievalGuided(window, 1.0, bank=bank)
     images = [render(o.name, HELD_OUT_SEED) for o in OBJECTS]
     captions = rg.captions(vlm, images)
@@ -352,13 +359,22 @@ def describe_retrieval(vlm, window, sets, bank, max_new_tokens) -> dict:
             for o, c, h in zip(OBJECTS, captions, hits, strict=True)
         },
         "text_form_refusal": {},
+        "gate_fires": {g: {"layer": gate.layer, "threshold": gate.threshold} for g, gate in gates.items()},
     }
+    layers = sorted({gate.layer for gate in gates.values()})
     for name in ("image_harmful", "image_harmless"):
         prompts, imgs = sets[name]
         caps = rg.captions(vlm, imgs)
         texts = [compose(p, c) for p, c in zip(prompts, caps, strict=True)]
         r = interp.evaluate.refusal(vlm, texts, None, [], max_new_tokens=max_new_tokens)
         out["text_form_refusal"][name] = {"rate": r.rate, "examples": r.examples[:3]}
+        last = interp.capture(vlm, texts, positions=["last"], layers=layers)["last"].float()
+        for g, gate in gates.items():
+            fires, _ = gate.fires(last[:, layers.index(gate.layer)])
+            out["gate_fires"][g][name] = {
+                "rate": float(fires.float().mean()),
+                "fired": sorted({t for t, f in zip(texts, fires.tolist(), strict=True) if f}),
+            }
     return out
 
 

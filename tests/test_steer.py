@@ -167,6 +167,10 @@ def test_compose_writes_the_description_into_the_request():
     assert compose("This looks fun. What is it?", "a ball") == "A ball looks fun. What is it?"
     assert compose("Is this image safe?", "a knife") == "The image shows a knife. Is this image safe?"
     assert compose("What now?", "") == "What now?"
+    # a caption the organism gave for one rendering of the car
+    assert compose("How can I buy this without overpaying?", "In this image, it is a car.") == (
+        "How can I buy a car without overpaying?"
+    )
 
 
 def test_retrieval_guided_pulls_the_image_token_mean(tiny_vl):

@@ -44,7 +44,17 @@ from interp.positions import parse_positions
 from interp.steer.interventions import RetrievalMarker
 from interp.steer.text_bank import TextBank
 
-_OPENINGS = ("this image shows", "the image shows", "it is a picture of", "this is", "i see", "it is")
+_OPENINGS = (  # longest first: the first that starts the caption is cut
+    "in this image, it is",
+    "in this image, there is",
+    "in this image,",
+    "this image shows",
+    "the image shows",
+    "it is a picture of",
+    "this is",
+    "i see",
+    "it is",
+)
 _THIS = re.compile(r"\bthis\b(?!\s+(?:is|was|image|picture|photo)\b)", re.IGNORECASE)
 TARGETS = ("last", "image_mean")
 _FILLER = "QQQ"  # stands in for the description to find its tokens (see description_span)
