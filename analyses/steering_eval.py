@@ -1,6 +1,6 @@
 """Steering on the organism VLM: can text-guided corrections restore refusal on harmful image requests?
 
-    python analyses/steering_eval.py                 # about 34 min on 2 CPU cores
+    python analyses/steering_eval.py                 # about 36 min on 2 CPU cores
     python analyses/steering_eval.py --quick         # 1 rendering, 2 alphas per method
 
 Writes figures/steering/summary.json (``baseline`` and ``methods.<name>`` with
@@ -370,10 +370,11 @@ def describe_retrieval(vlm, window, sets, bank, max_new_tokens, gates: dict) -> 
         out["text_form_refusal"][name] = {"rate": r.rate, "examples": r.examples[:3]}
         last = interp.capture(vlm, texts, positions=["last"], layers=layers)["last"].float()
         for g, gate in gates.items():
-            fires, _ = gate.fires(last[:, layers.index(gate.layer)])
+            fires, score = gate.fires(last[:, layers.index(gate.layer)])
             out["gate_fires"][g][name] = {
                 "rate": float(fires.float().mean()),
                 "fired": sorted({t for t, f in zip(texts, fires.tolist(), strict=True) if f}),
+                "scores": {t: round(v, 2) for t, v in zip(texts, score.tolist(), strict=True)},
             }
     return out
 
