@@ -45,6 +45,23 @@ def time_samples(fns: dict, repeats: int, device, warmup: int = 3) -> dict[str, 
     return samples
 
 
+def ratio_report(samples: dict[str, list[float]], keys, baseline: str = "plain") -> dict:
+    """Timings of ``keys`` against ``baseline`` from :func:`time_samples`: median ms per function, the
+    ratio of medians (``ratio_steered_vs_plain``), the ratio of the fastest runs (the lower envelope,
+    least touched by interference on a shared host) and each function's 10th-90th percentile spread."""
+    ms = {k: statistics.median(v) for k, v in samples.items()}
+    low = {k: min(v) for k, v in samples.items()}
+    return {
+        "ms": {k: round(v, 1) for k, v in ms.items()},
+        "ratio_steered_vs_plain": {k: round(ms[k] / ms[baseline], 3) for k in keys},
+        "ratio_of_fastest_runs": {k: round(low[k] / low[baseline], 3) for k in keys},
+        "spread_ms_p10_p90": {
+            k: [round(statistics.quantiles(v, n=10)[0], 1), round(statistics.quantiles(v, n=10)[-1], 1)]
+            for k, v in samples.items()
+        },
+    }
+
+
 def rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

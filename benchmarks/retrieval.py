@@ -9,20 +9,20 @@ over plain ``generate``; same prompts, images and number of new tokens) for the 
 pull of last token and image-token mean, and the gated pull (the gate is read on the text run, so its
 cost is the same whichever rows fire), plus the two parts of the preparation timed alone: the caption
 generation and the whole preparation (captions + the text forms' prefill). Also the ratio of the
-fastest runs (``ratio_of_fastest_runs``), the estimate least touched by interference.
+fastest runs (``ratio_of_fastest_runs``), the estimate least touched by interference, and each
+function's 10th-90th percentile spread (``common.ratio_report``, shared with ``steering.py``).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import device_name, time_samples, write  # noqa: E402
+from common import device_name, ratio_report, time_samples, write  # noqa: E402
 
 import interp  # noqa: E402
 from interp.hooks import Gate  # noqa: E402
@@ -72,7 +72,8 @@ def main() -> None:
         "prepare_only": lambda: rg.prepare(vlm, prompts, images),
     }
     samples = time_samples(fns, repeats=args.repeats, device="cpu", warmup=1)
-    ms = {k: statistics.median(v) for k, v in samples.items()}
+    report = ratio_report(samples, variants)
+    ms = report["ms"]
     result = {
         "benchmark": "steering_retrieval",
         "model": vlm.name,
@@ -80,15 +81,11 @@ def main() -> None:
         "batch": args.batch,
         "new_tokens": n,
         "steering_layers": window,
-        "ms": {k: round(v, 1) for k, v in ms.items()},
-        "ratio_steered_vs_plain": {k: round(ms[k] / ms["plain"], 3) for k in variants},
-        # the lower envelope (fastest run of each), least touched by interference on a shared host
-        "ratio_of_fastest_runs": {k: round(min(samples[k]) / min(samples["plain"]), 3) for k in variants},
+        **report,
         "ratio_parts_vs_plain": {
             "captions_only": round(ms["captions_only"] / ms["plain"], 3),
             "prepare_only": round(ms["prepare_only"] / ms["plain"], 3),
         },
-        "spread_ms_min_max": {k: [round(min(v), 1), round(max(v), 1)] for k, v in samples.items()},
         "repeats": args.repeats,
         "cost": "one caption generation (up to 16 tokens) + one prefill of the text forms per batch",
         "torch": torch.__version__,

@@ -14,14 +14,13 @@ correction needs a VLM; its cost (a caption generation plus one extra prefill) i
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import device_name, load, time_samples, write  # noqa: E402
+from common import device_name, load, ratio_report, time_samples, write  # noqa: E402
 
 from interp.steer import AblateDirection, AddDirection, Conditional, SetProjection, steer  # noqa: E402
 
@@ -74,8 +73,8 @@ def main() -> None:
     # the noise floor of this machine's timings
     fns = {"plain": plain, "plain_again": plain, **{k: steered(v) for k, v in interventions.items()}}
     samples = time_samples(fns, repeats=args.repeats, device=args.device, warmup=1)
-    ms = {k: statistics.median(v) for k, v in samples.items()}
-    low = {k: min(v) for k, v in samples.items()}  # the lower envelope: least touched by interference
+    report = ratio_report(samples, interventions)
+    ms, low = report["ms"], {k: min(v) for k, v in samples.items()}
     result = {
         "benchmark": "steering",
         "model": model.name,
@@ -84,15 +83,9 @@ def main() -> None:
         "batch": args.batch,
         "prompt_len": args.prompt_len,
         "new_tokens": args.new_tokens,
-        "ms": {k: round(v, 1) for k, v in ms.items()},
-        "ratio_steered_vs_plain": {k: round(ms[k] / ms["plain"], 3) for k in interventions},
+        **report,
         "noise_floor_ratio_plain_again_vs_plain": round(ms["plain_again"] / ms["plain"], 3),
-        "ratio_of_fastest_runs": {k: round(low[k] / low["plain"], 3) for k in interventions},
         "noise_floor_of_fastest_runs": round(low["plain_again"] / low["plain"], 3),
-        "spread_ms_p10_p90": {
-            k: [round(statistics.quantiles(v, n=10)[0], 1), round(statistics.quantiles(v, n=10)[-1], 1)]
-            for k, v in samples.items()
-        },
         "repeats": args.repeats,
         "retrieval_guided_cost": "one caption generation + one extra prefill per batch (not timed here)",
         "target": "<= 1.02 for constant interventions",
