@@ -135,21 +135,13 @@ def _append_answers(batch, answer_ids: list[list[int]], pad_id) -> tuple[dict, i
     b, t = batch.input_ids.shape
     inputs = {}
     for key, value in batch.inputs.items():
-        if torch.is_tensor(value) and value.dim() == 2 and value.shape == (b, t):
+        if torch.is_tensor(value) and value.shape == (b, t):  # per-token: ids, attention mask, ...
+            front = (pad_id or 0) if key == "input_ids" else 0
             rows = []
             for row, ans in zip(value, answer_ids, strict=True):
-                front = pad_id if key == "input_ids" else 0
                 tail = ans if key == "input_ids" else [int(key == "attention_mask")] * len(ans)
-                pad = torch.full((width - len(ans),), front if front is not None else 0, dtype=value.dtype)
-                rows.append(
-                    torch.cat(
-                        [
-                            pad.to(value.device),
-                            row,
-                            torch.tensor(tail, dtype=value.dtype, device=value.device),
-                        ]
-                    )
-                )
-            value = torch.stack(rows)
+                parts = [[front] * (width - len(ans)), row.tolist(), tail]
+                rows.append(torch.tensor([x for part in parts for x in part], dtype=value.dtype))
+            value = torch.stack(rows).to(value.device)
         inputs[key] = value
     return inputs, width
