@@ -76,19 +76,11 @@ def groups(prompts: Sequence[str], images, batch_size: int):
     """
     if batch_size < 1:
         raise InputError(f"batch_size must be at least 1; got {batch_size}.")
-    with_image = None if images is None else [_has_image(item) for item in images]
-    if with_image is not None and len(with_image) != len(prompts):
-        raise InputError(
-            f"{len(with_image)} image entries for {len(prompts)} prompts. Fix: pass one entry per prompt "
-            "(None for a prompt without an image)."
-        )
+    per_prompt = normalize_images(images, len(prompts))  # checks one entry per prompt
+    with_image = None if per_prompt is None else [bool(item) for item in per_prompt]
     for rows in row_batches(range(len(prompts)), with_image, batch_size):
         imgs = None if with_image is None or not with_image[rows[0]] else [images[i] for i in rows]
         yield rows, [prompts[i] for i in rows], imgs
-
-
-def _has_image(item) -> bool:
-    return item is not None and not (isinstance(item, (list, tuple)) and len(item) == 0)
 
 
 def normalize_images(images, n_prompts: int) -> list[list] | None:
