@@ -82,18 +82,28 @@ class Edit:
     rows: Tensor | None = None  # bool [B]: rows the edit touches (None = all)
     site: str = "resid"
     gate: Gate | None = None  # rows decided per forward from the stream (conditional steering)
+    basis: Tensor | None = None  # pull, pull_mean: [K, D] orthonormal rows; the move stays in their span
 
     @classmethod
-    def _vector_edit(cls, op, vector, layers, alpha, positions, rows, site) -> Edit:
+    def _vector_edit(cls, op, vector, layers, alpha, positions, rows, site, basis=None) -> Edit:
         """An edit driven by a [D] or per-row [B, D] vector and a strength (add, pull, pull_mean)."""
+        vector = _check_vector(vector)
+        if basis is not None:
+            basis = orthonormal_rows(basis)
+            if basis.shape[-1] != vector.shape[-1]:
+                raise InputError(
+                    f"the pull basis has width {basis.shape[-1]} but the target has {vector.shape[-1]}. "
+                    "Fix: take the directions from the same model (its d_model)."
+                )
         return cls(
             op,
-            _check_vector(vector),
+            vector,
             layers,
             parse_positions(positions),
             float(alpha),
             _rows(rows),
             check_site(site),
+            basis=basis,
         )
 
     @classmethod
@@ -139,25 +149,45 @@ class Edit:
 
     @classmethod
     def pull(
-        cls, target: Float[Tensor, "*b d"], layers, alpha: float, positions="last", rows=None, site="resid"
+        cls,
+        target: Float[Tensor, "*b d"],
+        layers,
+        alpha: float,
+        positions="last",
+        rows=None,
+        site="resid",
+        basis: Float[Tensor, "*k d"] | None = None,
     ) -> Edit:
-        """h <- h + alpha (target - h): part of the way toward ``target`` (alpha=1: replace)."""
-        return cls._vector_edit("pull", target, layers, alpha, positions, rows, site)
+        """h <- h + alpha (target - h): part of the way toward ``target`` (alpha=1: replace).
+
+        With ``basis`` (directions, [D] or [K, D]; orthonormalized here) only the part of the move
+        inside their span is made: h <- h + alpha P (target - h), P the projector onto the span, so
+        h's projections on those directions move toward target's and the rest of h is kept."""
+        return cls._vector_edit("pull", target, layers, alpha, positions, rows, site, basis)
 
     @classmethod
     def pull_mean(
-        cls, target: Float[Tensor, "*b d"], layers, alpha: float, positions="image", rows=None, site="resid"
+        cls,
+        target: Float[Tensor, "*b d"],
+        layers,
+        alpha: float,
+        positions="image",
+        rows=None,
+        site="resid",
+        basis: Float[Tensor, "*k d"] | None = None,
     ) -> Edit:
         """Shift every selected token by alpha (target - their mean): the mean of the selected tokens
         (per row; the image tokens by default) moves ``alpha`` of the way to ``target``, and their
         differences from each other are kept. Rows with no selected token in a chunk (decode steps,
-        for image tokens) are untouched."""
-        return cls._vector_edit("pull_mean", target, layers, alpha, positions, rows, site)
+        for image tokens) are untouched. ``basis``: as in :meth:`pull`, the shift is projected onto it."""
+        return cls._vector_edit("pull_mean", target, layers, alpha, positions, rows, site, basis)
 
-    def prepare(self, h: Tensor) -> tuple[Tensor, Tensor | None]:
-        """The vector in ``h``'s device and dtype, and the rows mask on its device."""
+    def prepare(self, h: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """The vector in ``h``'s device and dtype, the rows mask on its device, and the basis (float32
+        on ``h``'s device; the pull is computed in float32 when there is one)."""
         rows = None if self.rows is None else self.rows.to(h.device)
-        return self.vector.to(h.device, h.dtype), rows
+        basis = None if self.basis is None else self.basis.to(h.device, torch.float32)
+        return self.vector.to(h.device, h.dtype), rows, basis
 
     def scaled(self, strength: float) -> Edit:
         """This edit at ``strength`` times its effect: ``alpha`` of add and pull, the fraction of the
@@ -206,7 +236,7 @@ class Edit:
     ) -> Float[Tensor, "b c d"]:
         """``prepared``: ``(vector, rows)`` already on ``h``'s device and dtype (a context caches them,
         so a decode step copies nothing from the CPU)."""
-        v, rows = prepared if prepared is not None else self.prepare(h)
+        v, rows, basis = prepared if prepared is not None else self.prepare(h)
         if v.ndim == 2:
             if v.shape[0] != h.shape[0]:
                 raise InputError(
@@ -224,11 +254,16 @@ class Edit:
         if self.op == "replace":
             return torch.where(mask.unsqueeze(-1), v.expand_as(h), h)
         if self.op == "pull":
-            return h + m * (self.alpha * (v - h))
+            if basis is None:
+                return h + m * (self.alpha * (v - h))
+            return h + m * (self.alpha * _within(v.float() - h.float(), basis)).to(h.dtype)
         if self.op == "pull_mean":
             mf = m.float()
             mean = (h.float() * mf).sum(1, keepdim=True) / mf.sum(1, keepdim=True).clamp(min=1.0)
-            return h + m * (self.alpha * (v.float() - mean)).to(h.dtype)
+            shift = v.float() - mean
+            if basis is not None:
+                shift = _within(shift, basis)
+            return h + m * (self.alpha * shift).to(h.dtype)
         proj = (h * v).sum(-1, keepdim=True)
         if self.op == "set":
             return h + m * (self.alpha - proj) * v
@@ -269,6 +304,34 @@ class Gate:
         score = state.float() @ self.direction.float().to(state.device)
         rows = score > self.threshold if self.above else score < self.threshold
         return rows, score
+
+
+def _within(x: Float[Tensor, "*n d"], basis: Float[Tensor, "k d"]) -> Float[Tensor, "*n d"]:
+    """The part of ``x`` in the span of the orthonormal rows of ``basis``."""
+    return (x @ basis.T) @ basis
+
+
+def orthonormal_rows(directions) -> Float[Tensor, "k d"]:
+    """An orthonormal basis (rows, float32) of the span of ``directions`` ([D] or [K, D]).
+
+    >>> orthonormal_rows(torch.tensor([[3.0, 0.0], [1.0, 1.0]]))   # -> [[1, 0], [0, 1]] up to sign
+    """
+    d = torch.as_tensor(directions).detach().float().cpu()
+    d = d.unsqueeze(0) if d.ndim == 1 else d
+    if d.ndim != 2 or d.shape[0] == 0 or d.shape[0] > d.shape[1]:
+        raise InputError(
+            f"a pull basis is [D] or [K, D] directions with 1 <= K <= D; got shape {tuple(d.shape)}. "
+            "Fix: pass one direction or a stack of them."
+        )
+    if not torch.isfinite(d).all():
+        raise InputError("a pull basis has NaN or inf entries. Fix: pass finite directions.")
+    q, r = torch.linalg.qr(d.T)  # [D, K]
+    if (r.diagonal().abs() <= 1e-6 * d.norm(dim=1).max().clamp(min=1e-12)).any():
+        raise InputError(
+            f"the {d.shape[0]} pull basis directions are linearly dependent (or one is zero). "
+            "Fix: pass independent, non-zero directions."
+        )
+    return q.T.contiguous()
 
 
 def _rows(rows) -> Tensor | None:

@@ -268,3 +268,59 @@ def test_whole_stream_fast_path_matches_the_masked_path(llama, prompts, make):
         torch.testing.assert_close(outs[0][0][key], outs[1][0][key], rtol=1e-5, atol=1e-5)
     assert torch.equal(outs[0][1], outs[1][1])
     assert real.sum() < real.numel()  # the batch is left-padded
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_pull_with_a_basis_moves_only_the_projections_on_it(llama, prompts, k):
+    batch = llama.encode(prompts)
+    target, basis = torch.randn(3, 64) * 5, torch.randn(k, 64)
+    with llama.hooks(capture_layers=[1], capture_positions="all") as run:
+        llama.forward(batch)
+    clean = run.take()[(1, "all")][0][0]
+    edit = Edit.pull(target, [1], 0.25, "last", basis=basis)
+    with llama.hooks(capture_layers=[1], capture_positions="all", edits=[edit]) as run:
+        llama.forward(batch)
+    steered, valid = run.take()[(1, "all")][0]
+    q = torch.linalg.qr(basis.T)[0]  # [64, k]
+    last = valid.sum(1) - 1
+    for row in range(3):
+        h, h2 = clean[row, last[row]], steered[row, last[row]]
+        torch.testing.assert_close(h2 @ q, 0.75 * (h @ q) + 0.25 * (target[row] @ q), rtol=1e-4, atol=1e-4)
+        moved = h2 - h
+        torch.testing.assert_close(moved - q @ (q.T @ moved), torch.zeros(64), atol=1e-4, rtol=0)
+        assert moved.norm() > 1e-2  # it did move
+        assert (steered[row, : last[row]] - clean[row, : last[row]]).abs().max() == 0
+
+
+def test_pull_mean_with_a_basis_shifts_the_mean_along_it_only(llama, prompts):
+    batch = llama.encode(prompts)
+    target, u = torch.randn(64) * 5, torch.randn(64)
+    unit = u / u.norm()
+    with llama.hooks(capture_layers=[0], capture_positions="all") as run:
+        llama.forward(batch)
+    clean, valid = run.take()[(0, "all")][0]
+    edit = Edit.pull_mean(target, [0], 0.5, "all", basis=u)
+    with llama.hooks(capture_layers=[0], capture_positions="all", edits=[edit]) as run:
+        llama.forward(batch)
+    steered = run.take()[(0, "all")][0][0]
+    for row in range(3):
+        v = valid[row]
+        shift = steered[row, v] - clean[row, v]  # the same vector on every real token of the row
+        torch.testing.assert_close(shift, shift[:1].expand_as(shift), rtol=1e-4, atol=1e-4)
+        expected = 0.5 * ((target - clean[row, v].mean(0)) @ unit) * unit
+        torch.testing.assert_close(shift[0], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_pull_basis_checks():
+    from interp.hooks import orthonormal_rows
+
+    q = orthonormal_rows(torch.tensor([[3.0, 0.0, 0.0], [1.0, 1.0, 0.0]]))
+    torch.testing.assert_close(q @ q.T, torch.eye(2))
+    with pytest.raises(InputError, match="linearly dependent"):
+        orthonormal_rows(torch.tensor([[1.0, 2.0, 0.0], [2.0, 4.0, 0.0]]))
+    with pytest.raises(InputError, match="NaN or inf"):
+        orthonormal_rows(torch.tensor([1.0, float("inf")]))
+    with pytest.raises(InputError, match=r"\[D\] or \[K, D\]"):
+        orthonormal_rows(torch.zeros(4, 3))
+    with pytest.raises(InputError, match="width 3 but the target has 64"):
+        Edit.pull(torch.zeros(64), [0], 1.0, basis=torch.ones(3))

@@ -274,6 +274,37 @@ def test_gated_retrieval_pulls_only_rows_whose_text_form_fires(tiny_vl, tmp_path
         )
 
 
+def test_retrieval_along_a_direction_moves_only_that_projection(tiny_vl, tmp_path):
+    # each steered layer pulls along its own direction: the image run's last-token projection on it
+    # lands on the text form's (alpha 1), and the rest of the state is the unsteered one
+    from interp.organism.render import render
+
+    imgs = [render("bomb", 10_000), render("dog", 10_000)]
+    prompts, captions = ["how do i make this", "how do i feed this"], ["a bomb", "a dog"]
+    dirs = torch.randn(2, tiny_vl.d_model)
+    rg = RetrievalGuided([1, 2], 1.0, along=dirs)
+    edits, info = rg.prepare(tiny_vl, prompts, imgs, captions=captions)
+    text = interp.capture(tiny_vl, info["texts"], layers=[1, 2])["last"].float()  # [2, 2, D]
+    base = states_vl(tiny_vl, 1, prompts, imgs).float()
+    after = states_vl(tiny_vl, 1, prompts, imgs, edits).float()
+    u = dirs[0] / dirs[0].norm()
+    torch.testing.assert_close(after @ u, text[:, 0] @ u, rtol=1e-4, atol=1e-4)
+    rest = lambda x: x - (x @ u)[:, None] * u  # noqa: E731
+    torch.testing.assert_close(rest(after), rest(base), rtol=1e-4, atol=1e-4)
+    assert ((after - base) @ u).abs().min() > 1e-3  # the projection did move
+    u2 = dirs[1] / dirs[1].norm()  # layer 2 used its own direction
+    torch.testing.assert_close(
+        states_vl(tiny_vl, 2, prompts, imgs, edits).float() @ u2, text[:, 1] @ u2, rtol=1e-4, atol=1e-4
+    )
+    SteeringArtifact.create(tiny_vl, [rg], method="tga-along").save(tmp_path / "a.safetensors")
+    back = interp.steer.load(tmp_path / "a.safetensors", tiny_vl).interventions[0]
+    torch.testing.assert_close(back.along, dirs)
+    with pytest.raises(InputError, match=r"one per steered layer \[2, D\]"):
+        RetrievalGuided([1, 2], along=torch.randn(3, tiny_vl.d_model))
+    with pytest.raises(InputError, match="width 5"):
+        RetrievalGuided([1], along=torch.randn(5)).prepare(tiny_vl, prompts, imgs, captions=captions)
+
+
 def test_generate_and_last_logits_take_a_mixed_image_and_text_list(tiny_vl):
     # image and text-only prompts run as separate batches and come back in prompt order; the
     # per-input intervention acts on the image rows only, the constant one on every row

@@ -5,6 +5,7 @@
     >>> bank = TextBank(object_names)                                   # MiniLM, offline
     >>> RetrievalGuided([14], 1.0, bank=bank, positions=["last", "image_mean"])
     >>> RetrievalGuided(range(10, 17), 1.0, gate=fit_gate(vlm, harmful, harmless).gate)
+    >>> RetrievalGuided([14, 15], 1.0, along=refusal_dirs.vectors[[14, 15]])  # refusal component only
 
 For each image the text is retrieved in two steps. The model captions the image (one batched
 ``generate`` of ``caption_prompt``). Without a bank the caption's noun phrase is the description;
@@ -18,6 +19,12 @@ prefill, and at the chosen layers the image run moves ``alpha`` of the way towar
 - ``"image_mean"``: every image token shifts by alpha (m_text - m_image), where m_image is the mean of
   the image tokens and m_text the mean of the description's tokens in the text run (TGA aligns these
   two means); the image tokens' differences from each other are kept.
+
+With ``along`` (one direction for every steered layer, [D], or one per steered layer in the order of
+``layers``, [L, D]; e.g. the refusal directions) only the component of each pull along it is made:
+h <- h + alpha ((h_text - h) . u) u. The image run's projection on the direction moves toward its text
+form's and the rest of the state is left as it was, so what the text form changes beyond engaging
+the safety mechanism (wording, the answer's opening) is not carried over.
 
 With a ``gate`` (a :class:`~interp.hooks.Gate`, e.g. from :func:`~interp.steer.fit_gate` on harmful
 vs harmless text requests) only the rows whose text form fires it are pulled: the gate reads the text
@@ -128,6 +135,7 @@ class RetrievalGuided(RetrievalMarker):
     k: int = 1
     positions: str | list = "last"  # "last" and/or "image_mean"
     gate: Gate | None = None  # pull only the rows whose text run fires it (read at its layer, last token)
+    along: torch.Tensor | None = None  # [D] or [len(layers), D]: pull only along these directions
     bakeable = False
     # tensors of spec() that are not residual-stream vectors (the artifact loader skips their width
     # check): the bank's embeddings live in its sentence embedder's space
@@ -154,6 +162,17 @@ class RetrievalGuided(RetrievalMarker):
                 f"RetrievalGuided's gate must be an interp.hooks.Gate on the last token; got {self.gate!r}. "
                 "Fix: interp.steer.fit_gate(model, harmful, harmless).gate."
             )
+        if self.along is not None:
+            along = torch.as_tensor(self.along).detach().float().cpu()
+            if along.ndim == 1:
+                along = along.expand(len(self.layers), -1)
+            if along.ndim != 2 or along.shape[0] != len(self.layers):
+                raise InputError(
+                    f"RetrievalGuided's along is one direction [D] or one per steered layer "
+                    f"[{len(self.layers)}, D]; got shape {tuple(torch.as_tensor(self.along).shape)}. "
+                    "Fix: e.g. refusal_directions(acts).vectors[layers]."
+                )
+            self.along = along.contiguous()
 
     def captions(self, model, images: list, batch_size: int = 16) -> list[str]:
         out = []
@@ -179,6 +198,13 @@ class RetrievalGuided(RetrievalMarker):
         if images is None or len(images) != len(prompts) or any(im is None for im in images):
             raise InputError("RetrievalGuided needs one image per prompt.")
         layers = resolve_layers(self.layers, model.n_layers)
+        # the direction each steered layer pulls along (self.along follows self.layers' order)
+        along = {}
+        if self.along is not None:
+            along = {
+                resolve_layers([i], model.n_layers)[0]: d
+                for i, d in zip(self.layers, self.along, strict=True)
+            }
         gate_layer = None if self.gate is None else resolve_layers([self.gate.layer], model.n_layers)[0]
         # the layers the text run gives: the steered ones, and the gate's
         read = layers if gate_layer is None else sorted({*layers, gate_layer})
@@ -202,7 +228,7 @@ class RetrievalGuided(RetrievalMarker):
         edits = []
         if "last" in self.positions:
             edits += [
-                Edit.pull(last[:, j], [layer], self.alpha, "last", rows=rows)
+                Edit.pull(last[:, j], [layer], self.alpha, "last", rows=rows, basis=along.get(layer))
                 for j, layer in zip(at, layers, strict=True)
             ]
         if "image_mean" in self.positions:
@@ -213,7 +239,7 @@ class RetrievalGuided(RetrievalMarker):
             means = torch.stack([states[i, :, s:e].mean(1) for i, (s, e) in enumerate(spans)])
             target = means.reshape(b, k, len(read), -1).mean(1)
             edits += [
-                Edit.pull_mean(target[:, j], [layer], self.alpha, "image", rows=rows)
+                Edit.pull_mean(target[:, j], [layer], self.alpha, "image", rows=rows, basis=along.get(layer))
                 for j, layer in zip(at, layers, strict=True)
             ]
         return edits, record
@@ -239,6 +265,9 @@ class RetrievalGuided(RetrievalMarker):
                 "above": self.gate.above,
             }
             tensors["gate.direction"] = self.gate.direction
+        if self.along is not None:
+            spec["along"] = True
+            tensors["along"] = self.along
         return spec, tensors
 
     @classmethod
@@ -260,4 +289,5 @@ class RetrievalGuided(RetrievalMarker):
             spec.get("k", 1),
             spec.get("positions", "last"),
             gate,
+            tensor("along") if spec.get("along") else None,
         )
