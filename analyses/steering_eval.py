@@ -1,6 +1,6 @@
 """Steering on the organism VLM: can text-guided corrections restore refusal on harmful image requests?
 
-    python analyses/steering_eval.py                 # about 36 min on 2 CPU cores
+    python analyses/steering_eval.py                 # about 52 min on 2 CPU cores
     python analyses/steering_eval.py --quick         # 1 rendering, 2 alphas per method
 
 Writes figures/steering/summary.json (``baseline`` and ``methods.<name>`` with
@@ -20,7 +20,9 @@ written into the request, and that text form pulls the image run): on the last p
 of every Unicode pictograph name (``retrieval_bank``, about 1,400 names, not tailored to the 22
 objects), and on both positions but only for rows whose text form fires a harmfulness gate read from
 the text run (``retrieval_gated``; the gate's layer, direction and threshold are picked by
-``interp.steer.fit_gate`` on the calibration text requests); refusal-direction addition; and
+``interp.steer.fit_gate`` on the calibration text requests), and on both positions along each steered
+layer's refusal direction only (``retrieval_along_refusal``: the image run's projection on it moves
+toward the text form's, the rest of the state is kept); refusal-direction addition; and
 conditional addition (CAST: gated on a harmfulness direction whose layer and threshold
 ``interp.steer.fit_condition`` picks by cross-validated F1 on the calibration renderings and text
 requests). Per method the reported alpha is the one with the highest image-harmful refusal among
@@ -235,13 +237,16 @@ def main() -> None:
         "retrieval_image_mean": [0.5, 1.0] if not args.quick else [1.0],
         "retrieval_both": [0.5, 1.0] if not args.quick else [1.0],
         "retrieval_bank": [0.5, 1.0] if not args.quick else [1.0],
-        "retrieval_gated": [0.5, 1.0] if not args.quick else [1.0],
+        "retrieval_gated": [0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0] if not args.quick else [1.0],
+        "retrieval_along_refusal": [0.5, 1.0, 2.0] if not args.quick else [1.0],
         "refusal_add": [0.5, 1.0, 2.0] if not args.quick else [1.0],
         "conditional_add": [0.5, 1.0, 2.0] if not args.quick else [1.0],
     }
     # the shift is read at the last prompt token and applied there, at the window's first layer only:
     # applied at every prompt token (KL 5.9 at alpha 0.5) or at every window layer (KL 6.2; each
     # layer's shift already contains the earlier ones, so they add up) it broke the model
+    # each steered layer's own refusal direction (difference in means on the calibration text requests)
+    along = dirs.vectors[[dirs.layers.index(layer) for layer in window]]
     shift = ShiftToText.fit(vlm, *shift_args, layers=[window[0]], positions="last")
 
     def build(name, a):
@@ -257,6 +262,8 @@ def main() -> None:
             return [RetrievalGuided(window, a, bank=pictograph_text_bank())]
         if name == "retrieval_gated":
             return [RetrievalGuided(window, a, positions=["last", "image_mean"], gate=text_gate.gate)]
+        if name == "retrieval_along_refusal":
+            return [RetrievalGuided(window, a, positions=["last", "image_mean"], along=along)]
         add = AddDirection(refusal, [refusal_layer], a * scale, "all")
         if name == "refusal_add":
             return [add]
@@ -291,7 +298,9 @@ def main() -> None:
         all_h = sorted(set(cal_text_h)) + split["harmful_train"]
         all_b = sorted(set(cal_text_b)) + split["harmless_train"]
         gates = {"calibration": text_gate.gate, "all_training_requests": fit_gate(vlm, all_h, all_b).gate}
-        retrieval = describe_retrieval(vlm, window, sets, pictograph_text_bank(), args.max_new_tokens, gates)
+        retrieval = describe_retrieval(
+            vlm, window, sets, pictograph_text_bank(), args.max_new_tokens, gates, along
+        )
     OUT.mkdir(parents=True, exist_ok=True)
     for name in alphas:  # the chosen setting of each method run now, loadable by interp.steer.load
         r = methods[name]
@@ -344,10 +353,12 @@ def main() -> None:
     print(f"wrote {OUT}/summary.json ({time.time() - t0:.0f}s this run)", file=sys.stderr)
 
 
-def describe_retrieval(vlm, window, sets, bank, max_new_tokens, gates: dict) -> dict:
+def describe_retrieval(vlm, window, sets, bank, max_new_tokens, gates: dict, along) -> dict:
     """What retrieval pulls toward: per object the caption and the bank's nearest name, how often the
-    written-out text forms (the pull targets) are refused on their own, and which of them each gate
-    fires on (the rows gated retrieval pulls)."""
+    written-out text forms (the pull targets) are refused on their own, which of them each gate
+    fires on (the rows gated retrieval pulls), and per steered layer where the image runs and their
+    text forms sit on that layer's refusal direction (``along``, [len(window), D]): the mean
+    projections, the mean norm of the text-minus-image gap and its mean cosine with the direction."""
     rg = RetrievalGuided(window, 1.0, bank=bank)
     images = [render(o.name, HELD_OUT_SEED) for o in OBJECTS]
     captions = rg.captions(vlm, images)
@@ -360,7 +371,9 @@ def describe_retrieval(vlm, window, sets, bank, max_new_tokens, gates: dict) -> 
         },
         "text_form_refusal": {},
         "gate_fires": {g: {"layer": gate.layer, "threshold": gate.threshold} for g, gate in gates.items()},
+        "refusal_direction": {},
     }
+    units = along.float() / along.float().norm(dim=-1, keepdim=True)
     layers = sorted({gate.layer for gate in gates.values()})
     for name in ("image_harmful", "image_harmless"):
         prompts, imgs = sets[name]
@@ -368,6 +381,19 @@ def describe_retrieval(vlm, window, sets, bank, max_new_tokens, gates: dict) -> 
         texts = [compose(p, c) for p, c in zip(prompts, caps, strict=True)]
         r = interp.evaluate.refusal(vlm, texts, None, [], max_new_tokens=max_new_tokens)
         out["text_form_refusal"][name] = {"rate": r.rate, "examples": r.examples[:3]}
+        text = interp.capture(vlm, texts, layers=window)["last"].float()  # [N, L, D]
+        image = interp.capture(vlm, prompts, images=imgs, layers=window)["last"].float()
+        gap = text - image
+        cosine = (gap * units).sum(-1) / gap.norm(dim=-1).clamp(min=1e-6)
+        out["refusal_direction"][name] = {
+            str(layer): {
+                "text_projection": round(float((text[:, j] * units[j]).sum(-1).mean()), 2),
+                "image_projection": round(float((image[:, j] * units[j]).sum(-1).mean()), 2),
+                "gap_norm": round(float(gap[:, j].norm(dim=-1).mean()), 1),
+                "gap_cosine": round(float(cosine[:, j].mean()), 3),
+            }
+            for j, layer in enumerate(window)
+        }
         last = interp.capture(vlm, texts, positions=["last"], layers=layers)["last"].float()
         for g, gate in gates.items():
             fires, score = gate.fires(last[:, layers.index(gate.layer)])

@@ -9,6 +9,7 @@
 >>> fit_condition(vlm, harmful, harmless, then=[AddDirection(refusal, [15], 8.0)]).conditional  # CAST fit
 >>> RetrievalGuided([14], 1.0, bank=TextBank(object_names), positions=["last", "image_mean"])
 >>> RetrievalGuided(range(10, 17), 0.5, gate=fit_gate(vlm, harmful, harmless).gate)  # pull only harmful text forms
+>>> RetrievalGuided([14, 15], 1.0, along=refusal_dirs.vectors[[14, 15]])  # the refusal component only
 """
 
 from interp.steer.apply import generate, last_logits, steer

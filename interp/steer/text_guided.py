@@ -20,6 +20,10 @@ prefill, and at the chosen layers the image run moves ``alpha`` of the way towar
   the image tokens and m_text the mean of the description's tokens in the text run (TGA aligns these
   two means); the image tokens' differences from each other are kept.
 
+``alpha`` acts at every steered layer, and the pulls compound: each layer starts from a state the
+earlier ones already moved, so over several layers a small alpha moves the output a long way (on the
+organism's six safety layers 0.1 flips nearly every harmful image request that 0.5 flips).
+
 With ``along`` (one direction for every steered layer, [D], or one per steered layer in the order of
 ``layers``, [L, D]; e.g. the refusal directions) only the component of each pull along it is made:
 h <- h + alpha ((h_text - h) . u) u. The image run's projection on the direction moves toward its text
