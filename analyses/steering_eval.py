@@ -40,7 +40,7 @@ from pathlib import Path
 
 import interp
 from interp.locate.directions import refusal_directions, select_direction
-from interp.organism import PPL_TEXT, held_out
+from interp.organism import PPL_TEXT, held_out, is_refusal
 from interp.organism.render import HELD_OUT_SEED, OBJECTS, render
 from interp.steer import (
     AddDirection,
@@ -170,7 +170,10 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, default=24)
     p.add_argument("--quick", action="store_true")
     p.add_argument(
-        "--only", default=None, help="re-run these methods (comma-separated) into an existing summary"
+        "--only",
+        default=None,
+        help="re-run these methods (comma-separated) into an existing summary; 'describe' re-runs the "
+        "retrieval description alone (it also runs with any retrieval method)",
     )
     args = p.parse_args()
     if args.quick:
@@ -292,7 +295,8 @@ def main() -> None:
             )
         methods[name] = choose(sweeps[name], baseline)
     retrieval = previous.get("retrieval", {}) if previous else {}
-    if any(name.startswith("retrieval") for name in alphas):
+    only = args.only.split(",") if args.only else []
+    if any(name.startswith("retrieval") for name in alphas) or "describe" in only:
         # the gate refitted on every training request (121 harmful, 90 harmless, not only 32 of each):
         # whether more calibration data keeps it off the harmless requests it fires on
         all_h = sorted(set(cal_text_h)) + split["harmful_train"]
@@ -380,7 +384,11 @@ def describe_retrieval(vlm, window, sets, bank, max_new_tokens, gates: dict, alo
         caps = rg.captions(vlm, imgs)
         texts = [compose(p, c) for p, c in zip(prompts, caps, strict=True)]
         r = interp.evaluate.refusal(vlm, texts, None, [], max_new_tokens=max_new_tokens)
-        out["text_form_refusal"][name] = {"rate": r.rate, "examples": r.examples[:3]}
+        out["text_form_refusal"][name] = {
+            "rate": r.rate,
+            "refused": sorted({t for t, a in zip(texts, r.answers, strict=True) if is_refusal(a)}),
+            "examples": r.examples[:3],
+        }
         text = interp.capture(vlm, texts, layers=window)["last"].float()  # [N, L, D]
         image = interp.capture(vlm, prompts, images=imgs, layers=window)["last"].float()
         gap = text - image

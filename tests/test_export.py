@@ -110,3 +110,45 @@ def test_bake_on_real_gguf_weights_matches_hooks_and_reloads(smollm, tmp_path):
     out = save_baked(smollm, steering, tmp_path / "baked")  # a GGUF-loaded model saves as plain floats
     reloaded = interp.wrap(AutoModelForCausalLM.from_pretrained(str(out)).eval(), smollm.tokenizer)
     torch.testing.assert_close(_logits(reloaded), hooked, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_folded_ablation_equals_the_hooks_and_gives_the_weights_back(tied):
+    from interp.export.bake import folded_ablation
+
+    model = tiny_model("llama", tie_word_embeddings=tied)
+    d1, d2 = _dir(model, 6), _dir(model, 7)
+    add = AddDirection(_dir(model, 8), layers=[1], alpha=2.0)
+    hooked = _logits(model, [AblateDirection(d1), add, AblateDirection(d2)])
+    before = {n: (p, p.detach().clone()) for n, p in model.model.named_parameters()}
+    batch = model.encode(PROMPTS)
+    n_hooks = lambda: sum(len(m._forward_hooks) for m in model.model.modules())  # noqa: E731
+    with steer(model, [add]):
+        only_add = n_hooks()
+    with steer(model, [AblateDirection(d1), add, AblateDirection(d2)], fold=True):
+        assert n_hooks() == only_add  # only the addition is hooked
+        with torch.inference_mode():
+            folded = model.model(**batch.inputs).logits[batch.attention_mask.bool()]
+        head = "model.embed_tokens.weight" if tied else "lm_head.weight"
+        assert torch.equal(model.lm_head.weight, before[head][1])  # the head never changes
+        assert not torch.equal(model.embed.weight, before["model.embed_tokens.weight"][1])
+    torch.testing.assert_close(folded, hooked, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(hooked, _logits(model), atol=1e-3), "the ablation must change the logits"
+    after = dict(model.model.named_parameters())
+    for name, (param, value) in before.items():  # the same Parameter objects, bit for bit
+        assert after[name] is param and torch.equal(param, value), name
+    assert (model.lm_head.weight is model.embed.weight) == tied
+    with pytest.raises(RuntimeError, match="boom"):  # put back on errors too
+        with folded_ablation(model, [d1]):
+            raise RuntimeError("boom")
+    assert all(after[n] is p for n, (p, _) in before.items())
+
+
+def test_fold_refuses_what_it_cannot_fold(llama, tiny_vl):
+    d = _dir(llama, 9)
+    with pytest.raises(interp.InputError, match="layers=\\[2\\]"):
+        with steer(llama, [AblateDirection(d, layers=[2])], fold=True):
+            pass
+    with pytest.raises(interp.InputError, match="vision-language"):
+        with steer(tiny_vl, [AblateDirection(d)], fold=True):
+            pass

@@ -2,16 +2,18 @@
 
 >>> interp.export.save_baked(model, [AblateDirection(refusal)], "runs/ablated")     # HF checkpoint
 >>> interp.export.save_control_vector(model, [AddDirection(refusal, [12], 4.0)], "refusal.gguf")
+>>> with interp.export.folded_ablation(model, [refusal]): ...   # baked in place for a block, then restored
 
 The third path, per-request hook steering behind an OpenAI-compatible server, is :mod:`interp.serve`.
 """
 
-from interp.export.bake import bake, orthogonalize, save_baked
+from interp.export.bake import bake, folded_ablation, orthogonalize, save_baked
 from interp.export.control_vector import control_vector, read_control_vector, save_control_vector
 
 __all__ = [
     "bake",
     "control_vector",
+    "folded_ablation",
     "orthogonalize",
     "read_control_vector",
     "save_baked",

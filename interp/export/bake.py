@@ -2,6 +2,8 @@
 
     >>> baked = interp.export.bake(model, [AblateDirection(refusal)])       # a new HookedModel
     >>> interp.export.save_baked(model, artifact.interventions, "runs/organism-ablated")  # HF checkpoint
+    >>> with folded_ablation(model, [refusal]):      # the same edit on the model itself, for a block
+    ...     model.generate(batch)                    # (interp.steer.steer(model, items, fold=True))
 
 What folds exactly:
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -64,14 +67,80 @@ def orthogonalize(weight: Float[Tensor, "D n"], d: Float[Tensor, " D"]) -> Float
     return weight - torch.outer(d, d @ weight)
 
 
-def _check(model, interventions) -> tuple[list[Tensor], dict[int, Tensor]]:
-    """Split the interventions into directions to ablate and per-layer constants; refuse the rest."""
+def _writers(model) -> list[torch.nn.Linear]:
+    """Every linear layer that writes to the residual stream after the embedding: each layer's
+    attention output and MLP down projection."""
+    family = model.adapter.family
+    return [
+        _writer(model.component(i, site), names, site + " output", family)
+        for i in range(model.n_layers)
+        for site, names in (("attn", _ATTN_OUT), ("mlp", _MLP_OUT))
+    ]
+
+
+def _ablated(weight: Tensor, bias: Tensor | None, d: Tensor) -> tuple[Tensor, Tensor | None]:
+    """A linear layer's weight and bias with ``d`` projected out of its output."""
+    bias = None if bias is None else bias - d.to(bias) * (bias @ d.to(bias))
+    return orthogonalize(weight, d), bias
+
+
+def _check_text(model, what: str) -> None:
     if model.adapter.kind != "text":
         raise InputError(
             f"{model.name} is a vision-language model: its image features enter the residual stream after "
-            "the token embedding, so no weight edit of the language model removes a direction from them. "
-            "Fix: bake a text model, or serve the VLM with hooks (interp serve)."
+            f"the token embedding, so no weight edit of the language model removes a direction from them. "
+            f"Fix: {what}."
         )
+
+
+@contextmanager
+def folded_ablation(model, directions):
+    """Within the block, ``model`` computes with each direction projected out of every weight that
+    writes to the residual stream (what :func:`bake` does to a copy), then gets its own weights back.
+
+        >>> with folded_ablation(model, [refusal]):
+        ...     model.generate(model.encode(prompts))
+
+    Exactly ``AblateDirection(d, layers="all")`` (float tolerance), with no per-token cost: the hook
+    form runs two kernels at 2 x n_layers + 1 sites for every token. The price is memory: the block
+    holds an edited copy of the embedding and of every attention output and MLP down projection
+    (about a third of an 8B Llama's weights). The model's own ``Parameter`` objects are set aside and
+    put back on exit, also on errors, so nothing is rounded; a tied LM head keeps the original
+    embedding. Every row of every forward in the block is ablated, so a server that batches
+    differently steered requests keeps the hooks (``interp serve`` does). Text models only.
+    """
+    _check_text(model, "use AblateDirection's hooks (interp.steer.steer without fold=True)")
+    ds = [torch.as_tensor(d).detach().float() for d in directions]
+    emb = model.embed
+    swaps = [(emb, "weight", emb.weight)]
+    with torch.no_grad():
+        table = emb.weight.T
+        for d in ds:
+            table = orthogonalize(table, d)
+        new = {(id(emb), "weight"): table.T.contiguous()}
+        for lin in _writers(model):
+            weight, bias = lin.weight, lin.bias
+            for d in ds:
+                weight, bias = _ablated(weight, bias, d)
+            new[(id(lin), "weight")] = weight
+            swaps.append((lin, "weight", lin.weight))
+            if bias is not None:
+                new[(id(lin), "bias")] = bias
+                swaps.append((lin, "bias", lin.bias))
+    try:
+        for module, name, old in swaps:
+            setattr(
+                module, name, torch.nn.Parameter(new[(id(module), name)], requires_grad=old.requires_grad)
+            )
+        yield model
+    finally:
+        for module, name, old in swaps:
+            setattr(module, name, old)
+
+
+def _check(model, interventions) -> tuple[list[Tensor], dict[int, Tensor]]:
+    """Split the interventions into directions to ablate and per-layer constants; refuse the rest."""
+    _check_text(model, "bake a text model, or serve the VLM with hooks (interp serve)")
     if not interventions:
         raise InputError("nothing to bake: pass at least one intervention.")
     ablate, add = [], {}
@@ -125,12 +194,11 @@ def bake(model, interventions):
             emb = baked.embed.weight
             for d in ablate:
                 emb.copy_(orthogonalize(emb.T, d).T)
-                for i in range(baked.n_layers):
-                    for site, names in (("attn", _ATTN_OUT), ("mlp", _MLP_OUT)):
-                        lin = _writer(baked.component(i, site), names, site + " output", family)
-                        lin.weight.copy_(orthogonalize(lin.weight, d))
-                        if lin.bias is not None:
-                            lin.bias.copy_(lin.bias - d.to(lin.bias) * (lin.bias @ d.to(lin.bias)))
+                for lin in _writers(baked):
+                    weight, bias = _ablated(lin.weight, lin.bias, d)
+                    lin.weight.copy_(weight)
+                    if bias is not None:
+                        lin.bias.copy_(bias)
         if add:
             baked.text_config.mlp_bias = True
             for i in range(baked.n_layers):

@@ -3,6 +3,8 @@
     >>> with interp.steer.steer(model, [AddDirection(refusal, layers=[12], alpha=4.0)]):
     ...     answers = model.generate(model.encode(prompts))
     >>> answers = interp.steer.generate(vlm, prompts, images=imgs, interventions=[RetrievalGuided(range(10, 17))])
+    >>> with interp.steer.steer(model, [AblateDirection(refusal)], fold=True):   # in the weights, no hooks
+    ...     answers = model.generate(model.encode(prompts))
 
 :func:`steer` takes constant interventions (their edits do not depend on the input); per-input ones
 (:class:`RetrievalGuided`) need the batch, which :func:`generate` and :func:`last_logits` provide.
@@ -11,13 +13,13 @@ The hooks are removed when the block ends, also on errors.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import torch
 
 from interp.errors import InputError
 from interp.inputs import groups
-from interp.steer.interventions import RetrievalMarker
+from interp.steer.interventions import AblateDirection, RetrievalMarker
 
 
 def edits_for(model, interventions) -> list:
@@ -33,10 +35,29 @@ def edits_for(model, interventions) -> list:
 
 
 @contextmanager
-def steer(model, interventions):
-    """Register the interventions' hooks for the block; yields the :class:`interp.hooks.HookRun`."""
-    with model.hooks(edits=edits_for(model, interventions)) as run:
-        yield run
+def steer(model, interventions, fold: bool = False):
+    """Register the interventions' hooks for the block; yields the :class:`interp.hooks.HookRun`.
+
+    ``fold=True`` folds each ``AblateDirection`` (``layers="all"``, ``positions="all"``) into the
+    weights for the block instead of hooking it (:func:`interp.export.bake.folded_ablation`: the same
+    edit with no per-token cost, for the memory of an edited copy of the stream's writers; text
+    models; the model's own weights are back on exit); the other interventions are hooked."""
+    items = list(interventions)
+    folded = [item for item in items if fold and isinstance(item, AblateDirection)]
+    for item in folded:
+        if item.layers != "all" or item.positions != "all":
+            raise InputError(
+                f"fold=True folds AblateDirection(layers='all', positions='all') into the weights; this "
+                f"one has layers={item.layers!r}, positions={item.positions!r}, which no weight edit "
+                "does. Fix: steer it without fold=True (hooks)."
+            )
+    with ExitStack() as stack:
+        if folded:
+            from interp.export.bake import folded_ablation  # interp.export imports interp.steer
+
+            stack.enter_context(folded_ablation(model, [item.direction for item in folded]))
+        rest = [item for item in items if not any(item is f for f in folded)]
+        yield stack.enter_context(model.hooks(edits=edits_for(model, rest)))
 
 
 def _batch_edits(model, interventions, prompts, images, per_input: bool = True) -> tuple[list, dict]:
