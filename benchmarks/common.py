@@ -111,6 +111,10 @@ def load(model_name: str, device: str, dtype: str | None):
     import interp
     from interp.models.tiny import LLAMA3_8B_SHAPE, tiny_model
 
+    if model_name == "launch-bound":  # 32 layers 64 wide: per-kernel and per-hook costs dominate, as on a GPU
+        model = tiny_model("llama", num_hidden_layers=32, device=device)
+        model.name = "launch-bound (random 32-layer, 64-wide llama)"
+        return model
     if model_name == "llama3-8b-shape":
         model = tiny_model(
             "llama", dtype=getattr(torch, dtype or "bfloat16"), device=device, **LLAMA3_8B_SHAPE

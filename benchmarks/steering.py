@@ -2,6 +2,7 @@
 
     python benchmarks/steering.py                                   # CPU, the organism
     python benchmarks/steering.py --model llama3-8b-shape --device cuda --batch 16 --new-tokens 64
+    python benchmarks/steering.py --model launch-bound --threads 1 --batch 1 --repeats 21   # CPU stand-in
 
 Writes benchmarks/results/steering_<device>_<model>.json with ``ratio_steered_vs_plain.<intervention>``:
 median time of ``generate`` under the intervention over plain ``generate`` (same prompts, same number
@@ -9,6 +10,11 @@ of new tokens: ``min_new_tokens`` = ``max_new_tokens``), timed interleaved; also
 fastest runs (``ratio_of_fastest_runs``, the estimate least touched by interference on a shared host)
 and each function's 10th-90th percentile spread. The retrieval-guided
 correction needs a VLM; its cost (a caption generation plus one extra prefill) is stated, not timed here.
+``ablate_all_layers_folded`` is the same ablation folded into the weights for the block
+(``steer(..., fold=True)``), its weight copy included in the time. ``launch-bound`` is a 32-layer,
+64-wide random Llama on one thread: its kernels are so small that the fixed cost of each kernel launch
+and hook call dominates, which is what the hook overhead is on a GPU (on the 135M organism the CPU's
+matrix work hides it).
 """
 
 from __future__ import annotations
@@ -34,7 +40,10 @@ def main() -> None:
     p.add_argument("--prompt-len", type=int, default=32)
     p.add_argument("--new-tokens", type=int, default=32)
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = load(args.model, args.device, args.dtype)
     g = torch.Generator().manual_seed(0)
@@ -48,6 +57,7 @@ def main() -> None:
         "add_one_layer": [AddDirection(d, [mid], 4.0)],
         "add_all_layers": [AddDirection(d, "all", 1.0)],
         "ablate_all_layers": [AblateDirection(d, "all")],
+        "ablate_all_layers_folded": [AblateDirection(d, "all")],
         "set_projection": [SetProjection(d, 2.0, [mid])],
         "conditional_add": [Conditional(d, mid - 1, 0.0, [AddDirection(d, [mid], 4.0)])],
     }
@@ -62,16 +72,20 @@ def main() -> None:
         with torch.inference_mode():
             model.model.generate(**inputs, **gen)
 
-    def steered(items):
+    def steered(items, fold=False):
         def fn():
-            with steer(model, items), torch.inference_mode():
+            with steer(model, items, fold=fold), torch.inference_mode():
                 model.model.generate(**inputs, **gen)
 
         return fn
 
     # "plain_again" is the same unsteered generate timed as a second function: its ratio to "plain" is
     # the noise floor of this machine's timings
-    fns = {"plain": plain, "plain_again": plain, **{k: steered(v) for k, v in interventions.items()}}
+    fns = {
+        "plain": plain,
+        "plain_again": plain,
+        **{k: steered(v, k.endswith("_folded")) for k, v in interventions.items()},
+    }
     samples = time_samples(fns, repeats=args.repeats, device=args.device, warmup=1)
     report = ratio_report(samples, interventions)
     ms, low = report["ms"], {k: min(v) for k, v in samples.items()}
@@ -90,6 +104,7 @@ def main() -> None:
         "retrieval_guided_cost": "one caption generation + one extra prefill per batch (not timed here)",
         "target": "<= 1.02 for constant interventions",
         "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
     }
     dev = "gpu" if torch.device(args.device).type == "cuda" else "cpu"
     write(f"steering_{dev}_{args.model}", result)
