@@ -234,8 +234,8 @@ class Edit:
     def apply(
         self, h: Float[Tensor, "b c d"], mask: torch.Tensor, prepared: tuple | None = None
     ) -> Float[Tensor, "b c d"]:
-        """``prepared``: ``(vector, rows)`` already on ``h``'s device and dtype (a context caches them,
-        so a decode step copies nothing from the CPU)."""
+        """``prepared``: ``(vector, rows, basis)`` from :meth:`prepare`, already on ``h``'s device (a
+        context caches them, so a decode step copies nothing from the CPU)."""
         v, rows, basis = prepared if prepared is not None else self.prepare(h)
         if v.ndim == 2:
             if v.shape[0] != h.shape[0]:
@@ -409,7 +409,7 @@ class HookRun:
     chunk_len: int = 0
     chunk_real: Tensor | None = None
     _masks: dict = field(default_factory=dict)
-    _prepared: dict = field(default_factory=dict)  # id(edit) -> (vector, rows) on the stream's device
+    _prepared: dict = field(default_factory=dict)  # id(edit) -> (vector, rows, basis) on the stream's device
 
     def prepared(self, edit: Edit, h: Tensor) -> tuple:
         key = id(edit)

@@ -138,6 +138,9 @@ def test_folded_ablation_equals_the_hooks_and_gives_the_weights_back(tied):
     for name, (param, value) in before.items():  # the same Parameter objects, bit for bit
         assert after[name] is param and torch.equal(param, value), name
     assert (model.lm_head.weight is model.embed.weight) == tied
+    with folded_ablation(model, [5.0 * d1]), torch.inference_mode():  # any norm: the unit direction is used
+        scaled = model.model(**batch.inputs).logits[batch.attention_mask.bool()]
+    torch.testing.assert_close(scaled, _logits(model, [AblateDirection(d1)]), rtol=1e-4, atol=1e-4)
     with pytest.raises(RuntimeError, match="boom"):  # put back on errors too
         with folded_ablation(model, [d1]):
             raise RuntimeError("boom")

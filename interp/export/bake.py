@@ -37,6 +37,7 @@ from torch import Tensor
 
 from interp.errors import InputError
 from interp.export.control_vector import additions
+from interp.hooks import unit_vector
 from interp.steer.interventions import AblateDirection, AddDirection, ShiftToText
 
 _ATTN_OUT = ("o_proj", "out_proj", "dense")
@@ -78,10 +79,24 @@ def _writers(model) -> list[torch.nn.Linear]:
     ]
 
 
-def _ablated(weight: Tensor, bias: Tensor | None, d: Tensor) -> tuple[Tensor, Tensor | None]:
-    """A linear layer's weight and bias with ``d`` projected out of its output."""
-    bias = None if bias is None else bias - d.to(bias) * (bias @ d.to(bias))
-    return orthogonalize(weight, d), bias
+def _ablated_weights(model, directions) -> list[tuple[torch.nn.Module, str, Tensor]]:
+    """``(module, name, new value)`` for every weight and bias that writes to the residual stream (the
+    token embedding, each attention output and MLP down projection), with each unit direction
+    projected out of what it writes, one after the other (as the hooks ablate them in turn)."""
+    emb = model.embed
+    table = emb.weight.T
+    for d in directions:
+        table = orthogonalize(table, d)
+    out = [(emb, "weight", table.T.contiguous())]
+    for lin in _writers(model):
+        weight, bias = lin.weight, lin.bias
+        for d in directions:
+            weight = orthogonalize(weight, d)
+            bias = None if bias is None else bias - d.to(bias) * (bias @ d.to(bias))
+        out.append((lin, "weight", weight))
+        if bias is not None:
+            out.append((lin, "bias", bias))
+    return out
 
 
 def _check_text(model, what: str) -> None:
@@ -110,31 +125,15 @@ def folded_ablation(model, directions):
     differently steered requests keeps the hooks (``interp serve`` does). Text models only.
     """
     _check_text(model, "use AblateDirection's hooks (interp.steer.steer without fold=True)")
-    ds = [torch.as_tensor(d).detach().float() for d in directions]
-    emb = model.embed
-    swaps = [(emb, "weight", emb.weight)]
     with torch.no_grad():
-        table = emb.weight.T
-        for d in ds:
-            table = orthogonalize(table, d)
-        new = {(id(emb), "weight"): table.T.contiguous()}
-        for lin in _writers(model):
-            weight, bias = lin.weight, lin.bias
-            for d in ds:
-                weight, bias = _ablated(weight, bias, d)
-            new[(id(lin), "weight")] = weight
-            swaps.append((lin, "weight", lin.weight))
-            if bias is not None:
-                new[(id(lin), "bias")] = bias
-                swaps.append((lin, "bias", lin.bias))
+        new = _ablated_weights(model, [unit_vector(d) for d in directions])
+    own = [(module, name, getattr(module, name)) for module, name, _ in new]
     try:
-        for module, name, old in swaps:
-            setattr(
-                module, name, torch.nn.Parameter(new[(id(module), name)], requires_grad=old.requires_grad)
-            )
+        for (module, name, value), (_, _, old) in zip(new, own, strict=True):
+            setattr(module, name, torch.nn.Parameter(value, requires_grad=old.requires_grad))
         yield model
     finally:
-        for module, name, old in swaps:
+        for module, name, old in own:
             setattr(module, name, old)
 
 
@@ -191,14 +190,8 @@ def bake(model, interventions):
                 head.weight = torch.nn.Parameter(head.weight.detach().clone())
                 baked.text_config.tie_word_embeddings = False
                 baked.config.tie_word_embeddings = False
-            emb = baked.embed.weight
-            for d in ablate:
-                emb.copy_(orthogonalize(emb.T, d).T)
-                for lin in _writers(baked):
-                    weight, bias = _ablated(lin.weight, lin.bias, d)
-                    lin.weight.copy_(weight)
-                    if bias is not None:
-                        lin.bias.copy_(bias)
+            for module, name, value in _ablated_weights(baked, ablate):
+                getattr(module, name).copy_(value)
         if add:
             baked.text_config.mlp_bias = True
             for i in range(baked.n_layers):
