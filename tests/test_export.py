@@ -155,3 +155,24 @@ def test_fold_refuses_what_it_cannot_fold(llama, tiny_vl):
     with pytest.raises(interp.InputError, match="vision-language"):
         with steer(tiny_vl, [AblateDirection(d)], fold=True):
             pass
+
+
+def test_generate_and_last_logits_fold_once_for_the_whole_call(llama, monkeypatch):
+    import importlib
+
+    bake_module = importlib.import_module("interp.export.bake")  # interp.export.bake is also the function
+
+    entered, original = [], bake_module.folded_ablation
+    monkeypatch.setattr(bake_module, "folded_ablation", lambda *a: (entered.append(1), original(*a))[1])
+    items = [AblateDirection(_dir(llama, 10) * 40), AddDirection(_dir(llama, 11), [1], 2.0)]
+    own = list(llama.model.parameters())
+    hooked = interp.steer.last_logits(llama, PROMPTS, interventions=items, batch_size=2)
+    folded = interp.steer.last_logits(llama, PROMPTS, interventions=items, batch_size=2, fold=True)
+    torch.testing.assert_close(folded, hooked, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(hooked, interp.steer.last_logits(llama, PROMPTS), atol=1e-3)
+    kw = dict(interventions=items, max_new_tokens=4, batch_size=2)
+    assert interp.steer.generate(llama, PROMPTS, fold=True, **kw) == interp.steer.generate(
+        llama, PROMPTS, **kw
+    )
+    assert all(p is q for p, q in zip(llama.model.parameters(), own, strict=True))  # its own weights back
+    assert len(entered) == 2  # one fold per call (last_logits, generate), not one per batch of 2

@@ -35,13 +35,10 @@ def edits_for(model, interventions) -> list:
 
 
 @contextmanager
-def steer(model, interventions, fold: bool = False):
-    """Register the interventions' hooks for the block; yields the :class:`interp.hooks.HookRun`.
-
-    ``fold=True`` folds each ``AblateDirection`` (``layers="all"``, ``positions="all"``) into the
-    weights for the block instead of hooking it (:func:`interp.export.bake.folded_ablation`: the same
-    edit with no per-token cost, for the memory of an edited copy of the stream's writers; text
-    models; the model's own weights are back on exit); the other interventions are hooked."""
+def folding(model, interventions, fold: bool):
+    """With ``fold``, each ``AblateDirection`` (``layers="all"``, ``positions="all"``) is folded into
+    the weights for the block (:func:`interp.export.bake.folded_ablation`); yields the interventions
+    left to hook (all of them without ``fold``)."""
     items = list(interventions)
     folded = [item for item in items if fold and isinstance(item, AblateDirection)]
     for item in folded:
@@ -56,8 +53,19 @@ def steer(model, interventions, fold: bool = False):
             from interp.export.bake import folded_ablation  # interp.export imports interp.steer
 
             stack.enter_context(folded_ablation(model, [item.direction for item in folded]))
-        rest = [item for item in items if not any(item is f for f in folded)]
-        yield stack.enter_context(model.hooks(edits=edits_for(model, rest)))
+        yield [item for item in items if not any(item is f for f in folded)]
+
+
+@contextmanager
+def steer(model, interventions, fold: bool = False):
+    """Register the interventions' hooks for the block; yields the :class:`interp.hooks.HookRun`.
+
+    ``fold=True`` folds each ``AblateDirection`` (``layers="all"``, ``positions="all"``) into the
+    weights for the block instead of hooking it (:func:`interp.export.bake.folded_ablation`: the same
+    edit with no per-token cost, for the memory of an edited copy of the stream's writers; text
+    models; the model's own weights are back on exit); the other interventions are hooked."""
+    with folding(model, interventions, fold) as rest, model.hooks(edits=edits_for(model, rest)) as run:
+        yield run
 
 
 def _batch_edits(model, interventions, prompts, images, per_input: bool = True) -> tuple[list, dict]:
@@ -95,28 +103,34 @@ def generate(
     max_new_tokens: int = 32,
     batch_size: int = 16,
     return_info: bool = False,
+    fold: bool = False,
 ):
     """Greedy answers, in prompt order, with the interventions applied (per-input ones prepared batch
     by batch; ``images`` may mix images and ``None``). ``return_info``: also each batch's record of
-    what a per-input intervention retrieved (with its ``rows`` when images were given)."""
+    what a per-input intervention retrieved (with its ``rows`` when images were given). ``fold``: as
+    in :func:`steer`, full ablations folded into the weights once for the whole call."""
     answers, infos = [None] * len(prompts), []
-    for rows, batch, edits, info in prepared_batches(model, prompts, images, interventions, batch_size):
-        with model.hooks(edits=edits):
-            for i, answer in zip(rows, model.generate(batch, max_new_tokens=max_new_tokens), strict=True):
+    with folding(model, interventions, fold) as rest:
+        for rows, batch, edits, info in prepared_batches(model, prompts, images, rest, batch_size):
+            with model.hooks(edits=edits):
+                new = model.generate(batch, max_new_tokens=max_new_tokens)
+            for i, answer in zip(rows, new, strict=True):
                 answers[i] = answer
-        infos.append(info)
+            infos.append(info)
     return (answers, infos) if return_info else answers
 
 
 def last_logits(
-    model, prompts: list[str], images=None, interventions=(), batch_size: int = 16
+    model, prompts: list[str], images=None, interventions=(), batch_size: int = 16, fold: bool = False
 ) -> torch.Tensor:
-    """Next-token logits [N, V] at the last prompt position, steered, in prompt order."""
+    """Next-token logits [N, V] at the last prompt position, steered, in prompt order (``fold``: as
+    in :func:`generate`)."""
     out, order = [], []
-    for rows, batch, edits, _ in prepared_batches(model, prompts, images, interventions, batch_size):
-        with model.hooks(edits=edits), torch.inference_mode():
-            out.append(model.next_token_logits(batch.inputs).float().cpu())
-        order += rows
+    with folding(model, interventions, fold) as rest:
+        for rows, batch, edits, _ in prepared_batches(model, prompts, images, rest, batch_size):
+            with model.hooks(edits=edits), torch.inference_mode():
+                out.append(model.next_token_logits(batch.inputs).float().cpu())
+            order += rows
     return in_prompt_order(torch.cat(out), order)
 
 
