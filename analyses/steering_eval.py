@@ -378,7 +378,8 @@ def describe_retrieval(vlm, window, sets, bank, max_new_tokens, gates: dict, alo
         "refusal_direction": {},
     }
     units = along.float() / along.float().norm(dim=-1, keepdim=True)
-    layers = sorted({gate.layer for gate in gates.values()})
+    # one capture of the text forms serves the refusal-direction comparison and every gate
+    read = sorted({*window, *(gate.layer for gate in gates.values())})
     for name in ("image_harmful", "image_harmless"):
         prompts, imgs = sets[name]
         caps = rg.captions(vlm, imgs)
@@ -389,7 +390,8 @@ def describe_retrieval(vlm, window, sets, bank, max_new_tokens, gates: dict, alo
             "refused": sorted({t for t, a in zip(texts, r.answers, strict=True) if is_refusal(a)}),
             "examples": r.examples[:3],
         }
-        text = interp.capture(vlm, texts, layers=window)["last"].float()  # [N, L, D]
+        text_read = interp.capture(vlm, texts, layers=read)["last"].float()  # [N, len(read), D]
+        text = text_read[:, [read.index(layer) for layer in window]]
         image = interp.capture(vlm, prompts, images=imgs, layers=window)["last"].float()
         gap = text - image
         cosine = (gap * units).sum(-1) / gap.norm(dim=-1).clamp(min=1e-6)
@@ -402,9 +404,8 @@ def describe_retrieval(vlm, window, sets, bank, max_new_tokens, gates: dict, alo
             }
             for j, layer in enumerate(window)
         }
-        last = interp.capture(vlm, texts, positions=["last"], layers=layers)["last"].float()
         for g, gate in gates.items():
-            fires, score = gate.fires(last[:, layers.index(gate.layer)])
+            fires, score = gate.fires(text_read[:, read.index(gate.layer)])
             out["gate_fires"][g][name] = {
                 "rate": float(fires.float().mean()),
                 "fired": sorted({t for t, f in zip(texts, fires.tolist(), strict=True) if f}),
