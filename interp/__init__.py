@@ -18,6 +18,7 @@ from interp.errors import (
 )
 from interp.hooks import Edit, attach
 from interp.inputs import Batch, encode
+from interp.intervals import Interval, bootstrap_interval
 from interp.models import ADAPTERS, HookedModel, ModelFingerprint, known_families, load_model, wrap
 
 __version__ = "0.1.0"
@@ -32,11 +33,13 @@ __all__ = [
     "FingerprintMismatchError",
     "HookedModel",
     "InputError",
+    "Interval",
     "InterpError",
     "LayerIndexError",
     "ModelFingerprint",
     "UnknownModelFamilyError",
     "attach",
+    "bootstrap_interval",
     "capture",
     "data",
     "encode",

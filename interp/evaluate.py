@@ -4,6 +4,7 @@
     >>> interp.evaluate.kl_next_token(model, harmless, [AddDirection(refusal, [12], 4.0)])
     >>> interp.evaluate.perplexity(model, text, interventions)
     >>> interp.evaluate.answer_perplexity(vlm, prompts, steered_answers, images=imgs)  # fluency
+    >>> interp.bootstrap_interval({"image": (r.refused, request_of_row)})  # how sure the rate is
 
 Two refusal judges: the substring rules of :func:`interp.organism.is_refusal` on a greedy answer
 (``rate``), and, probe-free, the next-token refusal log-odds at the end of the prompt
@@ -18,6 +19,8 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from interp.errors import InputError
 from interp.inputs import groups
@@ -34,6 +37,7 @@ class RefusalEval:
     examples: list = field(default_factory=list)
     answers: list[str] = field(default_factory=list, repr=False)  # every answer, in prompt order
     steered_rate: float | None = None  # share of the image rows a gated per-input intervention steered
+    refused: list[bool] = field(default_factory=list, repr=False)  # the substring judge, per prompt
 
     def to_dict(self) -> dict:
         return {
@@ -65,22 +69,37 @@ def refusal(
                 answers[i] = answer
         order += rows
     lo = refusal_logodds(in_prompt_order(torch.cat(logits), order), refusal_token_ids(model.tokenizer))
+    refused = [is_refusal(a) for a in answers]
     return RefusalEval(
-        rate=sum(map(is_refusal, answers)) / len(answers),
+        rate=sum(refused) / len(refused),
         logodds_rate=float((lo > 0).float().mean()),
         mean_logodds=float(lo.mean()),
         n=len(prompts),
         examples=[{"prompt": p, "answer": a} for p, a in list(zip(prompts, answers, strict=True))[:3]],
         answers=answers,
         steered_rate=sum(steered) / len(steered) if steered else None,
+        refused=refused,
     )
 
 
 def kl_next_token(model, prompts: list[str], interventions, images=None, batch_size: int = 16) -> float:
     """Mean KL(unsteered || steered) of the next-token distribution at the end of each prompt."""
+    return float(kl_per_prompt(model, prompts, interventions, images, batch_size).mean())
+
+
+def kl_per_prompt(
+    model, prompts: list[str], interventions, images=None, batch_size: int = 16
+) -> Float[Tensor, " n"]:
+    """KL(unsteered || steered) of the next-token distribution at the end of each prompt, in prompt order.
+
+    >>> kl = interp.evaluate.kl_per_prompt(model, harmless, [AddDirection(refusal, [12], 4.0)])
+    >>> interp.bootstrap_interval({"harmless": (kl, None)})
+    """
+    if not prompts:
+        raise InputError("kl_per_prompt() needs at least one prompt.")
     base = last_logits(model, prompts, images, (), batch_size).log_softmax(-1)
     steered = last_logits(model, prompts, images, interventions, batch_size).log_softmax(-1)
-    return float((base.exp() * (base - steered)).sum(-1).mean())
+    return (base.exp() * (base - steered)).sum(-1)
 
 
 def perplexity(model, text: str, interventions=()) -> float:

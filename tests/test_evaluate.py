@@ -16,6 +16,13 @@ def test_kl_perplexity_and_refusal(llama):
     add = [AddDirection(d, layers=[1], alpha=20.0)]
     assert interp.evaluate.kl_next_token(llama, prompts, []) == pytest.approx(0.0, abs=1e-6)
     assert interp.evaluate.kl_next_token(llama, prompts, add) > 1e-3
+    per = interp.evaluate.kl_per_prompt(llama, prompts, add)
+    assert per.shape == (2,) and (per > 0).all()
+    assert float(per.mean()) == pytest.approx(interp.evaluate.kl_next_token(llama, prompts, add), rel=1e-6)
+    # in prompt order: each prompt alone gives its own entry
+    assert float(per[1]) == pytest.approx(
+        float(interp.evaluate.kl_per_prompt(llama, prompts[1:], add)[0]), rel=1e-4
+    )
     text = "the quick brown fox jumps over the lazy dog"
     ids = llama.tokenizer(text, return_tensors="pt").input_ids
     with torch.inference_mode():
@@ -25,8 +32,13 @@ def test_kl_perplexity_and_refusal(llama):
     r = interp.evaluate.refusal(llama, prompts, max_new_tokens=4)
     assert r.n == 2 and 0.0 <= r.rate <= 1.0 and 0.0 <= r.logodds_rate <= 1.0
     assert set(r.to_dict()) >= {"rate", "logodds_rate", "mean_logodds", "n"}
+    from interp.organism import is_refusal
+
+    assert r.refused == [is_refusal(a) for a in r.answers] and r.rate == sum(r.refused) / 2
     with pytest.raises(InputError, match="at least one"):
         interp.evaluate.refusal(llama, [])
+    with pytest.raises(InputError, match="at least one"):
+        interp.evaluate.kl_per_prompt(llama, [], add)
 
 
 def test_refusal_reports_the_share_a_gated_retrieval_steered(tiny_vl):
