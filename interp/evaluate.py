@@ -4,7 +4,7 @@
     >>> interp.evaluate.kl_next_token(model, harmless, [AddDirection(refusal, [12], 4.0)])
     >>> interp.evaluate.perplexity(model, text, interventions)
     >>> interp.evaluate.answer_perplexity(vlm, prompts, steered_answers, images=imgs)  # fluency
-    >>> interp.bootstrap_interval({"image": (r.refused, request_of_row)})  # how sure the rate is
+    >>> r.interval(clusters=request_of_row)  # how sure the rate is (interp.bootstrap_interval)
 
 Two refusal judges: the substring rules of :func:`interp.organism.is_refusal` on a greedy answer
 (``rate``), and, probe-free, the next-token refusal log-odds at the end of the prompt
@@ -24,6 +24,7 @@ from torch import Tensor
 
 from interp.errors import InputError
 from interp.inputs import groups
+from interp.intervals import Interval, bootstrap_interval
 from interp.locate.directions import refusal_logodds, refusal_token_ids
 from interp.steer.apply import edits_for, in_prompt_order, last_logits, prepared_batches
 
@@ -38,6 +39,11 @@ class RefusalEval:
     answers: list[str] = field(default_factory=list, repr=False)  # every answer, in prompt order
     steered_rate: float | None = None  # share of the image rows a gated per-input intervention steered
     refused: list[bool] = field(default_factory=list, repr=False)  # the substring judge, per prompt
+
+    def interval(self, clusters: list | None = None, level: float = 0.95) -> Interval:
+        """95% cluster-bootstrap interval of ``rate`` (``clusters``: one label per prompt, e.g. the
+        request each rendering belongs to; None: every prompt its own)."""
+        return bootstrap_interval({"rows": ([float(x) for x in self.refused], clusters)}, level=level)
 
     def to_dict(self) -> dict:
         return {

@@ -35,6 +35,7 @@ def test_kl_perplexity_and_refusal(llama):
     from interp.organism import is_refusal
 
     assert r.refused == [is_refusal(a) for a in r.answers] and r.rate == sum(r.refused) / 2
+    assert r.interval().estimate == pytest.approx(r.rate) and r.interval(clusters=["a", "a"]).clusters == 1
     with pytest.raises(InputError, match="at least one"):
         interp.evaluate.refusal(llama, [])
     with pytest.raises(InputError, match="at least one"):
