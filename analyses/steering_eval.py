@@ -413,7 +413,7 @@ def main() -> None:
     fig = tradeoff(summary)
     fig.write_html(OUT / "tradeoff.html", include_plotlyjs="directory")
     try:
-        fig.write_image(OUT / "tradeoff.png", width=1300, height=560)
+        fig.write_image(OUT / "tradeoff.png", width=1300, height=600)
     except Exception as e:  # no kaleido/Chromium: the HTML is complete
         print(f"PNG export skipped: {e}", file=sys.stderr)
     for name, r in methods.items():
@@ -538,7 +538,8 @@ def tradeoff(summary: dict):
                 y=y,
                 name=name,
                 text=labels,
-                error_x=error_bars(sweep, "harmless_refusal", color),
+                # the paired rise's interval: what the goal line (baseline + 5 points) is about
+                error_x=error_bars(sweep, "over_refusal_rise", color),
                 error_y=error_bars(sweep, "image_harmful_refusal", color),
                 **style,
             ),
@@ -568,10 +569,12 @@ def tradeoff(summary: dict):
     fig.update_layout(
         title=(
             f"Steering {summary['model'].split(' (')[0]}: dotted = harmful text-form refusal, "
-            "dashed = goal limits (over-refusal +5 points, KL 0.1); bars = 95% cluster-bootstrap intervals"
+            "dashed = goal limits (over-refusal +5 points, KL 0.1)<br>bars = 95% cluster-bootstrap intervals "
+            "(over-refusal: of the rise, paired with the unsteered rows)"
         ),
         template="plotly_white",
         hovermode="closest",
+        margin={"t": 110},
     )
     return fig
 

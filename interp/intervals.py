@@ -10,7 +10,10 @@ the width reflects the number of independent requests, not of rows. Each part is
 own (stratified), and the statistic is ``sum(weight * row mean of the part)``; without weights the
 parts are pooled by their row counts. A paired difference (steered minus unsteered on the same
 rows) is the interval of the per-row differences. Percentile bootstrap: with few clusters (under
-about ten) it is known to be somewhat too narrow, so read a borderline verdict as undecided.
+about ten) it is known to be somewhat too narrow, so read a borderline verdict as undecided. A part
+whose rows are all equal (every request refused) resamples to one value, so its interval has no
+width: that means no variation was seen, not certainty (8 of 8 requests refused bound the rate only
+above 0.69, exact one-sided 95%).
 """
 
 from __future__ import annotations
