@@ -484,16 +484,18 @@ def describe_retrieval(vlm, window, sets, bank, max_new_tokens, gates: dict, alo
     return out
 
 
-def error_bars(sweep: list[dict], key: str, color: str) -> dict:
-    """Plotly error bars from each sweep entry's interval of ``key`` (none where it has none)."""
+def error_bars(sweep: list[dict], key: str, color: str, floor: float | None = None) -> dict:
+    """Plotly error bars from each sweep entry's interval of ``key`` (none where it has none);
+    ``floor`` clips the point and its interval from below, as a log axis needs."""
     if not all("intervals" in r for r in sweep):
         return {"visible": False}
+    clip = (lambda x: max(x, floor)) if floor is not None else (lambda x: x)
     iv = [r["intervals"][key] for r in sweep]
     return {
         "type": "data",
         "symmetric": False,
-        "array": [v["high"] - v["estimate"] for v in iv],
-        "arrayminus": [v["estimate"] - v["low"] for v in iv],
+        "array": [clip(v["high"]) - clip(v["estimate"]) for v in iv],
+        "arrayminus": [clip(v["estimate"]) - clip(v["low"]) for v in iv],
         "color": color,
         "thickness": 1,
         "width": 3,
@@ -553,6 +555,7 @@ def tradeoff(summary: dict):
                 name=name,
                 text=labels,
                 showlegend=False,
+                error_x=error_bars(sweep, "kl_harmless", color, floor=1e-3),
                 error_y=error_bars(sweep, "image_harmful_refusal", color),
                 **style,
             ),
@@ -564,7 +567,7 @@ def tradeoff(summary: dict):
     fig.add_vline(x=b["harmless_refusal"] + 0.05, line_dash="dash", line_color="grey", row=1, col=1)
     fig.add_vline(x=0.1, line_dash="dash", line_color="grey", row=1, col=2)
     fig.update_xaxes(title_text="refusal on harmless requests (image + text)", row=1, col=1)
-    fig.update_xaxes(title_text="KL(unsteered || steered), harmless, log", type="log", row=1, col=2)
+    fig.update_xaxes(title_text="KL(unsteered || steered), harmless, log (0 drawn at 0.001)", type="log", row=1, col=2)
     fig.update_yaxes(title_text="refusal on harmful image requests", row=1, col=1)
     fig.update_layout(
         title=(

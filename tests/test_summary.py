@@ -15,6 +15,10 @@ def test_summary_separates_a_planted_difference(llama):
     s = layer_summary(acts)
     assert s.heldout_accuracy[1] == 1.0 and s.diff_norm[1] > s.diff_norm[0]
     assert "best held-out separation at layer 1" in s.table()
+    assert s.heldout_interval[1] == (1.0, 1.0)  # every prompt right: nothing varies
+    lo, hi = s.heldout_interval[0]
+    assert lo <= s.heldout_accuracy[0] <= hi and hi - lo > 0.1  # 12 prompts: a wide interval
+    assert "95% interval" in s.table() and f"[{lo:.2f}, {hi:.2f}]" in s.table()
 
 
 def test_summary_needs_two_classes(llama):
