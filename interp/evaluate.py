@@ -26,7 +26,7 @@ from interp.errors import InputError
 from interp.inputs import groups
 from interp.intervals import Interval, bootstrap_interval
 from interp.locate.directions import refusal_logodds, refusal_token_ids
-from interp.steer.apply import edits_for, in_prompt_order, last_logits, prepared_batches
+from interp.steer.apply import edits_for, folding, in_prompt_order, last_logits, prepared_batches
 
 
 @dataclass
@@ -57,23 +57,31 @@ class RefusalEval:
 
 
 def refusal(
-    model, prompts: list[str], images=None, interventions=(), max_new_tokens: int = 32, batch_size: int = 16
+    model,
+    prompts: list[str],
+    images=None,
+    interventions=(),
+    max_new_tokens: int = 32,
+    batch_size: int = 16,
+    fold: bool = False,
 ) -> RefusalEval:
-    """Refusal rate of greedy answers (and the log-odds judge), with the interventions applied."""
+    """Refusal rate of greedy answers (and the log-odds judge), with the interventions applied
+    (``fold=True``: full ablations folded into the weights once for the call, as in ``steer``)."""
     from interp.organism import is_refusal
 
     if not prompts:
         raise InputError("refusal() needs at least one prompt.")
     answers, logits, steered, order = [None] * len(prompts), [], [], []
     # one preparation per batch serves both judges (a per-input intervention retrieves once)
-    for rows, batch, edits, info in prepared_batches(model, prompts, images, interventions, batch_size):
-        steered += info.get("steered", [])
-        with model.hooks(edits=edits):
-            with torch.inference_mode():
-                logits.append(model.next_token_logits(batch.inputs).float().cpu())
-            for i, answer in zip(rows, model.generate(batch, max_new_tokens=max_new_tokens), strict=True):
-                answers[i] = answer
-        order += rows
+    with folding(model, interventions, fold) as rest:
+        for rows, batch, edits, info in prepared_batches(model, prompts, images, rest, batch_size):
+            steered += info.get("steered", [])
+            with model.hooks(edits=edits):
+                with torch.inference_mode():
+                    logits.append(model.next_token_logits(batch.inputs).float().cpu())
+                for i, answer in zip(rows, model.generate(batch, max_new_tokens=max_new_tokens), strict=True):
+                    answers[i] = answer
+            order += rows
     lo = refusal_logodds(in_prompt_order(torch.cat(logits), order), refusal_token_ids(model.tokenizer))
     refused = [is_refusal(a) for a in answers]
     return RefusalEval(
@@ -88,13 +96,15 @@ def refusal(
     )
 
 
-def kl_next_token(model, prompts: list[str], interventions, images=None, batch_size: int = 16) -> float:
+def kl_next_token(
+    model, prompts: list[str], interventions, images=None, batch_size: int = 16, fold: bool = False
+) -> float:
     """Mean KL(unsteered || steered) of the next-token distribution at the end of each prompt."""
-    return float(kl_per_prompt(model, prompts, interventions, images, batch_size).mean())
+    return float(kl_per_prompt(model, prompts, interventions, images, batch_size, fold).mean())
 
 
 def kl_per_prompt(
-    model, prompts: list[str], interventions, images=None, batch_size: int = 16
+    model, prompts: list[str], interventions, images=None, batch_size: int = 16, fold: bool = False
 ) -> Float[Tensor, " n"]:
     """KL(unsteered || steered) of the next-token distribution at the end of each prompt, in prompt order.
 
@@ -104,17 +114,19 @@ def kl_per_prompt(
     if not prompts:
         raise InputError("kl_per_prompt() needs at least one prompt.")
     base = last_logits(model, prompts, images, (), batch_size).log_softmax(-1)
-    steered = last_logits(model, prompts, images, interventions, batch_size).log_softmax(-1)
+    steered = last_logits(model, prompts, images, interventions, batch_size, fold).log_softmax(-1)
     return (base.exp() * (base - steered)).sum(-1)
 
 
-def perplexity(model, text: str, interventions=()) -> float:
-    """Perplexity of ``text`` (no chat template) with constant interventions applied at every position."""
+def perplexity(model, text: str, interventions=(), fold: bool = False) -> float:
+    """Perplexity of ``text`` (no chat template) with constant interventions applied at every position
+    (``fold``: as in ``steer``)."""
     ids = model.tokenizer(text, return_tensors="pt").input_ids.to(model.device)
     if ids.shape[1] < 2:
         raise InputError("perplexity needs a text of at least two tokens.")
-    with model.hooks(edits=edits_for(model, interventions)), torch.inference_mode():
-        loss = model.model(input_ids=ids, labels=ids).loss
+    with folding(model, interventions, fold) as rest:
+        with model.hooks(edits=edits_for(model, rest)), torch.inference_mode():
+            loss = model.model(input_ids=ids, labels=ids).loss
     return math.exp(loss.item())
 
 

@@ -103,3 +103,38 @@ def test_answer_perplexity_scores_answers_under_the_unsteered_model(llama, tiny_
         interp.evaluate.answer_perplexity(llama, prompts, answers[:1])
     with pytest.raises(InputError, match="only empty"):
         interp.evaluate.answer_perplexity(llama, prompts, ["", ""])
+
+
+def test_evaluate_folds_full_ablations_once_per_call_with_the_hooks_numbers(llama, monkeypatch):
+    import importlib
+
+    from interp.steer import AblateDirection
+
+    bake_module = importlib.import_module("interp.export.bake")  # interp.export.bake is also the function
+    entered, original = [], bake_module.folded_ablation
+    monkeypatch.setattr(bake_module, "folded_ablation", lambda *a: (entered.append(1), original(*a))[1])
+    gen = torch.Generator().manual_seed(3)
+    items = [AblateDirection(torch.randn(llama.d_model, generator=gen) * 40)]
+    prompts = ["hello there", "tell me a story", "what is a cat"]
+    own = list(llama.model.parameters())
+    kl = interp.evaluate.kl_per_prompt(llama, prompts, items, batch_size=2)
+    assert (kl > 1e-4).all()  # the ablation changes the model
+    torch.testing.assert_close(
+        interp.evaluate.kl_per_prompt(llama, prompts, items, batch_size=2, fold=True),
+        kl,
+        rtol=1e-3,
+        atol=1e-5,
+    )
+    hooked = interp.evaluate.refusal(llama, prompts, interventions=items, max_new_tokens=4, batch_size=2)
+    folded = interp.evaluate.refusal(
+        llama, prompts, interventions=items, max_new_tokens=4, batch_size=2, fold=True
+    )
+    assert folded.answers == hooked.answers and folded.mean_logodds == pytest.approx(
+        hooked.mean_logodds, abs=1e-3
+    )
+    text = "the quick brown fox jumps over the lazy dog"
+    assert interp.evaluate.perplexity(llama, text, items, fold=True) == pytest.approx(
+        interp.evaluate.perplexity(llama, text, items), rel=1e-4
+    )
+    assert all(p is q for p, q in zip(llama.model.parameters(), own, strict=True))  # its own weights back
+    assert len(entered) == 3  # one fold per call (kl, refusal, perplexity), not one per batch of 2
