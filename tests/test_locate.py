@@ -209,3 +209,55 @@ def test_attribution_on_the_suffix_equals_the_whole_prompt(llama, tiny_vl, image
     vl_part = attribution_patch(tiny_vl, clean[:2], corrupt[:2], **kw)
     assert vl_part.metadata["backward"] == "suffix tokens only"
     torch.testing.assert_close(vl_part.raw, vl_whole.raw, rtol=1e-4, atol=1e-4)
+
+
+def test_exact_patching_keeps_each_pair_and_resamples_exactly(llama):
+    from interp.locate.patching import attribution_patch, patch_residual
+
+    clean = ["how do i build it", "tell me how to do it", "what is the worst", "say it", "do it now"]
+    corrupt = ["hello there friend", "what a nice day", "tell me a story", "hi", "good morning"]
+    kw = dict(positions=["last", -2], batch_size=2)  # uneven batches: each pair must land at its index
+    loop = patch_residual(llama, clean, corrupt, mode="loop", **kw)
+    assert loop.pairs.shape == (llama.n_layers, 2, 5)
+    for m in (
+        patch_residual(llama, clean, corrupt, **kw),
+        patch_residual(llama, clean, corrupt, mode="replay", **kw),
+    ):
+        torch.testing.assert_close(m.pairs, loop.pairs, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(m.raw, m.pairs.mean(-1))
+    same = loop.resampled(torch.arange(5))
+    torch.testing.assert_close(same.effect, loop.effect, rtol=1e-5, atol=1e-5)
+    # all draws of one pair: the map of that pair alone (each pair patched with its own clean state)
+    third = patch_residual(llama, clean[2:3], corrupt[2:3], mode="loop", positions=["last", -2])
+    only = loop.resampled(torch.full((5,), 2))
+    torch.testing.assert_close(only.raw, third.raw, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(only.effect, third.effect, rtol=1e-3, atol=1e-3)
+    assert only.clean_metric == pytest.approx(third.clean_metric, abs=1e-4)
+    with pytest.raises(InputError, match="per-pair"):
+        attribution_patch(llama, clean, corrupt, positions=["last"]).resampled(torch.arange(5))
+
+
+def test_selection_stability_counts_what_the_rule_picks_over_resamples(llama):
+    from interp.locate import selection_stability, windows
+    from interp.locate.patching import attribution_patch, patch_components
+
+    clean = ["how do i build it", "tell me how to do it", "what is the worst", "say it", "do it now", "go"]
+    corrupt = ["hello there friend", "what a nice day", "tell me a story", "hi", "good morning", "stop"]
+    maps = patch_components(llama, clean, corrupt, positions=["last"])
+    fixed = selection_stability(maps, lambda ms: [1, 2], resamples=50)
+    assert fixed.selected == [1, 2] and fixed.same_selection == 1.0 and fixed.n_pairs == 6
+    assert fixed.frequency == [1.0 if layer in (1, 2) else 0.0 for layer in fixed.layers]
+
+    def top(ms):  # the layer with the largest MLP effect: moves with the pairs drawn
+        return windows.top_window(ms["mlp"].profile().scores, 0.999, ms["mlp"].layers)
+
+    s = selection_stability(maps, top, resamples=200, seed=1)
+    assert s.selected == top(maps)
+    assert 0.0 < s.same_selection <= 1.0 and all(0.0 <= f <= 1.0 for f in s.frequency)
+    assert s.frequency[s.layers.index(s.selected[0])] >= s.same_selection
+    assert s == selection_stability(maps, top, resamples=200, seed=1)  # seeded
+    with pytest.raises(InputError, match="per-pair"):
+        selection_stability({"a": attribution_patch(llama, clean, corrupt, positions=["last"])}, top)
+    other = patch_components(llama, clean[:3], corrupt[:3], sites=("mlp",), positions=["last"])
+    with pytest.raises(InputError, match="same prompt pairs"):
+        selection_stability({"attn": maps["attn"], "mlp": other["mlp"]}, top)

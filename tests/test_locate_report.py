@@ -53,6 +53,12 @@ def test_report_runs_every_method_and_saves(report, tmp_path, tiny_vl):
     assert all(0 <= layer < tiny_vl.n_layers for layer in report.safety_layers)
     for entry in report.localized.values():
         assert "planted_overlap" in entry
+    stab = report.localized["patch_components"]["stability"]  # the pairs resampled, the rule re-applied
+    assert stab["selected"] == report.safety_layers and stab["n_pairs"] == len(HARMFUL)
+    assert stab["resamples"] == 1000 and 0.0 <= stab["same_selection"] <= 1.0
+    assert (
+        report.localized["patch_resid"]["stability"]["selected"] == report.localized["patch_resid"]["layers"]
+    )
     out = report.save(tmp_path / "locate", png=False)
     data = json.loads((out / "report.json").read_text())
     assert data["safety_layers"] == report.safety_layers
@@ -60,7 +66,9 @@ def test_report_runs_every_method_and_saves(report, tmp_path, tiny_vl):
         assert len(data["methods"][name]["scores"]) == tiny_vl.n_layers
     assert data["png"].startswith("skipped")
     md = (out / "report.md").read_text()
-    assert "Located safety layers" in md and "Text vs image" in md
+    assert (
+        "Located safety layers" in md and "Text vs image" in md and "How stable the patching selections" in md
+    )
     assert (out / "overview.html").exists() and (out / "map_mlp.html").exists()
     assert (out / "plotly.min.js").exists()  # figures open offline
 

@@ -29,6 +29,7 @@ from interp.locate.probes import probe_layers, probe_transfer
 from interp.locate.profile import LayerProfile, figure
 from interp.locate.report import LocateData, LocateReport, run
 from interp.locate.similarity import cross_modal_cosine, logit_lens_refusal, safety_gap
+from interp.locate.stability import SelectionStability, selection_stability
 
 __all__ = [
     "Directions",
@@ -37,6 +38,7 @@ __all__ = [
     "LocateReport",
     "PatchingMap",
     "Selection",
+    "SelectionStability",
     "attribution_patch",
     "cross_modal_cosine",
     "figure",
@@ -54,5 +56,6 @@ __all__ = [
     "run",
     "safety_gap",
     "select_direction",
+    "selection_stability",
     "windows",
 ]

@@ -1,7 +1,7 @@
 """Patching that recomputes only what a patch can change: the tokens from the patched position on,
 against the unpatched run's KV cache, and the layers from the patched one on.
 
-    >>> raw, corrupt_metrics, forwards = kv_resume(model, corrupt, None, states, specs, layers, "resid", 16, ids)
+    >>> pairs, corrupt_metrics, forwards = kv_resume(model, corrupt, None, states, specs, layers, "resid", 16, ids)
     >>> start = suffix_start(model, batch, specs)     # where a suffix-only run may begin, or None
 
 Causal attention means a change at position ``q`` cannot reach any position before ``q``; a change at
@@ -85,11 +85,12 @@ def kv_resume(model, corrupt, corrupt_images, states, specs, layer_ids, site, ba
     any layer before ``L``; so one corrupt forward keeps its KV cache and every layer's output, and each
     (layer, position) job feeds the ``T - q`` suffix tokens through layers ``L..`` with the cache cut
     back to ``q`` (layers up to the patched one replay their cached outputs). With ``"last"`` that is one
-    token per job instead of the whole prompt. Returns ``(raw sums, corrupt metrics, forwards)``, or
+    token per job instead of the whole prompt. Returns ``(per-pair metrics [L, P, N], corrupt metrics,
+    forwards)``, or
     None where this does not apply (positions at different columns across rows, image tokens in the
     suffix, a cache that cannot be cut back): the caller then uses the packed replay instead.
     """
-    raw = torch.zeros(len(layer_ids), len(specs))
+    pairs = torch.zeros(len(layer_ids), len(specs), len(corrupt))
     corrupt_m, forwards = [], 0
     last = max(layer_ids)
     for i, chunk, imgs in chunks(corrupt, corrupt_images, batch_size):
@@ -117,7 +118,7 @@ def kv_resume(model, corrupt, corrupt_images, states, specs, layer_ids, site, ba
                 )
                 with model.hooks(edits=[edit], replay=replay, replay_tuple=as_tuple), torch.inference_mode():
                     logits = continue_logits(model, batch, q, cache)
-                raw[li, pi] += refusal_logodds(logits, token_ids).sum().item()
+                pairs[li, pi, i : i + b] = refusal_logodds(logits, token_ids).float().cpu()
                 forwards += 1
         del cache, cached
-    return raw, corrupt_m, forwards
+    return pairs, corrupt_m, forwards

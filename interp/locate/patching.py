@@ -36,7 +36,7 @@ corrupt forward + backward: effect ~ (h_clean - h_corrupt) . d metric / d h_corr
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from jaxtyping import Float
@@ -66,6 +66,34 @@ class PatchingMap:
     forwards: int = 0
     seconds: float = 0.0
     metadata: dict = field(default_factory=dict)
+    # exact patching keeps each pair's numbers, so the map can be recomputed on a resample of pairs
+    pairs: Float[Tensor, "L P N"] | None = field(default=None, repr=False)  # patched metric per pair
+    clean_pairs: Float[Tensor, " N"] | None = field(default=None, repr=False)
+    corrupt_pairs: Float[Tensor, " N"] | None = field(default=None, repr=False)
+
+    def resampled(self, idx: Tensor) -> PatchingMap:
+        """The same map computed on the pairs ``idx`` (with repeats: a bootstrap resample).
+
+        >>> idx = torch.randint(len(m.clean_pairs), (len(m.clean_pairs),))
+        >>> m.resampled(idx).profile().scores
+        """
+        if self.pairs is None or self.clean_pairs is None or self.corrupt_pairs is None:
+            raise InputError(
+                f"{self.method} keeps no per-pair numbers (attribution patching estimates only the means); "
+                "resample an exact map (patch_activations / patch_components)."
+            )
+        raw = self.pairs[..., idx].mean(-1)
+        m_clean, m_corrupt = float(self.clean_pairs[idx].mean()), float(self.corrupt_pairs[idx].mean())
+        return replace(
+            self,
+            effect=_normalized(raw, m_clean, m_corrupt),
+            raw=raw,
+            clean_metric=m_clean,
+            corrupt_metric=m_corrupt,
+            pairs=None,
+            clean_pairs=None,
+            corrupt_pairs=None,
+        )
 
     def profile(self, position: str | None = None) -> LayerProfile:
         """Per-layer scores at one position (default: the max over positions per layer)."""
@@ -191,7 +219,7 @@ def _batched(
     max_rows,
     batch_size,
     token_ids,
-    raw,
+    pairs,
     corrupt_m,
 ) -> int:
     """Patched copies of each corrupt batch, several per forward, each resuming from cached states.
@@ -201,7 +229,7 @@ def _batched(
     layers before a group's first patched layer are replayed from the cache instead of computed, so
     a full sweep computes about half the layers of one-forward-per-layer. A copy patched at a later
     layer than the group's first computes its unpatched layers again, which gives the cached values.
-    Returns the number of forwards run; adds each job's metric sum into ``raw``.
+    Returns the number of forwards run; writes each job's per-pair metrics into ``pairs`` [L, P, N].
     """
     forwards = 0
     last = max(layer_ids)
@@ -235,7 +263,7 @@ def _batched(
             forwards += 1
             m = refusal_logodds(logits, token_ids).view(g, b)
             for c, (li, pi) in enumerate(group):
-                raw[li, pi] += m[c].sum().item()
+                pairs[li, pi, i : i + b] = m[c].float().cpu()
     return forwards
 
 
@@ -284,7 +312,7 @@ def patch_activations(
     states, clean_m = _clean_pass(model, clean, clean_images, specs, layer_ids, site, batch_size, token_ids)
     n = len(corrupt)
     jobs = [(li, pi) for li in range(len(layer_ids)) for pi in range(len(specs))]
-    raw = torch.zeros(len(layer_ids), len(specs))
+    pairs = torch.zeros(len(layer_ids), len(specs), n)
     corrupt_m, forwards, strategy = [], 1, mode
     if mode == "loop":  # the usual implementation: one full patched forward per (layer, position) and batch
         batches = [
@@ -293,22 +321,19 @@ def patch_activations(
         corrupt_m += [_metric(model, batch, token_ids=token_ids) for _, batch in batches]
         forwards += 1
         for li, pi in jobs:
-            total = 0.0
             for i, batch in batches:
                 value = states[specs[pi].name][i : i + batch_size, li]
                 edit = Edit.replace(value, layers=[layer_ids[li]], positions=[specs[pi]], site=site)
-                total += _metric(model, batch, [edit], token_ids).sum().item()
+                pairs[li, pi, i : i + len(batch)] = _metric(model, batch, [edit], token_ids).float().cpu()
             forwards += 1
-            raw[li, pi] = total / n
     elif mode == "batched" and (
         resumed := kv_resume(
             model, corrupt, corrupt_images, states, specs, layer_ids, site, batch_size, token_ids
         )
     ):
         strategy = "kv_resume"
-        raw, corrupt_m, more = resumed
+        pairs, corrupt_m, more = resumed
         forwards += more
-        raw /= n
     else:
         strategy = "replay_pack"
         forwards += _batched(
@@ -322,10 +347,10 @@ def patch_activations(
             max_rows,
             batch_size,
             token_ids,
-            raw,
+            pairs,
             corrupt_m,
         )
-        raw /= n
+    raw = pairs.mean(-1)
     m_clean, m_corrupt = clean_m.mean().item(), torch.cat(corrupt_m).mean().item()
     effect = _normalized(raw, m_clean, m_corrupt)
     return PatchingMap(
@@ -347,6 +372,9 @@ def patch_activations(
             "strategy": strategy,
             "degenerate": abs(m_clean - m_corrupt) <= 1e-6,
         },
+        pairs=pairs,
+        clean_pairs=clean_m.float().cpu(),
+        corrupt_pairs=torch.cat(corrupt_m).float().cpu(),
     )
 
 

@@ -40,6 +40,7 @@ from interp.locate.patching import PatchingMap, attribution_patch, patch_activat
 from interp.locate.probes import probe_layers, probe_transfer
 from interp.locate.profile import LayerProfile, figure
 from interp.locate.similarity import cross_modal_cosine, logit_lens_refusal, safety_gap
+from interp.locate.stability import selection_stability
 
 FORMAT = 1
 
@@ -266,6 +267,9 @@ def run(
         seconds[step] = round(time.perf_counter() - t0, 1)
     bar.close()
     localized = _localize(profiles, findings, layers)
+    if all(site in maps for site in ("resid", "attn", "mlp")):
+        for name, stab in _stability(maps, layers).items():
+            localized[name]["stability"] = stab.to_dict()
     safety = localized["patch_components"]["layers"]
     if planted:
         for entry in localized.values():
@@ -333,6 +337,25 @@ def _components(attn: LayerProfile, mlp: LayerProfile) -> LayerProfile:
         model=attn.model,
         metadata={"attn": attn.scores, "mlp": mlp.scores},
     )
+
+
+def _stability(maps: dict, layers: list[int]) -> dict:
+    """How often the two patching rules pick each layer over 1000 resamples of the prompt pairs."""
+
+    def components(ms):
+        return windows.top_window(_components(ms["attn"].profile(), ms["mlp"].profile()).scores, 0.5, layers)
+
+    def resid(ms):
+        return windows.rise_window(ms["resid"].profile().scores, layers=layers)
+
+    return {
+        "patch_components": selection_stability(
+            {"attn": maps["attn"], "mlp": maps["mlp"]}, components, rule="attention + MLP effect >= 0.5 x max"
+        ),
+        "patch_resid": selection_stability(
+            {"resid": maps["resid"]}, resid, rule="residual effect 0.1 -> 0.9"
+        ),
+    }
 
 
 def _localize(profiles: dict, findings: dict, layers: list[int]) -> dict:

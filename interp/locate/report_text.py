@@ -66,6 +66,23 @@ def markdown(report) -> str:
             ov = entry.get("planted_overlap", {})
             row += f" | {_fmt(ov.get('precision'))} / {_fmt(ov.get('recall'))}"
         lines.append(row + " |")
+    stable = [(name, e["stability"]) for name, e in r.localized.items() if "stability" in e]
+    if stable:
+        lines += [
+            "",
+            "How stable the patching selections are (the prompt pairs resampled, the rule re-applied):",
+            "",
+        ]
+        for name, s in stable:
+            shown = ", ".join(
+                f"{layer} {fr:.2f}"
+                for layer, fr in zip(s["layers"], s["frequency"], strict=True)
+                if fr >= 0.05
+            )
+            lines.append(
+                f"- {name}: share of {s['resamples']} resamples of the {s['n_pairs']} pairs that select each "
+                f"layer: {shown or 'none above 0.05'}; exactly the same layers: {s['same_selection']:.2f}."
+            )
     lines += [
         "",
         f"- Refusal log-odds, harmful minus harmless prompts (the patching metric's range): "
