@@ -43,7 +43,7 @@ class RefusalEval:
     def interval(self, clusters: list | None = None, level: float = 0.95) -> Interval:
         """95% cluster-bootstrap interval of ``rate`` (``clusters``: one label per prompt, e.g. the
         request each rendering belongs to; None: every prompt its own)."""
-        return bootstrap_interval({"rows": ([float(x) for x in self.refused], clusters)}, level=level)
+        return bootstrap_interval({"rows": (self.refused, clusters)}, level=level)
 
     def to_dict(self) -> dict:
         return {

@@ -339,35 +339,43 @@ def _components(attn: LayerProfile, mlp: LayerProfile) -> LayerProfile:
     )
 
 
+# the two patching rules, shared by the selection itself and its stability under resampled pairs
+COMPONENT_RULE = "attention + MLP patching effect >= 0.5 x its maximum"
+RESID_RULE = "residual patching effect (last positions) rises from 0.1 to 0.9"
+
+
+def _component_window(components: LayerProfile, layers: list[int]) -> list[int]:
+    return windows.top_window(components.scores, 0.5, layers)
+
+
+def _resid_window(resid: LayerProfile, layers: list[int]) -> list[int]:
+    return windows.rise_window(resid.scores, layers=layers)
+
+
 def _stability(maps: dict, layers: list[int]) -> dict:
     """How often the two patching rules pick each layer over 1000 resamples of the prompt pairs."""
 
     def components(ms):
-        return windows.top_window(_components(ms["attn"].profile(), ms["mlp"].profile()).scores, 0.5, layers)
+        return _component_window(_components(ms["attn"].profile(), ms["mlp"].profile()), layers)
 
     def resid(ms):
-        return windows.rise_window(ms["resid"].profile().scores, layers=layers)
+        return _resid_window(ms["resid"].profile(), layers)
 
     return {
         "patch_components": selection_stability(
-            {"attn": maps["attn"], "mlp": maps["mlp"]}, components, rule="attention + MLP effect >= 0.5 x max"
+            {"attn": maps["attn"], "mlp": maps["mlp"]}, components, rule=COMPONENT_RULE
         ),
-        "patch_resid": selection_stability(
-            {"resid": maps["resid"]}, resid, rule="residual effect 0.1 -> 0.9"
-        ),
+        "patch_resid": selection_stability({"resid": maps["resid"]}, resid, rule=RESID_RULE),
     }
 
 
 def _localize(profiles: dict, findings: dict, layers: list[int]) -> dict:
     out = {
         "patch_components": {
-            "layers": windows.top_window(profiles["patch_components"].scores, 0.5, layers),
-            "rule": "attention + MLP patching effect >= 0.5 x its maximum",
+            "layers": _component_window(profiles["patch_components"], layers),
+            "rule": COMPONENT_RULE,
         },
-        "patch_resid": {
-            "layers": windows.rise_window(profiles["patch_resid"].scores, layers=layers),
-            "rule": "residual patching effect (last positions) rises from 0.1 to 0.9",
-        },
+        "patch_resid": {"layers": _resid_window(profiles["patch_resid"], layers), "rule": RESID_RULE},
         "attribution": {
             "layers": windows.rise_window(profiles["attribution"].scores, layers=layers),
             "rule": "attribution estimate rises from 0.1 to 0.9",
