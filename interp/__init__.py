@@ -8,6 +8,7 @@
 from interp import data, evaluate, export, locate, steer
 from interp.activations import Activations
 from interp.capture import ActivationShards, capture
+from interp.crossfit import CrossFit, cross_fit
 from interp.errors import (
     CorruptFileError,
     FingerprintMismatchError,
@@ -29,6 +30,7 @@ __all__ = [
     "Activations",
     "Batch",
     "CorruptFileError",
+    "CrossFit",
     "Edit",
     "FingerprintMismatchError",
     "HookedModel",
@@ -41,6 +43,7 @@ __all__ = [
     "attach",
     "bootstrap_interval",
     "capture",
+    "cross_fit",
     "data",
     "encode",
     "evaluate",
