@@ -34,3 +34,35 @@ def test_the_committed_summary_is_what_its_rows_give():
     assert again["selection_check"] == summary["selection_check"]
     for name, check in summary["selection_check"]["methods"].items():
         assert check["alpha_in_sample"] == summary["methods"][name]["alpha"]
+
+
+def test_the_fresh_requests_are_new_and_matched():
+    import steering_confirm as sc
+
+    from interp.organism.render import BY_NAME, HELD_OUT_SEED
+
+    assert set(sc.FRESH) == set(BY_NAME)
+    used = {form for o in BY_NAME.values() for pair in o.requests for form in pair}
+    for name, pairs in sc.FRESH.items():
+        obj = BY_NAME[name]
+        assert len(pairs) == 2
+        for text_form, image_form in pairs:
+            assert text_form not in used and image_form not in used
+            assert any(n in text_form.lower() for n in (*obj.names(), obj.caption.split()[-1]))
+            assert not any(n in image_form.lower() for n in obj.names())
+    assert min(sc.SEEDS) >= HELD_OUT_SEED + 3  # steering_eval's evaluation renderings are 10000-10002
+
+
+@pytest.mark.skipif(not (SUMMARY.parent / "confirm.json").exists(), reason="no committed confirmation")
+def test_the_committed_confirmation_is_what_its_rows_give():
+    import steering_confirm as sc
+
+    confirm = json.loads((SUMMARY.parent / "confirm.json").read_text())
+    again = copy.deepcopy(confirm)
+    sc.derive(again, json.loads(SUMMARY.read_text()))
+    assert again == confirm
+    assert set(confirm["settings"]) == {
+        "none",
+        *(f"retrieval_gated@{a}" for a in sc.GATED_ALPHAS),
+        *sc.CHOSEN,
+    }
