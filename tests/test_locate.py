@@ -212,7 +212,7 @@ def test_attribution_on_the_suffix_equals_the_whole_prompt(llama, tiny_vl, image
 
 
 def test_exact_patching_keeps_each_pair_and_resamples_exactly(llama):
-    from interp.locate.patching import attribution_patch, patch_residual
+    from interp.locate.patching import patch_residual
 
     clean = ["how do i build it", "tell me how to do it", "what is the worst", "say it", "do it now"]
     corrupt = ["hello there friend", "what a nice day", "tell me a story", "hi", "good morning"]
@@ -234,7 +234,26 @@ def test_exact_patching_keeps_each_pair_and_resamples_exactly(llama):
     torch.testing.assert_close(only.effect, third.effect, rtol=1e-3, atol=1e-3)
     assert only.clean_metric == pytest.approx(third.clean_metric, abs=1e-4)
     with pytest.raises(InputError, match="per-pair"):
-        attribution_patch(llama, clean, corrupt, positions=["last"]).resampled(torch.arange(5))
+        only.resampled(torch.arange(5))
+
+
+def test_attribution_keeps_each_pairs_estimate(llama):
+    from interp.locate.patching import attribution_patch
+
+    clean = ["how do i build it", "tell me how to do it", "what is the worst", "say it", "do it now"]
+    corrupt = ["hello there friend", "what a nice day", "tell me a story", "hi", "good morning"]
+    kw = dict(positions=["last", -2], batch_size=2)
+    attr = attribution_patch(llama, clean, corrupt, **kw)
+    assert attr.pairs.shape == (llama.n_layers, 2, 5)
+    torch.testing.assert_close(attr.raw, attr.pairs.mean(-1))
+    assert attr.corrupt_metric == pytest.approx(float(attr.corrupt_pairs.mean()), abs=1e-6)
+    # a pair's estimate in a batch is the estimate of that pair attributed alone (rows do not mix)
+    for k in (1, 4):
+        alone = attribution_patch(llama, clean[k : k + 1], corrupt[k : k + 1], **kw)
+        torch.testing.assert_close(attr.pairs[..., k], alone.raw, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            attr.resampled(torch.full((5,), k)).effect, alone.effect, rtol=1e-3, atol=1e-3
+        )
 
 
 def test_selection_stability_counts_what_the_rule_picks_over_resamples(llama):
@@ -256,8 +275,10 @@ def test_selection_stability_counts_what_the_rule_picks_over_resamples(llama):
     assert 0.0 < s.same_selection <= 1.0 and all(0.0 <= f <= 1.0 for f in s.frequency)
     assert s.frequency[s.layers.index(s.selected[0])] >= s.same_selection
     assert s == selection_stability(maps, top, resamples=200, seed=1)  # seeded
+    attr = selection_stability({"mlp": attribution_patch(llama, clean, corrupt, positions=["last"])}, top, 50)
+    assert attr.n_pairs == 6 and sum(attr.frequency) == pytest.approx(1.0)  # one layer per resample
     with pytest.raises(InputError, match="per-pair"):
-        selection_stability({"a": attribution_patch(llama, clean, corrupt, positions=["last"])}, top)
+        selection_stability({"mlp": maps["mlp"].resampled(torch.arange(6))}, top)
     other = patch_components(llama, clean[:3], corrupt[:3], sites=("mlp",), positions=["last"])
     with pytest.raises(InputError, match="same prompt pairs"):
         selection_stability({"attn": maps["attn"], "mlp": other["mlp"]}, top)

@@ -56,9 +56,11 @@ def test_report_runs_every_method_and_saves(report, tmp_path, tiny_vl):
     stab = report.localized["patch_components"]["stability"]  # the pairs resampled, the rule re-applied
     assert stab["selected"] == report.safety_layers and stab["n_pairs"] == len(HARMFUL)
     assert stab["resamples"] == 1000 and 0.0 <= stab["same_selection"] <= 1.0
-    assert (
-        report.localized["patch_resid"]["stability"]["selected"] == report.localized["patch_resid"]["layers"]
-    )
+    for name in ("patch_resid", "attribution", "patch_text_to_image"):  # every patching rule, its own pairs
+        assert report.localized[name]["stability"]["selected"] == report.localized[name]["layers"]
+        assert report.localized[name]["stability"]["rule"] == report.localized[name]["rule"]
+    pairs = report.localized["patch_text_to_image"]["stability"]["n_pairs"]
+    assert pairs == report.maps["text_to_image"].pairs.shape[-1]
     out = report.save(tmp_path / "locate", png=False)
     data = json.loads((out / "report.json").read_text())
     assert data["safety_layers"] == report.safety_layers

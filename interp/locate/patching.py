@@ -66,7 +66,8 @@ class PatchingMap:
     forwards: int = 0
     seconds: float = 0.0
     metadata: dict = field(default_factory=dict)
-    # exact patching keeps each pair's numbers, so the map can be recomputed on a resample of pairs
+    # each pair's numbers (exact, or attribution's per-pair estimates), so the map can be recomputed on
+    # a resample of pairs; a resampled map keeps none
     pairs: Float[Tensor, "L P N"] | None = field(default=None, repr=False)  # patched metric per pair
     clean_pairs: Float[Tensor, " N"] | None = field(default=None, repr=False)
     corrupt_pairs: Float[Tensor, " N"] | None = field(default=None, repr=False)
@@ -79,8 +80,8 @@ class PatchingMap:
         """
         if self.pairs is None or self.clean_pairs is None or self.corrupt_pairs is None:
             raise InputError(
-                f"{self.method} keeps no per-pair numbers (attribution patching estimates only the means); "
-                "resample an exact map (patch_activations / patch_components)."
+                f"this {self.method} map keeps no per-pair numbers (a resampled map, or one built by hand); "
+                "resample the map patching returned."
             )
         raw = self.pairs[..., idx].mean(-1)
         m_clean, m_corrupt = float(self.clean_pairs[idx].mean()), float(self.corrupt_pairs[idx].mean())
@@ -408,7 +409,7 @@ def attribution_patch(
         model, clean, clean_images, specs, layer_ids, "resid", batch_size, token_ids
     )
     n = len(corrupt)
-    est = torch.zeros(len(layer_ids), len(specs))
+    pairs = torch.zeros(len(layer_ids), len(specs), n)  # estimated patched metric per pair
     corrupt_m, forwards = [], 1  # the clean pass above
     suffix_runs = 0
     for i, chunk, imgs in chunks(corrupt, corrupt_images, batch_size):
@@ -433,17 +434,21 @@ def attribution_patch(
             m = refusal_logodds(logits, token_ids)
             kept = [run.kept[layer] for layer in layer_ids]
             grads = torch.autograd.grad(m.sum(), kept)
-        corrupt_m.append(m.detach().float().cpu())
+        m = m.detach().float().cpu()
+        corrupt_m.append(m)
         t = batch.input_ids.shape[1]
         offset = start or 0
         for li, (h, g) in enumerate(zip(kept, grads, strict=True)):
             for pi, spec in enumerate(specs):
                 col = (t - 1 if spec.kind == "last" else t + spec.index) - offset
                 diff = states[spec.name][i : i + len(batch), li].to(h.device) - h[:, col].detach().float()
-                est[li, pi] += (diff * g[:, col].float()).sum().item()
+                # rows do not interact, so the gradient of the batch's summed metric at a row is that
+                # row's own gradient: each pair's first-order estimate of its patched metric
+                pairs[li, pi, i : i + len(batch)] = m + (diff * g[:, col].float()).sum(-1).cpu()
     forwards += 2  # the corrupt forward and its backward (weights need no gradient: about one forward)
-    m_clean, m_corrupt = clean_m.mean().item(), torch.cat(corrupt_m).mean().item()
-    raw = m_corrupt + est / n
+    corrupt_pairs = torch.cat(corrupt_m)
+    m_clean, m_corrupt = clean_m.mean().item(), corrupt_pairs.mean().item()
+    raw = pairs.mean(-1)
     effect = _normalized(raw, m_clean, m_corrupt)
     return PatchingMap(
         method="attribution_patch",
@@ -461,4 +466,7 @@ def attribution_patch(
             "estimate": "(h_clean - h_corrupt) . grad of the metric at h_corrupt",
             "backward": "suffix tokens only" if suffix_runs else "whole prompt",
         },
+        pairs=pairs,
+        clean_pairs=clean_m.float().cpu(),
+        corrupt_pairs=corrupt_pairs,
     )

@@ -267,9 +267,8 @@ def run(
         seconds[step] = round(time.perf_counter() - t0, 1)
     bar.close()
     localized = _localize(profiles, findings, layers)
-    if all(site in maps for site in ("resid", "attn", "mlp")):
-        for name, stab in _stability(maps, layers).items():
-            localized[name]["stability"] = stab.to_dict()
+    for name, stab in _stability(maps, layers).items():
+        localized[name]["stability"] = stab.to_dict()
     safety = localized["patch_components"]["layers"]
     if planted:
         for entry in localized.values():
@@ -339,34 +338,44 @@ def _components(attn: LayerProfile, mlp: LayerProfile) -> LayerProfile:
     )
 
 
-# the two patching rules, shared by the selection itself and its stability under resampled pairs
+# the patching rules, shared by the selection itself and its stability under resampled pairs
 COMPONENT_RULE = "attention + MLP patching effect >= 0.5 x its maximum"
 RESID_RULE = "residual patching effect (last positions) rises from 0.1 to 0.9"
+ATTRIBUTION_RULE = "attribution estimate rises from 0.1 to 0.9"
+TEXT_TO_IMAGE_RULE = "text -> image residual patching effect rises from 0.1 to 0.9"
 
 
 def _component_window(components: LayerProfile, layers: list[int]) -> list[int]:
     return windows.top_window(components.scores, 0.5, layers)
 
 
-def _resid_window(resid: LayerProfile, layers: list[int]) -> list[int]:
-    return windows.rise_window(resid.scores, layers=layers)
+def _rise_window(profile: LayerProfile, layers: list[int]) -> list[int]:
+    return windows.rise_window(profile.scores, layers=layers)
 
 
 def _stability(maps: dict, layers: list[int]) -> dict:
-    """How often the two patching rules pick each layer over 1000 resamples of the prompt pairs."""
+    """How often each patching rule picks each layer over 1000 resamples of its prompt pairs."""
 
     def components(ms):
         return _component_window(_components(ms["attn"].profile(), ms["mlp"].profile()), layers)
 
-    def resid(ms):
-        return _resid_window(ms["resid"].profile(), layers)
+    def rise(ms):
+        (m,) = ms.values()
+        return _rise_window(m.profile(), layers)
 
-    return {
-        "patch_components": selection_stability(
+    out = {}
+    if all(site in maps for site in ("attn", "mlp")):
+        out["patch_components"] = selection_stability(
             {"attn": maps["attn"], "mlp": maps["mlp"]}, components, rule=COMPONENT_RULE
-        ),
-        "patch_resid": selection_stability({"resid": maps["resid"]}, resid, rule=RESID_RULE),
-    }
+        )
+    for name, key, rule in (
+        ("patch_resid", "resid", RESID_RULE),
+        ("attribution", "attribution", ATTRIBUTION_RULE),
+        ("patch_text_to_image", "text_to_image", TEXT_TO_IMAGE_RULE),
+    ):
+        if key in maps:
+            out[name] = selection_stability({key: maps[key]}, rise, rule=rule)
+    return out
 
 
 def _localize(profiles: dict, findings: dict, layers: list[int]) -> dict:
@@ -375,10 +384,10 @@ def _localize(profiles: dict, findings: dict, layers: list[int]) -> dict:
             "layers": _component_window(profiles["patch_components"], layers),
             "rule": COMPONENT_RULE,
         },
-        "patch_resid": {"layers": _resid_window(profiles["patch_resid"], layers), "rule": RESID_RULE},
+        "patch_resid": {"layers": _rise_window(profiles["patch_resid"], layers), "rule": RESID_RULE},
         "attribution": {
-            "layers": windows.rise_window(profiles["attribution"].scores, layers=layers),
-            "rule": "attribution estimate rises from 0.1 to 0.9",
+            "layers": _rise_window(profiles["attribution"], layers),
+            "rule": ATTRIBUTION_RULE,
         },
         "probe": {
             "layers": _one(windows.onset(_above_chance(profiles["probe"]), 0.95, layers)),
@@ -399,8 +408,8 @@ def _localize(profiles: dict, findings: dict, layers: list[int]) -> dict:
     }
     if "patch_text_to_image" in profiles:
         out["patch_text_to_image"] = {
-            "layers": windows.rise_window(profiles["patch_text_to_image"].scores, layers=layers),
-            "rule": "text -> image residual patching effect rises from 0.1 to 0.9",
+            "layers": _rise_window(profiles["patch_text_to_image"], layers),
+            "rule": TEXT_TO_IMAGE_RULE,
         }
     return out
 

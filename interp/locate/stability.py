@@ -53,8 +53,8 @@ def selection_stability(
     for name, m in maps.items():
         if m.pairs is None or m.clean_pairs is None or m.corrupt_pairs is None:
             raise InputError(
-                f"map {name!r} ({m.method}) keeps no per-pair numbers; use exact patching maps "
-                "(patch_activations / patch_components), not attribution patching."
+                f"map {name!r} ({m.method}) keeps no per-pair numbers (a resampled map, or one built by "
+                "hand); pass the maps patching returned."
             )
         sizes.add(m.pairs.shape[-1])
         layer_sets.add(tuple(m.layers))
