@@ -2,6 +2,7 @@
 
     python analyses/steering_eval.py                 # about 52 min on 2 CPU cores
     python analyses/steering_eval.py --quick         # 1 rendering, 2 alphas per method
+    python analyses/steering_eval.py --derive        # seconds: intervals, choices, selection check from stored rows
 
 Writes figures/steering/summary.json (``baseline`` and ``methods.<name>`` with
 ``image_harmful_refusal``, ``text_harmful_refusal``, ``harmless_refusal``, ``kl_harmless``, and the
@@ -26,7 +27,10 @@ toward the text form's, the rest of the state is kept); refusal-direction additi
 conditional addition (CAST: gated on a harmfulness direction whose layer and threshold
 ``interp.steer.fit_condition`` picks by cross-validated F1 on the calibration renderings and text
 requests). Per method the reported alpha is the one with the highest image-harmful refusal among
-those with over-refusal rise <= 5 points and KL <= 0.1 (else the smallest alpha).
+those with over-refusal rise <= 5 points and KL <= 0.1 (else the smallest alpha); because that
+choice is made on the evaluation rows, ``selection_check`` cross-fits it (``interp.cross_fit``: pick
+on half the requests, read on the other half). analyses/steering_confirm.py reads the chosen settings
+on fresh requests.
 """
 
 from __future__ import annotations
