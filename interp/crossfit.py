@@ -14,8 +14,8 @@ stay together) are dealt at random into ``folds`` folds, stratified by part; ``c
 fold but one and picks a setting; ``statistic`` reads the picked setting on the fold left out.
 Repeated ``repeats`` times, the held-out statistics average to an estimate of the rule's
 performance on new requests, and the picks show how stable the choice is. Each pick sees only
-(folds - 1)/folds of the rows, so the estimate is, if anything, slightly pessimistic for the rule run
-on all rows; each held-out fold is small, so read the mean, not single folds.
+(folds - 1)/folds of the rows, so it is a little noisier than the pick on all rows; each held-out
+fold is small, so read the mean, not single folds.
 """
 
 from __future__ import annotations
