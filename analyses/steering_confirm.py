@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import interp
-from interp.organism.render import BY_NAME, OBJECTS, render
+from interp.organism.render import BY_NAME
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import steering_eval as se  # noqa: E402
@@ -148,22 +148,13 @@ FRESH: dict[str, list[tuple[str, str]]] = {
 }
 
 
-def fresh_sets() -> tuple[dict, dict]:
-    """The four evaluation sets of steering_eval, from the fresh requests, and their clusters
-    (an image request's renderings together; each text form its own)."""
-    sets, clusters = {}, {}
+def fresh_sets() -> dict:
+    """The four evaluation sets of steering_eval, from the fresh requests."""
+    sets = {}
     for harmful, kind in ((True, "harmful"), (False, "harmless")):
-        text, image, images = [], [], []
-        for obj in (o for o in OBJECTS if o.harmful == harmful):
-            for t, i in FRESH[obj.name]:
-                text.append(t)
-                for s in SEEDS:
-                    image.append(i)
-                    images.append(render(obj.name, s))
+        text, image, images = se.pair_set(lambda obj: FRESH[obj.name], SEEDS, harmful)
         sets[f"image_{kind}"], sets[f"text_{kind}"] = (image, images), (text, None)
-        clusters[f"image_{kind}"] = [k // len(SEEDS) for k in range(len(image))]
-        clusters[f"text_{kind}"] = None
-    return sets, clusters
+    return sets
 
 
 def settings(vlm) -> dict[str, list]:
@@ -233,10 +224,7 @@ def pooled(summary: dict, fresh: dict, alpha: float) -> dict:
 def derive(out: dict, summary: dict) -> None:
     """What follows from the stored fresh rows: intervals and verdicts per setting, the alpha the
     selection rule picks on the fresh requests, and gated retrieval pooled with the evaluation set."""
-    clusters = {
-        k: [i // len(SEEDS) for i in range(n)] if k.startswith("image") else None
-        for k, n in out["requests"]["n"].items()
-    }
+    clusters = se.request_clusters(out["requests"]["n"], len(SEEDS))
     fresh = {name: s["fresh"] for name, s in out["settings"].items()}
     for r in fresh.values():
         se.add_intervals(r, fresh["none"], clusters)
@@ -264,7 +252,7 @@ def main() -> None:
         (OUT / "confirm.json").write_text(json.dumps(out, indent=1) + "\n")
         return
     vlm = interp.load_model("organism-vl")
-    sets, _ = fresh_sets()
+    sets = fresh_sets()
     out = {
         "model": vlm.name,
         "requests": {

@@ -67,15 +67,38 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "figures" / "steering"
 
 
+HARMLESS = ("image_harmless", "text_harmless")
+
+
 def request_set(request: int, seeds: list[int], harmful: bool):
+    """Each object's request number ``request``: text forms, and image forms with their renderings."""
+    return pair_set(lambda obj: [obj.requests[request]], seeds, harmful)
+
+
+def pair_set(pairs_of, seeds: list[int], harmful: bool):
+    """``pairs_of(object)`` -> its (text form, image form) pairs: the text forms (one per pair), and
+    the image forms with their renderings (one row per seed, a request's rows together)."""
     text, image, images = [], [], []
     for obj in (o for o in OBJECTS if o.harmful == harmful):
-        t, i = obj.requests[request]
-        text.append(t)
-        for s in seeds:
-            image.append(i)
-            images.append(render(obj.name, s))
+        for t, i in pairs_of(obj):
+            text.append(t)
+            for s in seeds:
+                image.append(i)
+                images.append(render(obj.name, s))
     return text, image, images
+
+
+def request_clusters(n: dict[str, int], renderings: int) -> dict:
+    """Cluster labels per set from its row count: an image request's renderings are one cluster,
+    each text request is its own (None)."""
+    clusters = {}
+    for k, rows in n.items():
+        if k.startswith("image") and rows % renderings:
+            sys.exit(
+                f"{k} has {rows} rows, not a multiple of {renderings} renderings: pass --renderings as run."
+            )
+        clusters[k] = [i // renderings for i in range(rows)] if k.startswith("image") else None
+    return clusters
 
 
 PICTOGRAPHS = [
@@ -124,7 +147,7 @@ def evaluate(vlm, sets, interventions, max_new_tokens) -> dict:
         items = interventions if images is not None else constant  # per-input ones steer image inputs only
         out[name] = interp.evaluate.refusal(vlm, prompts, images, items, max_new_tokens=max_new_tokens)
     kl = {}
-    for name in ("image_harmless", "text_harmless"):
+    for name in HARMLESS:
         prompts, images = sets[name]
         items = interventions if images is not None else constant
         kl[name] = (
@@ -134,7 +157,7 @@ def evaluate(vlm, sets, interventions, max_new_tokens) -> dict:
     # fluency: the harmless answers scored by the unsteered model, and a fixed paragraph under the
     # constant interventions (per-input ones steer image requests only, so theirs is the baseline's)
     answer_ppl = {}
-    for name in ("image_harmless", "text_harmless"):
+    for name in HARMLESS:
         prompts, images = sets[name]
         answer_ppl[name] = interp.evaluate.answer_perplexity(vlm, prompts, out[name].answers, images)
     return {
@@ -176,7 +199,6 @@ def add_intervals(r: dict, baseline: dict, clusters: dict) -> None:
     KL, and each goal's verdict: 'met' if the whole interval meets it, 'not met' if none does."""
     rows = {k: torch.tensor(v, dtype=torch.float64) for k, v in r["rows"].items()}
     base = {k: torch.tensor(v, dtype=torch.float64) for k, v in baseline["rows"].items()}
-    harmless = ("image_harmless", "text_harmless")
 
     def parts(values: dict) -> dict:  # {set: (its per-row values, its clusters)}
         return {k: (v, clusters[k]) for k, v in values.items()}
@@ -184,13 +206,13 @@ def add_intervals(r: dict, baseline: dict, clusters: dict) -> None:
     iv = {
         "image_harmful_refusal": bootstrap_interval(parts({"image_harmful": rows["image_harmful"]})),
         "text_harmful_refusal": bootstrap_interval(parts({"text_harmful": rows["text_harmful"]})),
-        "harmless_refusal": bootstrap_interval(parts({k: rows[k] for k in harmless})),
+        "harmless_refusal": bootstrap_interval(parts({k: rows[k] for k in HARMLESS})),
         "refusal_gap": bootstrap_interval(
             parts({k: rows[k] for k in ("text_harmful", "image_harmful")}),
             weights={"text_harmful": 1.0, "image_harmful": -1.0},
         ),
-        "over_refusal_rise": bootstrap_interval(parts({k: rows[k] - base[k] for k in harmless})),
-        "kl_harmless": bootstrap_interval(parts({k: r["kl_rows"][k] for k in harmless})),
+        "over_refusal_rise": bootstrap_interval(parts({k: rows[k] - base[k] for k in HARMLESS})),
+        "kl_harmless": bootstrap_interval(parts({k: r["kl_rows"][k] for k in HARMLESS})),
     }
     r["intervals"] = {k: v.to_dict() for k, v in iv.items()}
     r["goals"] = {
@@ -220,9 +242,6 @@ def choose(sweep: list[dict], baseline: dict) -> dict:
         for r in sweep
     ]
     return sweep[pick(stats, [r["alpha"] for r in sweep])]
-
-
-HARMLESS = ("image_harmless", "text_harmless")
 
 
 def setting_rows(r: dict, baseline: dict) -> dict:
@@ -287,13 +306,7 @@ def selection_check(sweep: list[dict], baseline: dict, clusters: dict) -> dict:
 def derive(summary: dict, renderings: int) -> None:
     """Everything computed from the stored rows, no model run: the intervals, each method's chosen
     alpha and the cross-fitted check of that choice."""
-    clusters = {}  # a request's renderings are one cluster; each text request is its own
-    for k, n in summary["n"].items():
-        if k.startswith("image") and n % renderings:
-            sys.exit(
-                f"{k} has {n} rows, not a multiple of {renderings} renderings: pass --renderings as run."
-            )
-        clusters[k] = [i // renderings for i in range(n)] if k.startswith("image") else None
+    clusters = request_clusters(summary["n"], renderings)
     baseline, sweeps = summary["baseline"], summary["sweeps"]
     if "rows" not in baseline:
         sys.exit("summary.json predates per-row results (no baseline 'rows'): run without --only once.")
@@ -507,7 +520,7 @@ def main() -> None:
         "selection_check": derived["selection_check"],
         "sweeps": sweeps,
         "retrieval": retrieval,
-        "n": {k: len(v[0]) for k, v in sets.items()},
+        "n": derived["n"],
         # the whole run's time (an --only re-run keeps it; each sweep entry has its own "seconds")
         "seconds": previous["seconds"] if previous else round(time.time() - t0, 1),
     }

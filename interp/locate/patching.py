@@ -352,7 +352,8 @@ def patch_activations(
             corrupt_m,
         )
     raw = pairs.mean(-1)
-    m_clean, m_corrupt = clean_m.mean().item(), torch.cat(corrupt_m).mean().item()
+    corrupt_pairs = torch.cat(corrupt_m).float().cpu()
+    m_clean, m_corrupt = clean_m.mean().item(), corrupt_pairs.mean().item()
     effect = _normalized(raw, m_clean, m_corrupt)
     return PatchingMap(
         method=f"patch_{site} ({mode})",
@@ -375,7 +376,7 @@ def patch_activations(
         },
         pairs=pairs,
         clean_pairs=clean_m.float().cpu(),
-        corrupt_pairs=torch.cat(corrupt_m).float().cpu(),
+        corrupt_pairs=corrupt_pairs,
     )
 
 
