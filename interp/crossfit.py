@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from interp.errors import InputError
+from interp.intervals import cluster_codes
 
 Rows = dict[str, dict[str, Tensor]]  # part -> metric -> one value per row
 
@@ -77,7 +78,7 @@ def cross_fit(
         raise InputError(f"folds={folds}; cross-fitting needs at least 2 (one to choose on, one to read).")
     if repeats < 1:
         raise InputError(f"repeats={repeats}; it must be at least 1.")
-    codes = {part: _codes(part, clusters[part], _rows(data[0], part)) for part in data[0]}
+    codes = {part: cluster_codes(part, clusters[part], _rows(data[0], part)) for part in data[0]}
     for part, c in codes.items():
         if int(c.max()) + 1 < folds:
             raise InputError(
@@ -152,18 +153,6 @@ def _validated(settings, clusters) -> list[Rows]:
 
 def _rows(rows: Rows, part: str) -> int:
     return len(next(iter(rows[part].values())))
-
-
-def _codes(part, labels, n) -> Tensor:
-    if labels is None:
-        return torch.arange(n)
-    labels = list(labels)
-    if len(labels) != n:
-        raise InputError(
-            f"part {part!r} has {n} rows but {len(labels)} cluster labels; give one label per row."
-        )
-    index = {}
-    return torch.tensor([index.setdefault(c, len(index)) for c in labels])
 
 
 def _subset(rows: Rows, keep: dict[str, Tensor]) -> Rows:

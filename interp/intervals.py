@@ -103,15 +103,21 @@ def _prepare(name, values, clusters) -> tuple[Float[Tensor, " n"], Tensor]:
         raise InputError(f"part {name!r} has no rows; an interval needs at least one value per part.")
     if not torch.isfinite(values).all():
         raise InputError(f"part {name!r} holds NaN or infinite values; drop or fix those rows first.")
-    if clusters is None:
-        return values, torch.arange(len(values))
-    clusters = list(clusters)
-    if len(clusters) != len(values):
+    return values, cluster_codes(name, clusters, len(values))
+
+
+def cluster_codes(part: str, labels: Sequence[Hashable] | None, n: int) -> Tensor:
+    """One code 0..k-1 per row from its cluster label, in order of first appearance (None: each of
+    the ``n`` rows its own cluster)."""
+    if labels is None:
+        return torch.arange(n)
+    labels = list(labels)
+    if len(labels) != n:
         raise InputError(
-            f"part {name!r} has {len(values)} values but {len(clusters)} cluster labels; give one label per row."
+            f"part {part!r} has {n} rows but {len(labels)} cluster labels; give one label per row."
         )
     codes = {}
-    return values, torch.tensor([codes.setdefault(c, len(codes)) for c in clusters])
+    return torch.tensor([codes.setdefault(c, len(codes)) for c in labels])
 
 
 def _resampled_means(
