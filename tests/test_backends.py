@@ -31,6 +31,22 @@ def test_all_backends_agree(family, image):
     # the TransformerLens bridge was booted on a copy: the user's model is untouched
     assert model.model.config._attn_implementation == attn_before
     assert type(model.layers[0]) is layer_type
+    # nnsight replaced forward on the modules of its copy, not on the model's own
+    assert not [n for n, m in model.model.named_modules() if "forward" in m.__dict__]
+    wrapped = model.__dict__["_backends"]["nnsight"]._module
+    assert [n for n, m in wrapped.named_modules() if "forward" in m.__dict__]
+
+
+def test_structural_copy_shares_weights_and_not_modules(llama):
+    from interp.backends import structural_copy
+
+    clone = structural_copy(llama.model)
+    pairs = list(zip(llama.model.modules(), clone.modules(), strict=True))
+    assert all(a is not b for a, b in pairs)
+    for (name, p), (_, q) in zip(llama.model.named_parameters(), clone.named_parameters(), strict=True):
+        assert p is q, name
+    clone.model.layers[0].forward = lambda *a, **k: None
+    assert "forward" not in llama.model.model.layers[0].__dict__
 
 
 def test_missing_extra_names_the_install(monkeypatch, llama, prompts):

@@ -16,11 +16,9 @@ environment (which can replace a CPU torch with a CUDA build). interp needs no p
 
 from __future__ import annotations
 
-import copy
-
 import torch
 
-from interp.backends import missing_extra
+from interp.backends import missing_extra, structural_copy
 from interp.inputs import Batch
 
 
@@ -31,8 +29,7 @@ def bridge(model):
         raise missing_extra("transformer-lens", "transformer-lens") from None
     cache = model.__dict__.setdefault("_backends", {})
     if "transformer_lens" not in cache:
-        shared = {id(t): t for t in list(model.model.parameters()) + list(model.model.buffers())}
-        clone = copy.deepcopy(model.model, memo=shared)
+        clone = structural_copy(model.model)
         clone.config.architectures = [type(model.model).__name__]
         from transformer_lens.model_bridge.sources.transformers import source
 
