@@ -15,6 +15,13 @@ correction needs a VLM; its cost (a caption generation plus one extra prefill) i
 64-wide random Llama on one thread: its kernels are so small that the fixed cost of each kernel launch
 and hook call dominates, which is what the hook overhead is on a GPU (on the 135M organism the CPU's
 matrix work hides it).
+
+The same additions written in nnsight (``generate`` tracing, an edit at every step) and in
+TransformerLens 4.3 (``TransformerBridge.generate`` under ``hooks``) are timed in the same rotation
+(``--libraries``; ``benchmarks/steering_baselines.py``): ``other_libraries.ratio_vs_plain`` holds
+their ratios to the same plain ``generate``, ``<library>_plain`` the library's cost with no edit, and
+``rows_identical_to_interp`` the fraction of rows whose tokens equal those of interp's
+intervention.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import device_name, load, ratio_report, time_samples, write  # noqa: E402
+from steering_baselines import baselines, counterpart  # noqa: E402
 
 from interp.steer import AblateDirection, AddDirection, Conditional, SetProjection, steer  # noqa: E402
 
@@ -41,6 +49,10 @@ def main() -> None:
     p.add_argument("--new-tokens", type=int, default=32)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--tag", default="", help="suffix of the result file's name (keeps an earlier run)")
+    p.add_argument(
+        "--libraries", default="nnsight,transformer_lens", help="other libraries to time ('' for none)"
+    )
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -70,14 +82,20 @@ def main() -> None:
 
     def plain():
         with torch.inference_mode():
-            model.model.generate(**inputs, **gen)
+            return model.model.generate(**inputs, **gen)
 
     def steered(items, fold=False):
         def fn():
             with steer(model, items, fold=fold), torch.inference_mode():
-                model.model.generate(**inputs, **gen)
+                return model.model.generate(**inputs, **gen)
 
         return fn
+
+    # the additions above, as vectors for the other libraries: AddDirection adds alpha * unit(d)
+    unit = d / d.norm()
+    additions = {"add_one_layer": (4.0 * unit, [mid]), "add_all_layers": (unit, range(model.n_layers))}
+    libraries = [x for x in args.libraries.split(",") if x]
+    others, skipped = baselines(model, inputs, args.new_tokens, additions, libraries)
 
     # "plain_again" is the same unsteered generate timed as a second function: its ratio to "plain" is
     # the noise floor of this machine's timings
@@ -85,9 +103,16 @@ def main() -> None:
         "plain": plain,
         "plain_again": plain,
         **{k: steered(v, k.endswith("_folded")) for k, v in interventions.items()},
+        **others,
     }
     samples = time_samples(fns, repeats=args.repeats, device=args.device, warmup=1)
-    report = ratio_report(samples, interventions)
+    report = ratio_report(samples, [*interventions, *others])
+    theirs = {
+        "ratio_vs_plain": {k: report["ratio_steered_vs_plain"].pop(k) for k in others},
+        "ratio_of_fastest_runs": {k: report["ratio_of_fastest_runs"].pop(k) for k in others},
+        "rows_identical_to_interp": {k: _same_rows(fn(), fns[counterpart(k)]()) for k, fn in others.items()},
+        "skipped": skipped,
+    }
     ms, low = report["ms"], {k: min(v) for k, v in samples.items()}
     result = {
         "benchmark": "steering",
@@ -103,11 +128,18 @@ def main() -> None:
         "repeats": args.repeats,
         "retrieval_guided_cost": "one caption generation + one extra prefill per batch (not timed here)",
         "target": "<= 1.02 for constant interventions",
+        "other_libraries": theirs,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
     dev = "gpu" if torch.device(args.device).type == "cuda" else "cpu"
-    write(f"steering_{dev}_{args.model}", result)
+    write(f"steering_{dev}_{args.model}" + (f"_{args.tag}" if args.tag else ""), result)
+
+
+def _same_rows(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The fraction of rows whose token ids are all equal (greedy decoding flips at a near-tie when
+    two libraries round differently, and the row goes its own way from there)."""
+    return float((a.cpu() == b.cpu()).all(1).float().mean())
 
 
 if __name__ == "__main__":

@@ -63,3 +63,35 @@ def test_missing_extra_names_the_install(monkeypatch, llama, prompts):
     monkeypatch.setattr(builtins, "__import__", no_nnsight)
     with pytest.raises(interp.InputError, match=r"pip install 'interp\[nnsight\]'"):
         interp.capture(llama, prompts, backend="nnsight")
+
+
+def test_steered_generation_equals_nnsight_and_transformer_lens(llama):
+    """interp's AddDirection in generate makes the tokens that nnsight's per-step edit and a
+    TransformerLens hook make (the functions benchmarks/steering.py times against interp)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from steering_baselines import baselines, counterpart
+
+    from interp.steer import AddDirection, steer
+
+    torch.manual_seed(0)
+    ids = torch.randint(5, 100, (3, 8))
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    d = torch.randn(llama.d_model)
+    edits = {"one": [AddDirection(d, [1], 3.0)], "all": [AddDirection(d, "all", 1.0)]}
+    unit = d / d.norm()
+    fns, skipped = baselines(
+        llama, inputs, 6, {"one": (3.0 * unit, [1]), "all": (unit, range(llama.n_layers))}
+    )
+    assert not skipped and len(fns) == 6
+    gen = dict(max_new_tokens=6, min_new_tokens=6, do_sample=False, pad_token_id=llama.tokenizer.pad_token_id)
+    ours = {}
+    for name, items in {"plain": [], **edits}.items():
+        with steer(llama, items), torch.inference_mode():
+            ours[name] = llama.model.generate(**inputs, **gen)
+    assert not torch.equal(ours["one"], ours["plain"]) and not torch.equal(ours["all"], ours["plain"])
+    for name, fn in fns.items():
+        assert torch.equal(fn(), ours[counterpart(name)]), name
+    assert not [n for n, m in llama.model.named_modules() if "forward" in m.__dict__]
