@@ -9,7 +9,8 @@ the way a user of that library writes it: nnsight's ``generate`` tracing with an
 gets ``<library>_plain`` (no edit: its own cost) and ``<library>_<name>`` per addition ``name: (vector,
 layers)``: ``vector`` added to those decoder layers' outputs at every position and step, which is
 what ``AddDirection(vector, layers, alpha=|vector|)`` does, so their tokens can be checked against
-interp's. A library that is not installed is left out and named in ``skipped``.
+interp's. A library that is not installed, or fails on the model, is left out and named in
+``skipped``.
 """
 
 from __future__ import annotations
@@ -32,10 +33,17 @@ def baselines(
         except (ImportError, InputError) as e:  # an optional extra missing on this machine
             skipped[lib] = f"{type(e).__name__}: {e}"[:300]
             continue
-        fns[f"{lib}_plain"] = run({})
+        mine = {f"{lib}_plain": run({})}
         for name, (vector, layers) in additions.items():
             v = vector.to(model.device, model.dtype)
-            fns[f"{lib}_{name}"] = run({i: v for i in layers})
+            mine[f"{lib}_{name}"] = run({i: v for i in layers})
+        try:  # one run each: a library version that fails here is reported, not fatal to the benchmark
+            for fn in mine.values():
+                fn()
+        except Exception as e:  # noqa: BLE001
+            skipped[lib] = f"failed on this model: {type(e).__name__}: {e}"[:300]
+            continue
+        fns.update(mine)
     return fns, skipped
 
 
