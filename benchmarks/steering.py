@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import device_name, load, ratio_report, time_samples, write  # noqa: E402
 from steering_baselines import baselines, counterpart  # noqa: E402
 
+from interp.hooks import unit_vector  # noqa: E402
 from interp.steer import AblateDirection, AddDirection, Conditional, SetProjection, steer  # noqa: E402
 
 
@@ -92,7 +93,7 @@ def main() -> None:
         return fn
 
     # the additions above, as vectors for the other libraries: AddDirection adds alpha * unit(d)
-    unit = d / d.norm()
+    unit = unit_vector(d)
     additions = {"add_one_layer": (4.0 * unit, [mid]), "add_all_layers": (unit, range(model.n_layers))}
     libraries = [x for x in args.libraries.split(",") if x]
     others, skipped = baselines(model, inputs, args.new_tokens, additions, libraries)
@@ -107,10 +108,13 @@ def main() -> None:
     }
     samples = time_samples(fns, repeats=args.repeats, device=args.device, warmup=1)
     report = ratio_report(samples, [*interventions, *others])
+    reference = {k: fns[k]() for k in {counterpart(k) for k in others}}  # interp's tokens, once each
     theirs = {
         "ratio_vs_plain": {k: report["ratio_steered_vs_plain"].pop(k) for k in others},
         "ratio_of_fastest_runs": {k: report["ratio_of_fastest_runs"].pop(k) for k in others},
-        "rows_identical_to_interp": {k: _same_rows(fn(), fns[counterpart(k)]()) for k, fn in others.items()},
+        "rows_identical_to_interp": {
+            k: _same_rows(fn(), reference[counterpart(k)]) for k, fn in others.items()
+        },
         "skipped": skipped,
     }
     ms, low = report["ms"], {k: min(v) for k, v in samples.items()}

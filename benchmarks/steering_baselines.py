@@ -21,15 +21,13 @@ from interp.backends import structural_copy
 from interp.errors import InputError
 
 
-def baselines(
-    model, inputs: dict, new_tokens: int, additions: dict, libraries=("nnsight", "transformer_lens")
-) -> tuple[dict, dict]:
-    """``({name: fn() -> token ids}, {library: why it was skipped})`` for the named libraries."""
+def baselines(model, inputs: dict, new_tokens: int, additions: dict, libraries=None) -> tuple[dict, dict]:
+    """``({name: fn() -> token ids}, {library: why it was skipped})`` for the named libraries (all
+    of :data:`LIBRARIES` by default)."""
     fns, skipped = {}, {}
-    for lib in libraries:
-        build = {"nnsight": _nnsight, "transformer_lens": _transformer_lens}[lib]
+    for lib in LIBRARIES if libraries is None else libraries:
         try:
-            run = build(model, inputs, new_tokens)
+            run = LIBRARIES[lib](model, inputs, new_tokens)
         except (ImportError, InputError) as e:  # an optional extra missing on this machine
             skipped[lib] = f"{type(e).__name__}: {e}"[:300]
             continue
@@ -50,7 +48,7 @@ def baselines(
 def counterpart(name: str) -> str:
     """The interp function a library's function is compared with: ``nnsight_add_one_layer`` ->
     ``add_one_layer``, ``transformer_lens_plain`` -> ``plain``."""
-    for lib in ("nnsight", "transformer_lens"):
+    for lib in LIBRARIES:
         if name.startswith(lib + "_"):
             return name[len(lib) + 1 :]
     raise ValueError(f"{name!r} is not a library baseline")
@@ -111,3 +109,6 @@ def _transformer_lens(model, inputs, new_tokens):
         return fn
 
     return run
+
+
+LIBRARIES = {"nnsight": _nnsight, "transformer_lens": _transformer_lens}  # name -> builder

@@ -74,6 +74,7 @@ def test_steered_generation_equals_nnsight_and_transformer_lens(llama):
     sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
     from steering_baselines import baselines, counterpart
 
+    from interp.hooks import unit_vector
     from interp.steer import AddDirection, steer
 
     torch.manual_seed(0)
@@ -81,7 +82,7 @@ def test_steered_generation_equals_nnsight_and_transformer_lens(llama):
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     d = torch.randn(llama.d_model)
     edits = {"one": [AddDirection(d, [1], 3.0)], "all": [AddDirection(d, "all", 1.0)]}
-    unit = d / d.norm()
+    unit = unit_vector(d)
     fns, skipped = baselines(
         llama, inputs, 6, {"one": (3.0 * unit, [1]), "all": (unit, range(llama.n_layers))}
     )

@@ -18,7 +18,7 @@ def envoy(model):
     """The nnsight wrapper of ``model.model``, made once per HookedModel.
 
     nnsight replaces the ``forward`` of every module it has run through with its own dispatcher, which
-    stays after the trace and slows every later call of the model (12% per forward on a 32-layer
+    stays after the trace and slows every later call of the model (about 12% per forward on a 32-layer
     model whose kernels are small). So it wraps a parameter-sharing copy and ``model`` is untouched.
     """
     try:
