@@ -55,11 +55,14 @@ def ratio_report(samples: dict[str, list[float]], keys, baseline: str = "plain")
         "ms": {k: round(v, 1) for k, v in ms.items()},
         "ratio_steered_vs_plain": {k: round(ms[k] / ms[baseline], 3) for k in keys},
         "ratio_of_fastest_runs": {k: round(low[k] / low[baseline], 3) for k in keys},
-        "spread_ms_p10_p90": {
-            k: [round(statistics.quantiles(v, n=10)[0], 1), round(statistics.quantiles(v, n=10)[-1], 1)]
-            for k, v in samples.items()
-        },
+        "spread_ms_p10_p90": {k: _spread(v) for k, v in samples.items()},
     }
+
+
+def _spread(v: list[float]) -> list[float]:
+    """10th and 90th percentile (one repeat: its time twice)."""
+    q = statistics.quantiles(v, n=10) if len(v) > 1 else [v[0]]
+    return [round(q[0], 1), round(q[-1], 1)]
 
 
 def rss_bytes() -> int:
