@@ -90,6 +90,7 @@ def _serve(args) -> int:
         max_tokens=args.max_tokens,
         max_pending=args.max_pending,
         max_batch=args.max_batch,
+        fold_ablations=not args.no_fold,
     )
     if config.host not in ("127.0.0.1", "localhost", "::1") and not config.api_key:
         print(
@@ -172,6 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     sv.add_argument("--max-tokens", type=int, default=512, help="largest max_tokens a request may ask for")
     sv.add_argument("--max-pending", type=int, default=64, help="queued + running requests before 429")
     sv.add_argument("--max-batch", type=int, default=16, help="requests per batched generate")
+    sv.add_argument(
+        "--no-fold",
+        action="store_true",
+        help="hook full ablations instead of folding them into the weights for uniform batches "
+        "(saves the memory of an edited copy of the stream's writers)",
+    )
     sv.add_argument("--dtype", default=None)
     sv.add_argument("--device", default="cpu")
     sv.add_argument("--log-level", default="warning")

@@ -66,6 +66,63 @@ def test_batched_rows_equal_the_same_requests_served_alone(llama, store):
     )
 
 
+def _weights(model):
+    return [p for _, p in model.model.named_parameters()]
+
+
+def test_a_uniform_batch_folds_its_full_ablation_and_answers_as_the_hooks_do(llama, store):
+    loop = asyncio.new_event_loop()
+    texts = ["hello there", "tell me a story", "a much longer prompt than the others here"]
+    own = _weights(llama)
+    for steering in [(("ablate", 1.0),), (("ablate", 0.5), ("push", 1.0)), (("ablate", -2.0),)]:
+        reqs = [_request(llama, t, steering, max_tokens=6) for t in texts]
+        hooked = Engine(llama, store, ServeConfig(fold_ablations=False)).run([Job(r, loop) for r in reqs])
+        folds, edits = store.uniform(steering)
+        assert [s for _, s in folds] == [s for name, s in steering if name == "ablate"]
+        assert all(e.rows is None for e in edits) and all(e.op == "add" for e in edits)
+        engine = Engine(llama, store, ServeConfig())
+        folded = engine.run([Job(r, loop) for r in reqs])
+        assert [r.text for r in folded] == [r.text for r in hooked]
+        assert all(a is b for a, b in zip(_weights(llama), own, strict=True)), "weights not given back"
+    unsteered = engine.run([Job(_request(llama, texts[1], (), 6), loop)])[0]
+    assert unsteered.text != folded[1].text, (
+        "the ablation must change this answer, or the test proves nothing"
+    )
+
+
+def test_the_serving_loop_keeps_a_fold_between_batches_and_restores_the_weights(llama, store):
+    loop = asyncio.new_event_loop()
+    engine = Engine(llama, store, ServeConfig())
+    own = _weights(llama)
+    ablated = [Job(_request(llama, "hello there", (("ablate", 1.0),), 4), loop) for _ in range(2)]
+    try:
+        first = engine.run(ablated, keep_fold=True)
+        folded = _weights(llama)
+        assert folded[0] is not own[0] and engine._fold is not None
+        again = engine.run(ablated, keep_fold=True)  # the same ablation: the same folded weights
+        assert all(a is b for a, b in zip(_weights(llama), folded, strict=True))
+        assert [r.text for r in again] == [r.text for r in first]
+        engine.run([Job(_request(llama, "hello there", (("push", 1.0),), 4), loop)], keep_fold=True)
+        assert all(a is b for a, b in zip(_weights(llama), own, strict=True)), "another steering unfolds"
+        engine.run(ablated, keep_fold=True)  # folded again from the kept copies, not recomputed
+        assert [p.data_ptr() for p in _weights(llama)] == [p.data_ptr() for p in folded]
+    finally:
+        engine.unfold()
+    assert all(a is b for a, b in zip(_weights(llama), own, strict=True))
+    engine.start()  # the loop restores the weights when it stops
+    job = engine.submit(ablated[0].request, loop)
+    assert loop.run_until_complete(job.result()).completion_tokens > 0
+    engine.stop()
+    assert engine._fold is None and all(a is b for a, b in zip(_weights(llama), own, strict=True))
+
+
+def test_a_vision_language_model_hooks_its_ablations(tiny_vl):
+    s = ArtifactStore()
+    s.add("ablate", [AblateDirection(_dir(tiny_vl, 1))], tiny_vl, "ablate")
+    folds, edits = s.uniform((("ablate", 1.0),))
+    assert folds == () and edits and all(e.op == "ablate" and e.rows is None for e in edits)
+
+
 @pytest.fixture(scope="module")
 def client(llama, store):
     app = create_app(llama, store, ServeConfig(model="tiny", max_body_bytes=4096, api_key="sekret"))

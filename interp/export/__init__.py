@@ -7,10 +7,18 @@
 The third path, per-request hook steering behind an OpenAI-compatible server, is :mod:`interp.serve`.
 """
 
-from interp.export.bake import bake, folded_ablation, orthogonalize, save_baked
+from interp.export.bake import (
+    ablated_weights,
+    bake,
+    folded_ablation,
+    orthogonalize,
+    save_baked,
+    swapped_weights,
+)
 from interp.export.control_vector import control_vector, read_control_vector, save_control_vector
 
 __all__ = [
+    "ablated_weights",
     "bake",
     "control_vector",
     "folded_ablation",
@@ -18,4 +26,5 @@ __all__ = [
     "read_control_vector",
     "save_baked",
     "save_control_vector",
+    "swapped_weights",
 ]

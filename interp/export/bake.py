@@ -62,10 +62,13 @@ def _writer(module: torch.nn.Module, names, what: str, family: str) -> torch.nn.
     )
 
 
-def orthogonalize(weight: Float[Tensor, "D n"], d: Float[Tensor, " D"]) -> Float[Tensor, "D n"]:
-    """``(I - d d^T) W`` for a matrix whose rows index the residual stream (unit ``d``)."""
+def orthogonalize(
+    weight: Float[Tensor, "D n"], d: Float[Tensor, " D"], strength: float = 1.0
+) -> Float[Tensor, "D n"]:
+    """``(I - s d d^T) W`` for a matrix whose rows index the residual stream (unit ``d``): what it
+    writes loses ``strength`` times its projection on ``d`` (1: all of it)."""
     d = d.to(weight.device, weight.dtype)
-    return weight - torch.outer(d, d @ weight)
+    return weight - strength * torch.outer(d, d @ weight)
 
 
 def _writers(model) -> list[torch.nn.Linear]:
@@ -79,20 +82,23 @@ def _writers(model) -> list[torch.nn.Linear]:
     ]
 
 
-def _ablated_weights(model, directions) -> list[tuple[torch.nn.Module, str, Tensor]]:
+def _ablated_weights(model, directions, strengths=None) -> list[tuple[torch.nn.Module, str, Tensor]]:
     """``(module, name, new value)`` for every weight and bias that writes to the residual stream (the
     token embedding, each attention output and MLP down projection), with each unit direction
-    projected out of what it writes, one after the other (as the hooks ablate them in turn)."""
+    projected out of what it writes, one after the other (as the hooks ablate them in turn);
+    ``strengths``: the fraction of each projection removed (all of it by default)."""
+    strengths = [1.0] * len(directions) if strengths is None else list(strengths)
+    pairs = list(zip(directions, strengths, strict=True))
     emb = model.embed
     table = emb.weight.T
-    for d in directions:
-        table = orthogonalize(table, d)
+    for d, s in pairs:
+        table = orthogonalize(table, d, s)
     out = [(emb, "weight", table.T.contiguous())]
     for lin in _writers(model):
         weight, bias = lin.weight, lin.bias
-        for d in directions:
-            weight = orthogonalize(weight, d)
-            bias = None if bias is None else bias - d.to(bias) * (bias @ d.to(bias))
+        for d, s in pairs:
+            weight = orthogonalize(weight, d, s)
+            bias = None if bias is None else bias - s * d.to(bias) * (bias @ d.to(bias))
         out.append((lin, "weight", weight))
         if bias is not None:
             out.append((lin, "bias", bias))
@@ -109,7 +115,7 @@ def _check_text(model, what: str) -> None:
 
 
 @contextmanager
-def folded_ablation(model, directions):
+def folded_ablation(model, directions, strengths=None):
     """Within the block, ``model`` computes with each direction projected out of every weight that
     writes to the residual stream (what :func:`bake` does to a copy), then gets its own weights back.
 
@@ -121,12 +127,31 @@ def folded_ablation(model, directions):
     holds an edited copy of the embedding and of every attention output and MLP down projection
     (about a third of an 8B Llama's weights). The model's own ``Parameter`` objects are set aside and
     put back on exit, also on errors, so nothing is rounded; a tied LM head keeps the original
-    embedding. Every row of every forward in the block is ablated, so a server that batches
-    differently steered requests keeps the hooks (``interp serve`` does). Text models only.
+    embedding. Every row of every forward in the block is ablated, so a server folds only batches
+    whose requests all ask for the same ablation (``interp serve`` does, and hooks the rest). Text
+    models only. ``strengths``: the fraction of each direction's projection removed (default 1,
+    all of it), as ``Edit.scaled`` makes the hooks do.
+    """
+    with swapped_weights(model, ablated_weights(model, directions, strengths)):
+        yield model
+
+
+def ablated_weights(model, directions, strengths=None) -> list[tuple[torch.nn.Module, str, Tensor]]:
+    """What :func:`folded_ablation` swaps in, computed once: ``(module, name, edited copy)`` for the
+    embedding and every attention output and MLP down projection (and their biases).
+
+        >>> new = ablated_weights(model, [refusal])      # keep it to fold again without recomputing
+        >>> with swapped_weights(model, new): ...
     """
     _check_text(model, "use AblateDirection's hooks (interp.steer.steer without fold=True)")
     with torch.no_grad():
-        new = _ablated_weights(model, [unit_vector(d) for d in directions])
+        return _ablated_weights(model, [unit_vector(d) for d in directions], strengths)
+
+
+@contextmanager
+def swapped_weights(model, new: list[tuple[torch.nn.Module, str, Tensor]]):
+    """Within the block the modules compute with the tensors of ``new`` (from :func:`ablated_weights`);
+    their own ``Parameter`` objects are put back on exit, also on errors."""
     own = [(module, name, getattr(module, name)) for module, name, _ in new]
     try:
         for (module, name, value), (_, _, old) in zip(new, own, strict=True):

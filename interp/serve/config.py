@@ -12,7 +12,10 @@ from dataclasses import dataclass
 class ServeConfig:
     """``artifact_dir``: the only place artifacts are read from (requests name them, never give paths).
     ``default_steering``: ``"name:strength,..."`` applied when a request has no ``steering`` field.
-    ``api_key``: when set, every request needs ``Authorization: Bearer <api_key>``."""
+    ``api_key``: when set, every request needs ``Authorization: Bearer <api_key>``.
+    ``fold_ablations``: fold the full ablations of a batch whose requests all ask for the same
+    steering into the weights (text models; no per-token cost; an edited copy of the embedding and of
+    each attention output and MLP down projection stays in memory from the first such batch on)."""
 
     model: str = "organism-vl"
     artifact_dir: str | None = None
@@ -30,3 +33,4 @@ class ServeConfig:
     max_batch: int = 16
     batch_window_s: float = 0.01  # how long the batcher waits for more requests to join a batch
     max_strength: float = 100.0
+    fold_ablations: bool = True

@@ -7,7 +7,12 @@ each row with its own steering.
 
 Isolation: the steering of a request becomes hook edits restricted to its own batch rows
 (:attr:`interp.hooks.Edit.rows`; conditional steering decides per row too), so one request's steering
-never touches another's tokens. A batch that fails is retried one request at a time, so a bad
+never touches another's tokens. A batch whose requests all ask for the same steering needs no row
+masks: its edits act on every row, and on a text model its full ablations are folded into the weights
+(:func:`interp.export.folded_ablation`; ``ServeConfig.fold_ablations``), where they cost nothing per
+token. The server keeps a fold in place while consecutive batches ask for it, restores the model's
+own weights when a batch asks for something else and when it stops, and keeps the edited copies of
+the latest fold to swap back in later (one copy at a time). A batch that fails is retried one request at a time, so a bad
 request fails alone. Greedy decoding only.
 """
 
@@ -20,6 +25,7 @@ import queue
 import threading
 import time
 from collections import deque
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import torch
@@ -128,6 +134,8 @@ class Engine:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.batches = 0
+        self._fold: tuple[tuple, ExitStack] | None = None  # (its key, what restores the weights)
+        self._folded_weights: tuple[tuple, list] | None = None  # (key, edited copies) of the latest fold
         tok = model.tokenizer
         eos = model.model.generation_config.eos_token_id if model.model.generation_config else None
         eos = [eos] if isinstance(eos, int) else list(eos or [])
@@ -168,6 +176,7 @@ class Engine:
         while True:
             first = carry.popleft() if carry else self._queue.get()
             if first is None:
+                self.unfold()
                 return
             batch, deadline = [first], time.monotonic() + self.config.batch_window_s
             for job in list(carry):  # waiting requests of the same kind join first
@@ -187,7 +196,7 @@ class Engine:
 
     def _serve(self, batch: list[Job]) -> None:
         try:
-            results = self.run(batch)
+            results = self.run(batch, keep_fold=True)
         except Exception as e:  # noqa: BLE001 - a failed batch is retried per request; errors go to clients
             if len(batch) > 1:
                 for job in batch:
@@ -206,8 +215,46 @@ class Engine:
         else:
             job.emit("done", result)
 
-    def run(self, batch: list[Job]) -> list[Result]:
-        """Generate for a batch of requests (each row steered by its own request) and return results."""
+    def fold(self, folds: tuple) -> None:
+        """Have exactly the ablations ``folds`` (``((direction, strength), ...)``, from
+        :meth:`ArtifactStore.uniform`) folded into the model's weights: an earlier fold with other
+        ablations is undone first; the same one is kept. The edited weights of the latest fold are
+        kept after it is undone, so folding it again (after a batch that needed the model's own
+        weights) only swaps them back in."""
+        from interp.export.bake import ablated_weights, swapped_weights  # interp.export imports interp.steer
+
+        key = tuple((id(d), s) for d, s in folds)
+        if self._fold is not None and self._fold[0] == key:
+            return
+        self.unfold()
+        if not folds:
+            return
+        if self._folded_weights is None or self._folded_weights[0] != key:
+            self._folded_weights = None  # one edited copy at a time: free the old before making the new
+            directions, strengths = [d for d, _ in folds], [s for _, s in folds]
+            self._folded_weights = (key, ablated_weights(self.model, directions, strengths))
+        stack = ExitStack()
+        stack.enter_context(swapped_weights(self.model, self._folded_weights[1]))
+        self._fold = (key, stack)
+
+    def unfold(self) -> None:
+        """Give the model its own weights back (nothing when no fold is in place)."""
+        if self._fold is not None:
+            _, stack = self._fold
+            self._fold = None
+            stack.close()
+
+    def run(self, batch: list[Job], keep_fold: bool = False) -> list[Result]:
+        """Generate for a batch of requests (each row steered by its own request) and return results.
+        ``keep_fold``: leave a folded ablation in the weights for the next batch (the serving loop
+        does; :meth:`unfold` restores them); by default the model has its own weights on return."""
+        try:
+            return self._run(batch)
+        finally:
+            if not keep_fold:
+                self.unfold()
+
+    def _run(self, batch: list[Job]) -> list[Result]:
         model = self.model
         images = [job.request.images for job in batch] if batch[0].key else None
         enc = tokenize(model, [job.request.text for job in batch], images)
@@ -215,14 +262,23 @@ class Engine:
         for i, job in enumerate(batch):
             groups.setdefault(job.request.steering, []).append(i)
         questions = [job.request.question for job in batch]
+        folds = ()
         for steering, idx in groups.items():
-            if steering:
+            if not steering:
+                continue
+            if len(groups) == 1:  # every row asks for the same: no row masks, full ablations folded
+                folds, uniform = self.store.uniform(steering, self.config.fold_ablations)
+                edits += uniform
+            else:
                 rows = torch.zeros(len(batch), dtype=torch.bool)
                 rows[idx] = True
                 edits += self.store.edits(steering, rows)
-                if images is not None:  # retrieval-guided steering acts on image requests, per image
-                    first = [imgs[0] for imgs in images]
-                    edits += self.store.retrieval_edits(steering, model, questions, first, rows)
+            if images is not None:  # retrieval-guided steering acts on image requests, per image
+                first = [imgs[0] for imgs in images]
+                on = torch.zeros(len(batch), dtype=torch.bool)
+                on[idx] = True
+                edits += self.store.retrieval_edits(steering, model, questions, first, on)
+        self.fold(folds)
         rows = _Rows(batch, model.tokenizer, self.eos)
         with model.hooks(edits=edits), torch.inference_mode():
             model.model.generate(

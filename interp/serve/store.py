@@ -9,6 +9,10 @@ Requests name artifacts; they never pass paths, so a request cannot make the ser
 Every artifact is checked against the served model when the server starts (fingerprint, shapes,
 NaN); one that cannot be served (retrieval-guided steering on a text model) is left out with a
 warning, listed as unavailable in ``/v1/steering``, and a request naming it gets the reason.
+A batch whose requests all ask for the same steering is steered as a whole (no per-row masks), and on
+a text model its full ablations (``AblateDirection(layers="all", positions="all")``) are folded into
+the weights instead of hooked (:meth:`ArtifactStore.uniform`, :func:`interp.export.folded_ablation`).
+
 Retrieval-guided artifacts steer image requests only, each from its own image: the batch's image
 rows are captioned (one extra greedy generation) and their text forms run (one extra prefill)
 before the steered generation.
@@ -26,7 +30,7 @@ import torch
 from interp.errors import InputError
 from interp.hooks import resolve_layers
 from interp.serve.errors import APIError
-from interp.steer.interventions import RetrievalMarker
+from interp.steer.interventions import AblateDirection, RetrievalMarker
 
 log = logging.getLogger("interp.serve")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -37,6 +41,8 @@ Steering = tuple[tuple[str, float], ...]
 class ArtifactStore:
     edits_by_name: dict[str, list] = field(default_factory=dict)  # name -> Edit list (strength 1)
     retrieval_by_name: dict[str, list] = field(default_factory=dict)  # name -> per-input interventions
+    folds_by_name: dict[str, list] = field(default_factory=dict)  # name -> directions it ablates fully
+    unfolded_by_name: dict[str, list] = field(default_factory=dict)  # name -> its other edits
     methods: dict[str, str] = field(default_factory=dict)
     unservable: dict[str, str] = field(default_factory=dict)  # name -> why it is not served
     max_strength: float = 100.0
@@ -78,12 +84,16 @@ class ArtifactStore:
             )
         for item in per_input:  # its layers are checked now, not per request
             resolve_layers(item.layers, model.n_layers)
-        edits = [
-            e for item in interventions if not isinstance(item, RetrievalMarker) for e in item.edits(model)
-        ]
+        constant = [item for item in interventions if not isinstance(item, RetrievalMarker)]
+        edits = [e for item in constant for e in item.edits(model)]
         with model.hooks(edits=edits):  # registering checks layers and gate order now, not per request
             pass
         self.edits_by_name[name] = edits
+        foldable = [item for item in constant if _foldable(item)] if _can_fold(model) else []
+        self.folds_by_name[name] = [item.direction for item in foldable]
+        self.unfolded_by_name[name] = [
+            e for item in constant if not any(item is f for f in foldable) for e in item.edits(model)
+        ]
         self.retrieval_by_name[name] = per_input
         self.methods[name] = method
 
@@ -151,9 +161,19 @@ class ArtifactStore:
             out.append((name, float(s)))
         return tuple(out)
 
-    def edits(self, steering: Steering, rows: torch.Tensor) -> list:
-        """The edits of one steering, applied only to the batch rows ``rows`` (bool [B])."""
+    def edits(self, steering: Steering, rows: torch.Tensor | None) -> list:
+        """The edits of one steering, applied only to the batch rows ``rows`` (bool [B]; None: all)."""
         return [replace(e.scaled(s), rows=rows) for name, s in steering for e in self.edits_by_name[name]]
+
+    def uniform(self, steering: Steering, fold: bool = True) -> tuple[tuple, list]:
+        """For a batch whose rows all ask for ``steering``: the full ablations to fold into the weights,
+        ``((direction, strength), ...)`` (none without ``fold``), and the edits left to hook, which act
+        on every row (no row mask: the fast path of :meth:`interp.hooks.Edit.apply_whole`)."""
+        if not fold:
+            return (), self.edits(steering, None)
+        folds = tuple((d, s) for name, s in steering for d in self.folds_by_name[name])
+        hooked = [e.scaled(s) for name, s in steering for e in self.unfolded_by_name[name]]
+        return folds, hooked
 
     def retrieval_edits(self, steering: Steering, model, questions: list[str], images: list, rows) -> list:
         """The per-input edits of ``steering`` for the image rows ``rows`` (bool [B]) of a batch:
@@ -172,3 +192,22 @@ class ArtifactStore:
                         on[idx] = e.rows.to(on.device)
                     out.append(replace(e.scaled(s), vector=full, rows=on))
         return out
+
+
+def _foldable(item) -> bool:
+    """A full ablation: exactly a weight edit (:mod:`interp.export.bake`)."""
+    return isinstance(item, AblateDirection) and item.layers == "all" and item.positions == "all"
+
+
+def _can_fold(model) -> bool:
+    """A text model whose stream writers :mod:`interp.export.bake` finds (vision-language models add
+    image features after the embedding, where no weight edit reaches them)."""
+    from interp.export.bake import _writers  # interp.export imports interp.steer
+
+    if model.adapter.kind != "text":
+        return False
+    try:
+        _writers(model)
+    except InputError:
+        return False
+    return True
