@@ -50,7 +50,8 @@ def capture(
     Returns :class:`Activations` in memory, or with ``out_dir`` an :class:`ActivationShards` handle on
     shards written as they finish (memory stays at one shard); running the same call again skips
     finished shards. ``backend`` = ``native`` (hooks), ``nnsight`` or ``transformer_lens``.
-    ``site`` = ``resid`` (decoder-layer output), ``attn`` or ``mlp`` (that block's output; native only).
+    ``site`` = ``resid`` (decoder-layer output), ``attn`` or ``mlp`` (what that block adds to the stream:
+    its output, or the norm's after it in Gemma 2/3, :meth:`HookedModel.writer`; native only).
     ``images`` may mix image and text-only prompts (``None`` entries): they run in separate forwards,
     since a processor batch cannot mix them, and come back in prompt order.
     """

@@ -574,7 +574,7 @@ def attach(
             if site == "embed":
                 module = model.embed
             else:
-                module = model.layers[i] if site == "resid" else model.component(i, site)
+                module = model.layers[i] if site == "resid" else model.writer(i, site)
             site_edits = per_site.get((i, site), [])
             capture = i in cap_layers and site == capture_site
             plain = site != "resid" or (i not in keep and i not in gates)

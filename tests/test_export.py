@@ -155,6 +155,13 @@ def test_fold_refuses_what_it_cannot_fold(llama, tiny_vl):
     with pytest.raises(interp.InputError, match="vision-language"):
         with steer(tiny_vl, [AblateDirection(d)], fold=True):
             pass
+    gemma = tiny_model("gemma2")  # a norm after every block: no weight edit reaches the stream
+    for fold in (
+        lambda: steer(gemma, [AblateDirection(_dir(gemma, 9))], fold=True).__enter__(),
+        lambda: bake(gemma, [AblateDirection(_dir(gemma, 9))]),
+    ):
+        with pytest.raises(interp.InputError, match="normalizes each attention and MLP output"):
+            fold()
 
 
 def test_generate_and_last_logits_fold_once_for_the_whole_call(llama, monkeypatch):

@@ -149,13 +149,14 @@ def test_contexts_do_not_share_state(llama, prompts):
     torch.testing.assert_close(a.take()[(1, "last")][0][0], b.take()[(1, "last")][0][0])
 
 
-@pytest.mark.parametrize("family", ["llama", "qwen2", "gemma2"])
+@pytest.mark.parametrize("family", ["llama", "qwen2", "gemma2", "gemma3_text"])
 def test_component_sites_add_up_to_the_residual_stream(family):
-    """Llama/Qwen: resid_i = resid_{i-1} + attn_i + mlp_i exactly. Gemma2 norms each block's output
-    before adding it, so there only the capture equals a manual hook on the block."""
-    from interp.models.tiny import tiny_model
+    """resid_i = resid_{i-1} + attn_i + mlp_i exactly. Gemma 2/3 normalize each block's output before
+    adding it, so their attn/mlp sites are the norms after the blocks (``model.writer``), not the
+    blocks themselves (as TransformerLens's hook_attn_out/hook_mlp_out)."""
+    from interp.models.tiny import tiny_model, uneven_norms
 
-    model = tiny_model(family)
+    model = uneven_norms(tiny_model(family))
     batch = model.encode(["hello there", "a longer prompt than that"])
     got = {}
     for site in ("resid", "attn", "mlp"):
@@ -163,16 +164,17 @@ def test_component_sites_add_up_to_the_residual_stream(family):
             model.forward(batch)
         got[site] = {i: run.captured[(i, "last")][0][0] for i in (1, 2)}
     manual = []
-    handle = model.layers[2].mlp.register_forward_hook(lambda m, a, o: manual.append(o[:, -1]))
+    writer = model.writer(2, "mlp")
+    assert (writer is model.layers[2].mlp) == family.startswith(("llama", "qwen"))
+    handle = writer.register_forward_hook(lambda m, a, o: manual.append(o[:, -1]))
     try:
         model.forward(batch)
     finally:
         handle.remove()
     torch.testing.assert_close(got["mlp"][2], manual[0])
-    if family != "gemma2":
-        torch.testing.assert_close(
-            got["resid"][2], got["resid"][1] + got["attn"][2] + got["mlp"][2], rtol=1e-5, atol=1e-5
-        )
+    torch.testing.assert_close(
+        got["resid"][2], got["resid"][1] + got["attn"][2] + got["mlp"][2], rtol=1e-5, atol=1e-4
+    )
 
 
 def test_an_edit_on_the_mlp_output_moves_the_stream_by_exactly_that_vector(llama):

@@ -116,11 +116,14 @@ def test_the_serving_loop_keeps_a_fold_between_batches_and_restores_the_weights(
     assert engine._fold is None and all(a is b for a, b in zip(_weights(llama), own, strict=True))
 
 
-def test_a_vision_language_model_hooks_its_ablations(tiny_vl):
-    s = ArtifactStore()
-    s.add("ablate", [AblateDirection(_dir(tiny_vl, 1))], tiny_vl, "ablate")
-    folds, edits = s.uniform((("ablate", 1.0),))
-    assert folds == () and edits and all(e.op == "ablate" and e.rows is None for e in edits)
+def test_models_whose_ablations_do_not_fold_keep_the_hooks(tiny_vl):
+    from interp.models.tiny import tiny_model
+
+    for model in (tiny_vl, tiny_model("gemma2")):  # image features after the embedding; post norms
+        s = ArtifactStore()
+        s.add("ablate", [AblateDirection(_dir(model, 1))], model, "ablate")
+        folds, edits = s.uniform((("ablate", 1.0),))
+        assert folds == () and edits and all(e.op == "ablate" and e.rows is None for e in edits)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,9 @@ What cannot be baked, and says so: :class:`~interp.steer.Conditional` (decides p
 :class:`~interp.steer.RetrievalGuided` (per input), :class:`~interp.steer.SetProjection` (depends on
 the state), ablation at chosen layers only, and anything restricted to some positions. Serve those
 with ``interp serve`` instead. Vision-language models are refused: image features enter the stream
-after the token embedding, where no weight of the language model can remove them.
+after the token embedding, where no weight of the language model can remove them. So are families
+that normalize each block's output before adding it to the stream (Gemma 2/3): the norm's learned
+per-feature scale sits between every projection and the stream.
 """
 
 from __future__ import annotations
@@ -75,6 +77,13 @@ def _writers(model) -> list[torch.nn.Linear]:
     """Every linear layer that writes to the residual stream after the embedding: each layer's
     attention output and MLP down projection."""
     family = model.adapter.family
+    if model.adapter.attn_out or model.adapter.mlp_out:
+        raise InputError(
+            f"the {family} family normalizes each attention and MLP output, with a learned per-feature "
+            "scale, before adding it to the residual stream, so no edit of the projections' weights "
+            "removes a direction from what they write. Fix: ablate with hooks (interp.steer.steer "
+            "without fold=True, or interp serve), which act on the normalized outputs."
+        )
     return [
         _writer(model.component(i, site), names, site + " output", family)
         for i in range(model.n_layers)
@@ -197,17 +206,25 @@ def bake(model, interventions):
     from interp.models.load import wrap
 
     ablate, add = _check(model, interventions)
+    family = model.adapter.family
+    if add and model.adapter.mlp_out:
+        raise InputError(
+            f"the {family} family normalizes each MLP output before adding it to the residual stream, so "
+            "a constant addition cannot become an MLP bias. Fix: serve the addition with hooks "
+            "(interp serve, interp.steer.steer)."
+        )
+    if add and not hasattr(model.text_config, "mlp_bias"):
+        raise InputError(
+            f"the {family} family's config has no mlp_bias, so a constant addition cannot become a bias "
+            "there. Fix: bake ablations only, or serve the addition with hooks (interp serve)."
+        )
+    if ablate:
+        _writers(model)  # refuses a family whose writers cannot be edited, before the copy
     hf = copy.deepcopy(model.model)
     _drop_gguf_marks(hf)
     baked = wrap(
         hf, model.tokenizer, model.processor, name=f"{model.name}+baked", chat_template=model.chat_template
     )
-    family = model.adapter.family
-    if add and not hasattr(baked.text_config, "mlp_bias"):
-        raise InputError(
-            f"the {family} family's config has no mlp_bias, so a constant addition cannot become a bias "
-            "there. Fix: bake ablations only, or serve the addition with hooks (interp serve)."
-        )
     with torch.no_grad():
         if ablate:
             if getattr(baked.text_config, "tie_word_embeddings", False):

@@ -299,8 +299,9 @@ def patch_activations(
 ) -> PatchingMap:
     """Exact patching of one site's clean outputs into corrupt runs over layers x positions.
 
-    ``site``: ``"resid"`` (decoder-layer output), ``"attn"`` or ``"mlp"`` (that block's output, so the
-    rest of the layer is recomputed from the patched block).
+    ``site``: ``"resid"`` (decoder-layer output), ``"attn"`` or ``"mlp"`` (what that block adds to the
+    stream, :meth:`~interp.models.hooked.HookedModel.writer`, so the rest of the layer is recomputed
+    from the patched block).
     """
     check_site(site)
     if mode not in ("batched", "replay", "loop"):

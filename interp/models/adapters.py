@@ -34,9 +34,14 @@ class Adapter:
     lm_head: tuple[str, ...] = ("lm_head",)
     embed: tuple[str, ...] = ("model.embed_tokens",)
     vision: tuple[str, ...] = ()
-    # inside one decoder layer: the blocks whose outputs are added to the residual stream
+    # inside one decoder layer: the attention and MLP blocks
     attn: tuple[str, ...] = ("self_attn", "cross_attn")
     mlp: tuple[str, ...] = ("mlp", "feed_forward")
+    # a norm between a block and the residual stream (Gemma 2/3 normalize each block's output, with a
+    # learned per-feature scale, before adding it): what the block writes to the stream is that norm's
+    # output. Empty: the block's own output is added.
+    attn_out: tuple[str, ...] = ()
+    mlp_out: tuple[str, ...] = ()
     image_token_attrs: tuple[str, ...] = ("image_token_id", "image_token_index")
     rope: str = "rope"
     notes: str = ""
@@ -44,6 +49,7 @@ class Adapter:
 
 
 _TEXT = dict(layers=("model.layers",), final_norm=("model.norm",), embed=("model.embed_tokens",))
+_POST_NORMS = dict(attn_out=("post_attention_layernorm",), mlp_out=("post_feedforward_layernorm",))
 _LM = ("model.language_model.layers",)
 _LM_NORM = ("model.language_model.norm",)
 _LM_EMBED = ("model.language_model.embed_tokens",)
@@ -55,8 +61,8 @@ ADAPTERS: dict[str, Adapter] = {
     "qwen2": Adapter("qwen2", "text", **_TEXT),
     "qwen3": Adapter("qwen3", "text", **_TEXT),
     "gemma": Adapter("gemma", "text", **_TEXT),
-    "gemma2": Adapter("gemma2", "text", **_TEXT),
-    "gemma3_text": Adapter("gemma3_text", "text", **_TEXT),
+    "gemma2": Adapter("gemma2", "text", **_TEXT, **_POST_NORMS),
+    "gemma3_text": Adapter("gemma3_text", "text", **_TEXT, **_POST_NORMS),
     "phi3": Adapter("phi3", "text", **_TEXT),
     # image tokens in the text stream
     "llava": Adapter(
@@ -106,6 +112,7 @@ ADAPTERS: dict[str, Adapter] = {
         final_norm=_LM_NORM,
         embed=_LM_EMBED,
         vision=("model.vision_tower",),
+        **_POST_NORMS,
         notes="Gemma 3 multimodal: 256 image tokens per image",
     ),
     "idefics3": Adapter(

@@ -76,6 +76,21 @@ class HookedModel:
             raise InputError(f"component site must be 'attn' or 'mlp', got {site!r}.")
         return get_path(self.layers[layer], candidates, f"{site} block of decoder layer {layer}")
 
+    def writer(self, layer: int, site: str) -> torch.nn.Module:
+        """The module whose output decoder layer ``layer`` adds to the residual stream for ``site``
+        (``"attn"`` or ``"mlp"``): the block itself, or the norm after it in families that normalize
+        each block's output before adding it (Gemma 2/3). Hooks at the ``attn``/``mlp`` sites sit
+        here, so they see and edit what is written to the stream (as TransformerLens's
+        ``hook_attn_out``/``hook_mlp_out`` do).
+
+            >>> model.writer(3, "attn")    # Llama: layers[3].self_attn; Gemma 2: layers[3].post_attention_layernorm
+        """
+        post = {"attn": self.adapter.attn_out, "mlp": self.adapter.mlp_out}.get(site)
+        block = self.component(layer, site)  # checks the site name
+        if not post:
+            return block
+        return get_path(self.layers[layer], post, f"norm after the {site} block of decoder layer {layer}")
+
     @property
     def n_layers(self) -> int:
         return len(self.layers)

@@ -342,3 +342,18 @@ class QwenImageProcessorLite:
         image_id = self.tokenizer.convert_tokens_to_ids(self.image_token)
         out["mm_token_type_ids"] = (out["input_ids"] == image_id).long()
         return out | dict(pixels)
+
+
+def uneven_norms(model: HookedModel, scale: float = 0.5, seed: int = 0) -> HookedModel:
+    """Add noise to every norm's scale, in place, and return the model. At random init every RMSNorm
+    scales all features alike (Gemma's offset is 0), which hides whether a computation respects the
+    norms; trained norms scale features unevenly, and so do these.
+
+        >>> model = uneven_norms(tiny_model("gemma2"))
+    """
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.model.named_parameters():
+            if "norm" in name:
+                p.add_(scale * torch.randn(p.shape, generator=g).to(p))
+    return model

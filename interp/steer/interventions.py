@@ -64,7 +64,9 @@ class AblateDirection(_DirectionIntervention):
 
     With ``layers="all"`` (Arditi et al.) it is removed from every activation of the stream: the
     token-embedding output and every attention and MLP output are ablated, which is exactly what
-    orthogonalizing the weights that write to the stream does (``interp export bake``). Vision-language
+    orthogonalizing the weights that write to the stream does (``interp export bake``). In families that
+    normalize each block's output before adding it (Gemma 2/3) the normalized outputs are ablated, and
+    no weight edit can do the same (bake and ``fold=True`` refuse them). Vision-language
     models also ablate each decoder layer's output, since image features enter the stream after the
     token embedding. With a list of layers, the state after each listed decoder layer is ablated.
     """
