@@ -326,3 +326,19 @@ def test_pull_basis_checks():
         orthonormal_rows(torch.zeros(4, 3))
     with pytest.raises(InputError, match="width 3 but the target has 64"):
         Edit.pull(torch.zeros(64), [0], 1.0, basis=torch.ones(3))
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma2"])
+def test_unembed_of_the_last_layer_gives_the_models_logits(family):
+    """The logit lens reads a state as the model does: final norm, LM head and (Gemma 2) soft-capping."""
+    from interp.models.tiny import tiny_model, uneven_norms
+
+    model = uneven_norms(tiny_model(family))
+    if family == "gemma2":
+        model.text_config.final_logit_softcapping = 0.5  # tiny logits: a cap this low bends them
+    batch = model.encode(["hello there", "a longer prompt than that"])
+    last = model.n_layers - 1
+    with model.hooks(capture_layers=[last], capture_positions="last") as run, torch.inference_mode():
+        logits = model.model(**batch.inputs).logits[:, -1]
+    lens = model.unembed(run.captured[(last, "last")][0][0])
+    torch.testing.assert_close(lens, logits, rtol=1e-5, atol=1e-5)

@@ -191,8 +191,16 @@ class HookedModel:
         )
 
     def unembed(self, hidden: Float[Tensor, "... d"]) -> Float[Tensor, "... vocab"]:
-        """Logit lens: final norm then LM head, as the model applies them after its last layer."""
-        return self.lm_head(self.final_norm(hidden))
+        """Logit lens: final norm then LM head, as the model applies them after its last layer, with the
+        final logit soft-capping of families that have one (Gemma 2: ``cap * tanh(logits / cap)``).
+
+            >>> model.unembed(states[:, -1])      # last layer's output -> the model's own logits
+        """
+        logits = self.lm_head(self.final_norm(hidden))
+        cap = getattr(self.text_config, "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
 
     def __repr__(self) -> str:
         return (
