@@ -149,7 +149,7 @@ def test_contexts_do_not_share_state(llama, prompts):
     torch.testing.assert_close(a.take()[(1, "last")][0][0], b.take()[(1, "last")][0][0])
 
 
-@pytest.mark.parametrize("family", ["llama", "qwen2", "gemma2", "gemma3_text"])
+@pytest.mark.parametrize("family", ["llama", "qwen2", "gemma2", "gemma3_text", "gemma3"])
 def test_component_sites_add_up_to_the_residual_stream(family):
     """resid_i = resid_{i-1} + attn_i + mlp_i exactly. Gemma 2/3 normalize each block's output before
     adding it, so their attn/mlp sites are the norms after the blocks (``model.writer``), not the
