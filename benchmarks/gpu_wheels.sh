@@ -7,7 +7,9 @@
 # call with carry [".whl"]:
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
 #     && export PYTHONPATH=/tmp/site:$PWD || exit; python3 benchmarks/steering.py --model llama3-8b-shape --device cuda \
-#     --batch 16 --new-tokens 32 && cp benchmarks/results/steering_gpu_*.json $OUT/
+#     --batch 16 --new-tokens 32 && python3 benchmarks/serve_uniform.py --model llama3-8b-shape --device cuda \
+#     --batch 16 && cp benchmarks/results/steering_gpu_*.json benchmarks/results/serve_uniform_gpu_*.json $OUT/
+# (serve_uniform.py times the server's engine, which needs no FastAPI.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pins=$(python3 -c '

@@ -8,7 +8,6 @@ $ interp serve --model organism-vl --artifacts runs/artifacts --default-steering
 ...                                extra_body={"steering": [{"artifact": "refusal", "strength": 0.5}]})
 """
 
-from interp.serve.app import create_app
 from interp.serve.config import ServeConfig
 from interp.serve.engine import Engine, Result
 from interp.serve.errors import APIError
@@ -27,3 +26,20 @@ __all__ = [
     "parse_chat",
     "serve_process",
 ]
+
+
+def __getattr__(name: str):
+    """``create_app`` imports FastAPI (the ``serve`` extra) on first use, so the engine, the store and
+    the benchmarks that time them run where only torch and transformers are installed."""
+    if name == "create_app":
+        try:
+            from interp.serve.app import create_app
+        except ImportError as e:
+            from interp.errors import InputError
+
+            raise InputError(
+                f"the HTTP server needs FastAPI, which is not installed ({e}). "
+                'Fix: pip install "interp[serve]".'
+            ) from e
+        return create_app
+    raise AttributeError(f"module 'interp.serve' has no attribute {name!r}")
