@@ -116,6 +116,31 @@ def test_the_serving_loop_keeps_a_fold_between_batches_and_restores_the_weights(
     assert engine._fold is None and all(a is b for a, b in zip(_weights(llama), own, strict=True))
 
 
+def test_a_fold_that_does_not_fit_in_memory_falls_back_to_the_hooks(llama, store, monkeypatch, caplog):
+    import importlib
+
+    bake_module = importlib.import_module("interp.export.bake")  # interp.export.bake is also the function
+    loop = asyncio.new_event_loop()
+    reqs = [_request(llama, t, (("ablate", 1.0),), 6) for t in ("hello there", "tell me a story")]
+    hooked = Engine(llama, store, ServeConfig(fold_ablations=False)).run([Job(r, loop) for r in reqs])
+    calls = []
+
+    def out_of_memory(*a, **k):
+        calls.append(1)
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 5.00 GiB")
+
+    monkeypatch.setattr(bake_module, "ablated_weights", out_of_memory)
+    engine = Engine(llama, store, ServeConfig())
+    own = _weights(llama)
+    with caplog.at_level("WARNING", logger="interp.serve"):
+        first = engine.run([Job(r, loop) for r in reqs])
+        again = engine.run([Job(r, loop) for r in reqs])
+    assert [r.text for r in first] == [r.text for r in again] == [r.text for r in hooked]
+    assert calls == [1], "after one failure the engine hooks without trying again"
+    assert "out of memory" in engine.fold_error and "ablations are hooked from now on" in caplog.text
+    assert all(a is b for a, b in zip(_weights(llama), own, strict=True))
+
+
 def test_models_whose_ablations_do_not_fold_keep_the_hooks(tiny_vl):
     from interp.models.tiny import tiny_model
 

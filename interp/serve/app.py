@@ -72,7 +72,10 @@ def create_app(model, store: ArtifactStore, config: ServeConfig) -> FastAPI:
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "model": model_id, "pending": engine.pending, "batches": engine.batches}
+        body = {"status": "ok", "model": model_id, "pending": engine.pending, "batches": engine.batches}
+        if engine.fold_error:  # still serving, with hooks
+            body["fold_error"] = engine.fold_error
+        return body
 
     @app.get("/v1/models")
     async def models():

@@ -136,6 +136,7 @@ class Engine:
         self.batches = 0
         self._fold: tuple[tuple, ExitStack] | None = None  # (its key, what restores the weights)
         self._folded_weights: tuple[tuple, list] | None = None  # (key, edited copies) of the latest fold
+        self.fold_error: str | None = None  # why folding failed (out of memory); hooks from then on
         tok = model.tokenizer
         eos = model.model.generation_config.eos_token_id if model.model.generation_config else None
         eos = [eos] if isinstance(eos, int) else list(eos or [])
@@ -237,6 +238,23 @@ class Engine:
         stack.enter_context(swapped_weights(self.model, self._folded_weights[1]))
         self._fold = (key, stack)
 
+    def _try_fold(self, folds: tuple) -> bool:
+        """:meth:`fold`, or, where the edited copies do not fit in memory, the model's own weights, a
+        warning, and hooks for this and every later batch (``fold_error`` says why; ``/health`` too)."""
+        try:
+            self.fold(folds)
+        except (RuntimeError, MemoryError) as e:  # torch.OutOfMemoryError is a RuntimeError
+            self.unfold()
+            self._folded_weights = None
+            self.fold_error = f"{type(e).__name__}: {e}"
+            log.warning(
+                "folding an ablation into the weights failed (%s); ablations are hooked from now on. "
+                "Fix: more memory, or --no-fold to skip the attempt.",
+                self.fold_error,
+            )
+            return False
+        return True
+
     def unfold(self) -> None:
         """Give the model its own weights back (nothing when no fold is in place)."""
         if self._fold is not None:
@@ -267,7 +285,10 @@ class Engine:
             if not steering:
                 continue
             if len(groups) == 1:  # every row asks for the same: no row masks, full ablations folded
-                folds, uniform = self.store.uniform(steering, self.config.fold_ablations)
+                fold = self.config.fold_ablations and self.fold_error is None
+                folds, uniform = self.store.uniform(steering, fold)
+                if folds and not self._try_fold(folds):
+                    folds, uniform = self.store.uniform(steering, fold=False)
                 edits += uniform
             else:
                 rows = torch.zeros(len(batch), dtype=torch.bool)
@@ -278,7 +299,8 @@ class Engine:
                 on = torch.zeros(len(batch), dtype=torch.bool)
                 on[idx] = True
                 edits += self.store.retrieval_edits(steering, model, questions, first, on)
-        self.fold(folds)
+        if not folds:
+            self.unfold()
         rows = _Rows(batch, model.tokenizer, self.eos)
         with model.hooks(edits=edits), torch.inference_mode():
             model.model.generate(
