@@ -13,6 +13,10 @@ Two uses:
   hit by mistake.
 
 Integer positions count real (non-pad) prompt tokens: ``0`` is the first, ``-1`` the last.
+
+The KV cache is what separates prompt from generated tokens: a forward that continues no cache is a
+new prompt. ``generate(..., use_cache=False)`` re-runs the whole sequence at every step, so there
+``generated`` selects nothing and ``last`` is the newest token.
 """
 
 from __future__ import annotations
