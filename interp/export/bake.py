@@ -114,6 +114,14 @@ def _ablated_weights(model, directions, strengths=None) -> list[tuple[torch.nn.M
     return out
 
 
+def check_foldable(model) -> None:
+    """Raise :class:`InputError`, with the reason, where no weight edit can ablate a direction from
+    ``model``'s residual stream (a vision-language model; a family whose writers are not plain linear
+    layers or are followed by a norm); return where one can."""
+    _check_text(model, "use AblateDirection's hooks (interp.steer.steer without fold=True)")
+    _writers(model)
+
+
 def _check_text(model, what: str) -> None:
     if model.adapter.kind != "text":
         raise InputError(
@@ -153,7 +161,7 @@ def ablated_weights(model, directions, strengths=None) -> list[tuple[torch.nn.Mo
         >>> with swapped_weights(model, new): ...
     """
     _check_text(model, "use AblateDirection's hooks (interp.steer.steer without fold=True)")
-    with torch.no_grad():
+    with torch.no_grad():  # _ablated_weights finds the writers, or says why there are none
         return _ablated_weights(model, [unit_vector(d) for d in directions], strengths)
 
 
@@ -219,7 +227,7 @@ def bake(model, interventions):
             "there. Fix: bake ablations only, or serve the addition with hooks (interp serve)."
         )
     if ablate:
-        _writers(model)  # refuses a family whose writers cannot be edited, before the copy
+        check_foldable(model)  # before the copy
     hf = copy.deepcopy(model.model)
     _drop_gguf_marks(hf)
     baked = wrap(

@@ -284,6 +284,8 @@ class Engine:
         for steering, idx in groups.items():
             if not steering:
                 continue
+            rows = torch.zeros(len(batch), dtype=torch.bool)
+            rows[idx] = True
             if len(groups) == 1:  # every row asks for the same: no row masks, full ablations folded
                 fold = self.config.fold_ablations and self.fold_error is None
                 folds, uniform = self.store.uniform(steering, fold)
@@ -291,14 +293,10 @@ class Engine:
                     folds, uniform = self.store.uniform(steering, fold=False)
                 edits += uniform
             else:
-                rows = torch.zeros(len(batch), dtype=torch.bool)
-                rows[idx] = True
                 edits += self.store.edits(steering, rows)
             if images is not None:  # retrieval-guided steering acts on image requests, per image
                 first = [imgs[0] for imgs in images]
-                on = torch.zeros(len(batch), dtype=torch.bool)
-                on[idx] = True
-                edits += self.store.retrieval_edits(steering, model, questions, first, on)
+                edits += self.store.retrieval_edits(steering, model, questions, first, rows)
         if not folds:
             self.unfold()
         rows = _Rows(batch, model.tokenizer, self.eos)

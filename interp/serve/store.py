@@ -84,16 +84,21 @@ class ArtifactStore:
             )
         for item in per_input:  # its layers are checked now, not per request
             resolve_layers(item.layers, model.n_layers)
-        constant = [item for item in interventions if not isinstance(item, RetrievalMarker)]
-        edits = [e for item in constant for e in item.edits(model)]
+        per_item = [
+            (item, item.edits(model)) for item in interventions if not isinstance(item, RetrievalMarker)
+        ]
+        edits = [e for _, item_edits in per_item for e in item_edits]
         with model.hooks(edits=edits):  # registering checks layers and gate order now, not per request
             pass
         self.edits_by_name[name] = edits
-        foldable = [item for item in constant if _foldable(item)] if _can_fold(model) else []
-        self.folds_by_name[name] = [item.direction for item in foldable]
-        self.unfolded_by_name[name] = [
-            e for item in constant if not any(item is f for f in foldable) for e in item.edits(model)
-        ]
+        can_fold = _can_fold(model)
+        folds, unfolded = [], []  # full ablations (folded for uniform batches) and every other edit
+        for item, item_edits in per_item:
+            if can_fold and isinstance(item, AblateDirection) and item.everywhere:
+                folds.append(item.direction)
+            else:
+                unfolded += item_edits
+        self.folds_by_name[name], self.unfolded_by_name[name] = folds, unfolded
         self.retrieval_by_name[name] = per_input
         self.methods[name] = method
 
@@ -194,20 +199,13 @@ class ArtifactStore:
         return out
 
 
-def _foldable(item) -> bool:
-    """A full ablation: exactly a weight edit (:mod:`interp.export.bake`)."""
-    return isinstance(item, AblateDirection) and item.layers == "all" and item.positions == "all"
-
-
 def _can_fold(model) -> bool:
-    """A text model whose stream writers :mod:`interp.export.bake` finds (vision-language models add
-    image features after the embedding, where no weight edit reaches them)."""
-    from interp.export.bake import _writers  # interp.export imports interp.steer
+    """Whether a weight edit can ablate a direction from ``model``'s stream
+    (:func:`interp.export.bake.check_foldable`)."""
+    from interp.export.bake import check_foldable  # interp.export imports interp.steer
 
-    if model.adapter.kind != "text":
-        return False
     try:
-        _writers(model)
+        check_foldable(model)
     except InputError:
         return False
     return True

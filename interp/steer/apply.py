@@ -42,7 +42,7 @@ def folding(model, interventions, fold: bool):
     items = list(interventions)
     folded = [item for item in items if fold and isinstance(item, AblateDirection)]
     for item in folded:
-        if item.layers != "all" or item.positions != "all":
+        if not item.everywhere:
             raise InputError(
                 f"fold=True folds AblateDirection(layers='all', positions='all') into the weights; this "
                 f"one has layers={item.layers!r}, positions={item.positions!r}, which no weight edit "

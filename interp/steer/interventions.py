@@ -76,6 +76,11 @@ class AblateDirection(_DirectionIntervention):
     positions: str | list = "all"
     bakeable = True
 
+    @property
+    def everywhere(self) -> bool:
+        """Every layer and position: exactly a weight edit (``interp export bake``, ``fold=True``)."""
+        return self.layers == "all" and self.positions == "all"
+
     def edits(self, model) -> list[Edit]:
         if self.layers != "all":
             return [Edit.ablate(self.direction, self.layers, self.positions)]
