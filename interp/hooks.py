@@ -408,6 +408,8 @@ class HookRun:
     past_len: int = 0
     chunk_len: int = 0
     chunk_real: Tensor | None = None
+    rerun: bool = False  # this forward re-runs the prompt and the tokens generated so far, without a cache
+    _ids: Tensor | None = None  # the ids of the last forward without a cache, to recognise a re-run
     _masks: dict = field(default_factory=dict)
     _prepared: dict = field(default_factory=dict)  # id(edit) -> (vector, rows, basis) on the stream's device
 
@@ -464,7 +466,12 @@ class HookRun:
         full = (
             attn.bool() if attn is not None else torch.ones(b, past + c, dtype=torch.bool, device=ref.device)
         )
+        self.rerun = past == 0 and self._continues(input_ids, kwargs)
         if past == 0:
+            self._ids = input_ids
+        if self.rerun:
+            pass  # generate(use_cache=False): keep the prompt's layout, so steering matches the cached run
+        elif past == 0:
             image = None
             if self.image_token_id is not None and input_ids is not None:
                 image = input_ids == self.image_token_id
@@ -476,6 +483,19 @@ class HookRun:
         self.past_len, self.chunk_len = past, c
         self.chunk_real = full[:, past : past + c]
         self._masks = {}
+
+    def _continues(self, input_ids: Tensor | None, kwargs: dict) -> bool:
+        """Whether a forward without a KV cache is a decode step of ``generate(use_cache=False)``: it
+        says ``use_cache=False`` and its ids are the previous such forward's ids plus one token."""
+        prev = self._ids
+        if kwargs.get("use_cache") is not False or input_ids is None or prev is None or self.layout is None:
+            return False
+        b, t = prev.shape
+        return (
+            input_ids.shape == (b, t + 1)
+            and input_ids.device == prev.device
+            and bool((input_ids[:, :t] == prev).all())
+        )
 
     def _ensure_layout(self, h: Tensor) -> None:
         if self.layout is None:  # forward called on a submodule: every token real, no images
@@ -636,7 +656,7 @@ def _layer_hook(run: HookRun, index: int, edits: list[Edit], capture: bool, resi
     def hook(module, args, output):
         h = untuple(output)
         run._ensure_layout(h)
-        if run.past_len == 0:
+        if run.past_len == 0 and not run.rerun:
             for gate in gates:  # decided on the unedited state of this layer
                 run.gate_rows[gate], run.gate_scores[gate] = gate.decide(h, run.layout)
         if edits:
@@ -659,7 +679,7 @@ def _layer_hook(run: HookRun, index: int, edits: list[Edit], capture: bool, resi
             run.output_is_tuple = isinstance(output, tuple)
         if resid and index in run.keep_layers and index not in run.kept:  # the context's first forward
             run.kept[index] = h
-        if capture and run.past_len == 0:
+        if capture and run.past_len == 0 and not run.rerun:
             for pos in run.capture_positions:
                 run.captured.setdefault((index, pos.name), []).append(
                     reduce_prefill(h.detach(), run.layout, pos)

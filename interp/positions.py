@@ -15,8 +15,12 @@ Two uses:
 Integer positions count real (non-pad) prompt tokens: ``0`` is the first, ``-1`` the last.
 
 The KV cache is what separates prompt from generated tokens: a forward that continues no cache is a
-new prompt. ``generate(..., use_cache=False)`` re-runs the whole sequence at every step, so there
-``generated`` selects nothing and ``last`` is the newest token.
+new prompt, with one exception. ``generate(..., use_cache=False)`` re-runs the whole sequence at every
+step; a forward that says ``use_cache=False`` and whose ids are the previous such forward's ids plus
+one token is taken as such a re-run (:attr:`interp.hooks.HookRun.rerun`). It keeps the first
+prompt's layout, so ``generated`` still means the tokens after the prompt, ``last`` the prompt's last
+token, gates keep their prefill decision and captures are not repeated: a steered ``generate`` gives
+the same tokens with and without the cache. A forward on any other ids is a new prompt.
 """
 
 from __future__ import annotations
@@ -169,9 +173,10 @@ def edit_mask(
         return absolute == target.to(device).unsqueeze(1)
     if pos.kind == "image":
         image = layout.image_or_raise().to(device)
-        if past_len >= layout.prompt_len:
-            return torch.zeros_like(chunk_real)
-        return image[:, past_len : past_len + chunk_len]
+        mask = torch.zeros_like(chunk_real)
+        n = max(0, min(layout.prompt_len - past_len, chunk_len))  # prompt tokens in this chunk
+        mask[:, :n] = image[:, past_len : past_len + n]
+        return mask
     raise InputError(
         f"position {pos.name!r} reduces several tokens to one and cannot be edited. "
         "Fix: edit 'image' (every image token) or 'all'."

@@ -3,7 +3,7 @@ import torch
 
 import interp
 from interp.errors import InputError, LayerIndexError
-from interp.hooks import Edit, resolve_layers
+from interp.hooks import Edit, Gate, resolve_layers
 
 
 def _logits(model, batch, edits=()):
@@ -342,3 +342,56 @@ def test_unembed_of_the_last_layer_gives_the_models_logits(family):
         logits = model.model(**batch.inputs).logits[:, -1]
     lens = model.unembed(run.captured[(last, "last")][0][0])
     torch.testing.assert_close(lens, logits, rtol=1e-5, atol=1e-5)
+
+
+def _generate(model, batch, edits, use_cache, n=6):
+    with model.hooks(edits=edits):
+        return model.generate(batch, max_new_tokens=n, min_new_tokens=n, use_cache=use_cache)
+
+
+@pytest.mark.parametrize("positions", ["generated", "prompt", "last", "all", 0, "gated"])
+def test_steered_generate_gives_the_same_tokens_without_the_kv_cache(llama, prompts, positions):
+    # generate(use_cache=False) re-runs prompt + generated tokens at every step; the re-runs keep the
+    # prompt's layout, so "generated" still edits new tokens, "last" the prompt's last token, and a
+    # gate keeps its prefill decision
+    batch = llama.encode(prompts)
+    v = torch.randn(64, generator=torch.Generator().manual_seed(1)) * 30
+    if positions == "gated":
+        d = torch.randn(64, generator=torch.Generator().manual_seed(2))
+        with llama.hooks(capture_layers=[0]) as run:
+            llama.forward(batch)
+        scores = run.take()[(0, "last")][0][0] @ (d / d.norm())
+        gate = Gate(d, layer=0, threshold=float(scores.median()))  # fires on one row of three
+        edits = [Edit.add(v, layers=[2], positions="all").gated(gate)]
+    else:
+        edits = [Edit.add(v, layers=[1], positions=positions)]
+    cached = _generate(llama, batch, edits, use_cache=True)
+    assert cached != _generate(llama, batch, [], use_cache=True)  # the edit matters
+    assert _generate(llama, batch, edits, use_cache=False) == cached
+
+
+def test_image_steering_in_generate_without_the_kv_cache(llava, image):
+    batch = llava.encode(["describe it", "what is in this picture please"], images=[image, image])
+    edits = [
+        Edit.add(
+            torch.randn(llava.d_model, generator=torch.Generator().manual_seed(0)) * 30, [1], 1.0, "image"
+        )
+    ]
+    cached = _generate(llava, batch, edits, use_cache=True, n=5)
+    assert cached != _generate(llava, batch, [], use_cache=True, n=5)
+    assert _generate(llava, batch, edits, use_cache=False, n=5) == cached
+
+
+def test_a_forward_on_other_ids_is_a_new_prompt_even_without_a_cache(llama, prompts):
+    # only ids that extend the previous forward's by one token continue it; anything else is a prompt
+    batch = llama.encode(prompts)
+    other = llama.encode(["another prompt entirely", "b", "and a third"])
+    with llama.hooks(capture_layers=[1]) as run:
+        llama.forward(batch, use_cache=False)
+        assert not run.rerun
+        llama.forward(other, use_cache=False)
+        assert not run.rerun
+        llama.generate(batch, max_new_tokens=3, min_new_tokens=3, use_cache=False)
+    got = run.take()[(1, "last")]
+    assert len(got) == 3  # two forwards and one prefill: the decode steps captured nothing
+    torch.testing.assert_close(got[2][0], got[0][0])
