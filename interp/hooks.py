@@ -217,10 +217,7 @@ class Edit:
         masked arithmetic. Left-padding tokens are edited too, which no real token can see."""
         if self.op == "add":
             if v.ndim == 3 and v.shape[0] != h.shape[0]:
-                raise InputError(
-                    f"per-row edit vector has {v.shape[0]} rows but the batch has {h.shape[0]}. "
-                    "Fix: give one row per prompt, or a single [D] vector."
-                )
+                raise _rows_error(v.shape[0], h.shape[0])
             return h + v
         proj = (h @ v).unsqueeze(-1)
         if self.op == "ablate":
@@ -239,10 +236,7 @@ class Edit:
         v, rows, basis = prepared if prepared is not None else self.prepare(h)
         if v.ndim == 2:
             if v.shape[0] != h.shape[0]:
-                raise InputError(
-                    f"per-row edit vector has {v.shape[0]} rows but the batch has {h.shape[0]}. "
-                    "Fix: give one row per prompt, or a single [D] vector."
-                )
+                raise _rows_error(v.shape[0], h.shape[0])
             v = v.unsqueeze(1)
         if rows is not None:
             if rows.shape[0] != h.shape[0]:
@@ -304,6 +298,17 @@ class Gate:
         score = state.float() @ self.direction.float().to(state.device)
         rows = score > self.threshold if self.above else score < self.threshold
         return rows, score
+
+
+def _rows_error(n_vector: int, n_batch: int) -> InputError:
+    msg = f"per-row edit vector has {n_vector} rows but the batch has {n_batch}. "
+    if n_batch > n_vector and n_batch % n_vector == 0:
+        k = n_batch // n_vector
+        return InputError(
+            msg + f"generate(num_beams={k}) or num_return_sequences={k} repeats each prompt {k} times. "
+            f"Fix: vector.repeat_interleave({k}, dim=0), or generate one sequence per prompt."
+        )
+    return InputError(msg + "Fix: give one row per prompt, or a single [D] vector.")
 
 
 def _within(x: Float[Tensor, "*n d"], basis: Float[Tensor, "k d"]) -> Float[Tensor, "*n d"]:

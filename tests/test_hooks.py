@@ -395,3 +395,18 @@ def test_a_forward_on_other_ids_is_a_new_prompt_even_without_a_cache(llama, prom
     got = run.take()[(1, "last")]
     assert len(got) == 3  # two forwards and one prefill: the decode steps captured nothing
     torch.testing.assert_close(got[2][0], got[0][0])
+
+
+def test_per_row_edits_under_beam_search_say_how_to_repeat_them(llama, prompts):
+    batch = llama.encode(prompts)
+    vectors = torch.randn(3, 64, generator=torch.Generator().manual_seed(3)) * 30
+    with pytest.raises(InputError, match=r"num_beams=2.*repeat_interleave\(2, dim=0\)"):
+        with llama.hooks(edits=[Edit.add(vectors, layers=[1], positions="last")]):
+            llama.generate(batch, max_new_tokens=3, num_beams=2)
+    with llama.hooks(edits=[Edit.add(vectors.repeat_interleave(2, dim=0), layers=[1], positions="last")]):
+        together = llama.generate(batch, max_new_tokens=4, min_new_tokens=4, num_beams=2)
+    assert together != llama.generate(batch, max_new_tokens=4, min_new_tokens=4, num_beams=2)
+    for i, p in enumerate(prompts):  # the fix steers each prompt's beams with that prompt's vector
+        with llama.hooks(edits=[Edit.add(vectors[i : i + 1].repeat(2, 1), layers=[1], positions="last")]):
+            alone = llama.generate(llama.encode([p]), max_new_tokens=4, min_new_tokens=4, num_beams=2)
+        assert alone == together[i : i + 1]
