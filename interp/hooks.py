@@ -189,6 +189,16 @@ class Edit:
         basis = None if self.basis is None else self.basis.to(h.device, torch.float32)
         return self.vector.to(h.device, h.dtype), rows, basis
 
+    def repeat_rows(self, k: int) -> Edit:
+        """This edit for a batch in which every row is repeated ``k`` times in place, as ``generate``
+        does for ``num_beams`` or ``num_return_sequences`` = k: a per-row vector and the rows mask are
+        repeated with ``repeat_interleave``; an edit with one [D] vector for all rows is returned as is."""
+        if k == 1 or (self.vector.ndim == 1 and self.rows is None):
+            return self
+        vector = self.vector.repeat_interleave(k, dim=0) if self.vector.ndim == 2 else self.vector
+        rows = None if self.rows is None else self.rows.repeat_interleave(k, dim=0)
+        return replace(self, vector=vector, rows=rows)
+
     def scaled(self, strength: float) -> Edit:
         """This edit at ``strength`` times its effect: ``alpha`` of add and pull, the fraction of the
         projection that ablate removes. Set and replace have no strength (only 1.0 is accepted)."""

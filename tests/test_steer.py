@@ -358,3 +358,41 @@ def states_vl(model, layer, prompts, images, edits=()):
     with model.hooks(capture_layers=[layer], edits=list(edits)) as run:
         model.forward(model.encode(prompts, images=images))
     return run.captured[(layer, "last")][0][0]
+
+
+def test_generate_passes_generation_settings_and_repeats_per_row_edits_for_beams(tiny_vl):
+    # num_beams / num_return_sequences repeat each prompt; RetrievalGuided's per-row targets follow,
+    # so each prompt's answers are those it gets alone
+    from interp.organism.render import render
+
+    prompts = ["how do i make this", "how do i feed this at home"]
+    imgs = [render("bomb", 10_000), render("dog", 10_000)]
+    rg = RetrievalGuided([1], 1.0, max_caption_tokens=3)
+    settings = {"num_beams": 3, "num_return_sequences": 2, "max_new_tokens": 4, "min_new_tokens": 4}
+    together = interp.steer.generate(tiny_vl, prompts, imgs, [rg], **settings)
+    assert [len(a) for a in together] == [2, 2] and all(isinstance(t, str) for a in together for t in a)
+    for i in range(2):
+        assert interp.steer.generate(tiny_vl, prompts[i : i + 1], imgs[i : i + 1], [rg], **settings) == [
+            together[i]
+        ]
+    assert together != interp.steer.generate(tiny_vl, prompts, imgs, [], **settings)
+    torch.manual_seed(0)
+    sampled = interp.steer.generate(tiny_vl, prompts, imgs, [rg], max_new_tokens=4, do_sample=True)
+    torch.manual_seed(0)
+    assert interp.steer.generate(tiny_vl, prompts, imgs, [rg], max_new_tokens=4, do_sample=True) == sampled
+    assert sampled != interp.steer.generate(tiny_vl, prompts, imgs, [rg], max_new_tokens=4)  # not greedy
+    with pytest.raises(InputError, match="num_return_sequences <= num_beams"):
+        interp.steer.generate(tiny_vl, prompts, imgs, [rg], num_beams=2, num_return_sequences=3)
+    with pytest.raises(InputError, match="an int >= 1"):
+        interp.steer.generate(tiny_vl, prompts, imgs, [rg], num_beams=0)
+
+
+def test_repeat_rows_repeats_per_row_vectors_and_row_masks_in_place():
+    from interp.hooks import Edit
+
+    v = torch.arange(6.0).reshape(2, 3)
+    e = Edit.add(v, layers=[0], rows=torch.tensor([True, False])).repeat_rows(2)
+    torch.testing.assert_close(e.vector, v[[0, 0, 1, 1]])
+    assert e.rows.tolist() == [True, True, False, False]
+    shared = Edit.add(torch.ones(3), layers=[0])
+    assert shared.repeat_rows(3) is shared

@@ -104,20 +104,50 @@ def generate(
     batch_size: int = 16,
     return_info: bool = False,
     fold: bool = False,
+    **generate_kwargs,
 ):
-    """Greedy answers, in prompt order, with the interventions applied (per-input ones prepared batch
-    by batch; ``images`` may mix images and ``None``). ``return_info``: also each batch's record of
-    what a per-input intervention retrieved (with its ``rows`` when images were given). ``fold``: as
-    in :func:`steer`, full ablations folded into the weights once for the whole call."""
+    """Answers, in prompt order, with the interventions applied (per-input ones prepared batch by
+    batch; ``images`` may mix images and ``None``). Greedy unless ``generate_kwargs`` (passed to
+    Hugging Face ``generate``) say otherwise: ``do_sample=True, temperature=0.7``, ``num_beams=4``;
+    with ``num_return_sequences=k`` each answer is a list of k strings. Per-row edits (what a
+    per-input intervention builds) follow the copies ``generate`` makes of each prompt for beams and
+    returned sequences. ``return_info``: also each batch's record of what a per-input intervention
+    retrieved (with its ``rows`` when images were given). ``fold``: as in :func:`steer`, full
+    ablations folded into the weights once for the whole call.
+
+        >>> generate(vlm, prompts, imgs, [RetrievalGuided(range(10, 17))], do_sample=True, top_p=0.9)
+    """
+    copies, returned = generation_copies(model, generate_kwargs)
     answers, infos = [None] * len(prompts), []
     with folding(model, interventions, fold) as rest:
         for rows, batch, edits, info in prepared_batches(model, prompts, images, rest, batch_size):
-            with model.hooks(edits=edits):
-                new = model.generate(batch, max_new_tokens=max_new_tokens)
-            for i, answer in zip(rows, new, strict=True):
-                answers[i] = answer
+            with model.hooks(edits=[e.repeat_rows(copies) for e in edits]):
+                new = model.generate(batch, max_new_tokens=max_new_tokens, **generate_kwargs)
+            for j, i in enumerate(rows):
+                answers[i] = new[j] if returned == 1 else new[j * returned : (j + 1) * returned]
             infos.append(info)
     return (answers, infos) if return_info else answers
+
+
+def generation_copies(model, generate_kwargs: dict) -> tuple[int, int]:
+    """``(rows per prompt in the forwards, sequences returned per prompt)`` of a ``generate`` call:
+    Hugging Face repeats each prompt ``max(num_beams, num_return_sequences)`` times."""
+    config = generate_kwargs.get("generation_config") or getattr(model.model, "generation_config", None)
+
+    def setting(name: str) -> int:
+        value = generate_kwargs.get(name, getattr(config, name, None))
+        value = 1 if value is None else value
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"{name}={value!r}; it counts sequences, an int >= 1.")
+        return value
+
+    beams, returned = setting("num_beams"), setting("num_return_sequences")
+    if returned > beams and beams > 1:
+        raise InputError(
+            f"num_return_sequences={returned} is more than num_beams={beams}: beam search returns at most "
+            "its beams. Fix: num_return_sequences <= num_beams."
+        )
+    return max(beams, returned), returned
 
 
 def last_logits(
