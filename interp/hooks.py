@@ -425,6 +425,7 @@ class HookRun:
     chunk_real: Tensor | None = None
     rerun: bool = False  # this forward re-runs the prompt and the tokens generated so far, without a cache
     _ids: Tensor | None = None  # the ids of the last forward without a cache, to recognise a re-run
+    row_masks: dict = field(default_factory=dict)  # layer -> the MLP's per-token write mask (Mllama)
     _masks: dict = field(default_factory=dict)
     _prepared: dict = field(default_factory=dict)  # id(edit) -> (vector, rows, basis) on the stream's device
 
@@ -511,6 +512,15 @@ class HookRun:
             and input_ids.device == prev.device
             and bool((input_ids[:, :t] == prev).all())
         )
+
+    def write_scale(self, index: int, gain: Tensor, h: Tensor) -> Tensor:
+        """What multiplies a gated writer's output on its way to the stream, for this forward: the
+        gain, times the per-token mask of the MLP where the layer was given one."""
+        scale = gain.to(h.device, h.dtype)
+        mask = self.row_masks.get(index)
+        if mask is not None:
+            scale = scale * mask[:, 0].to(h.device, h.dtype)  # [B, 1, T, 1] -> [B, T, 1]
+        return scale
 
     def _ensure_layout(self, h: Tensor) -> None:
         if self.layout is None:  # forward called on a submodule: every token real, no images
@@ -610,9 +620,16 @@ def attach(
                 module = model.embed
             else:
                 module = model.layers[i] if site == "resid" else model.writer(i, site)
+            gain = model.write_gain(i, site) if site in ("attn", "mlp") else None
+            if gain is not None and site == "mlp" and model.adapter.mlp_row_mask:
+                handles.append(
+                    model.layers[i].register_forward_pre_hook(
+                        _row_mask_keeper(run, i, model.adapter.mlp_row_mask), with_kwargs=True
+                    )
+                )
             site_edits = per_site.get((i, site), [])
             capture = i in cap_layers and site == capture_site
-            plain = site != "resid" or (i not in keep and i not in gates)
+            plain = (site != "resid" or (i not in keep and i not in gates)) and gain is None
             if site_edits and plain and not capture and all(e.whole for e in site_edits):
                 hook = _whole_hook(run, site_edits, resid=site == "resid")  # the lean path
             else:
@@ -623,6 +640,8 @@ def attach(
                     capture=capture,
                     resid=site == "resid",
                     gates=gates.get(i, []) if site == "resid" else [],
+                    gain=gain,
+                    site=site,
                 )
             handles.append(module.register_forward_hook(hook))
         yield run
@@ -667,10 +686,50 @@ def _whole_hook(run: HookRun, edits: list[Edit], resid: bool):
     return hook
 
 
-def _layer_hook(run: HookRun, index: int, edits: list[Edit], capture: bool, resid: bool = True, gates=()):
+def _row_mask_keeper(run: HookRun, index: int, name: str):
+    def pre_hook(module, args, kwargs):
+        run.row_masks[index] = kwargs.get(name)
+
+    return pre_hook
+
+
+def _unscaled(delta: Tensor, scale: Tensor, index: int, site: str) -> Tensor:
+    """The change to a gated writer's output that changes what it writes by ``delta``; zero where
+    nothing it writes reaches the stream (there no edit can act)."""
+    zero = scale == 0
+    if bool(zero.all()) and bool((delta != 0).any()):
+        raise InputError(
+            f"layer {index}'s {site} output reaches the stream through a learned gate that is 0 "
+            "(tanh(gate) * output: an untrained or disabled cross-attention layer), so an edit there "
+            "changes nothing. Fix: edit the residual stream (site 'resid') at this layer."
+        )
+    return torch.where(
+        zero, torch.zeros_like(delta), delta / torch.where(zero, torch.ones_like(scale), scale)
+    )
+
+
+def _layer_hook(
+    run: HookRun,
+    index: int,
+    edits: list[Edit],
+    capture: bool,
+    resid: bool = True,
+    gates=(),
+    gain: Tensor | None = None,
+    site: str = "resid",
+):
+    """With ``gain`` (a gated writer, Mllama's cross-attention layers), the captures and edits see
+    what the block writes to the stream, ``gain * output`` (times the MLP's per-token mask), and the
+    block's output is changed so that its write changes by exactly the edit."""
+
     def hook(module, args, output):
         h = untuple(output)
         run._ensure_layout(h)
+        scale = None if gain is None else run.write_scale(index, gain, h)
+        raw = h
+        if scale is not None:
+            h = h * scale
+        seen = h
         if run.past_len == 0 and not run.rerun:
             for gate in gates:  # decided on the unedited state of this layer
                 run.gate_rows[gate], run.gate_scores[gate] = gate.decide(h, run.layout)
@@ -689,7 +748,7 @@ def _layer_hook(run: HookRun, index: int, edits: list[Edit], capture: bool, resi
                         )
                     mask = mask & run.gate_rows[edit.gate].to(mask.device).unsqueeze(1)
                 h = edit.apply(h, mask, run.prepared(edit, h))
-            output = retuple(output, h)
+            output = retuple(output, h if scale is None else raw + _unscaled(h - seen, scale, index, site))
         if resid:
             run.output_is_tuple = isinstance(output, tuple)
         if resid and index in run.keep_layers and index not in run.kept:  # the context's first forward

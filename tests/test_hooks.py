@@ -149,32 +149,84 @@ def test_contexts_do_not_share_state(llama, prompts):
     torch.testing.assert_close(a.take()[(1, "last")][0][0], b.take()[(1, "last")][0][0])
 
 
-@pytest.mark.parametrize("family", ["llama", "qwen2", "gemma2", "gemma3_text", "gemma3"])
-def test_component_sites_add_up_to_the_residual_stream(family):
-    """resid_i = resid_{i-1} + attn_i + mlp_i exactly. Gemma 2/3 normalize each block's output before
-    adding it, so their attn/mlp sites are the norms after the blocks (``model.writer``), not the
-    blocks themselves (as TransformerLens's hook_attn_out/hook_mlp_out)."""
-    from interp.models.tiny import tiny_model, uneven_norms
+FAMILIES = sorted(set(interp.models.adapters.ADAPTERS) - {"organism_vl"})
 
-    model = uneven_norms(tiny_model(family))
-    batch = model.encode(["hello there", "a longer prompt than that"])
+
+def _tiny_batch(family, image):
+    """A tiny model of ``family`` with uneven norms and open gates, and a batch (with images for the
+    families that take them through a processor)."""
+    from interp.models.tiny import WITH_PROCESSOR, open_gates, tiny_model, uneven_norms
+
+    model = open_gates(uneven_norms(tiny_model(family)))
+    if family in WITH_PROCESSOR:
+        return model, model.encode(["describe it", "what is in this picture"], images=[image, image])
+    return model, model.encode(["hello there", "a longer prompt than that"])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_component_sites_add_up_to_the_residual_stream(family, image):
+    """resid_i = resid_{i-1} + attn_i + mlp_i exactly, at every layer and token, in every family.
+    Gemma 2/3 normalize each block's output before adding it, so their attn/mlp sites are the norms
+    after the blocks (``model.writer``, as TransformerLens's hook_attn_out/hook_mlp_out); Mllama's
+    cross-attention layers add tanh(gate) * output (the MLP's masked per token), which the sites
+    read (``model.write_gain``)."""
+    model, batch = _tiny_batch(family, image)
+    layers = list(range(model.n_layers))
     got = {}
     for site in ("resid", "attn", "mlp"):
-        with model.hooks(capture_layers=[1, 2], capture_positions="last", capture_site=site) as run:
+        with model.hooks(capture_layers=layers, capture_positions="all", capture_site=site) as run:
             model.forward(batch)
-        got[site] = {i: run.captured[(i, "last")][0][0] for i in (1, 2)}
-    manual = []
-    writer = model.writer(2, "mlp")
-    assert (writer is model.layers[2].mlp) == family.startswith(("llama", "qwen"))
-    handle = writer.register_forward_hook(lambda m, a, o: manual.append(o[:, -1]))
-    try:
-        model.forward(batch)
-    finally:
-        handle.remove()
-    torch.testing.assert_close(got["mlp"][2], manual[0])
-    torch.testing.assert_close(
-        got["resid"][2], got["resid"][1] + got["attn"][2] + got["mlp"][2], rtol=1e-5, atol=1e-4
-    )
+        got[site] = {i: run.captured[(i, "all")][0][0] for i in layers}
+    for i in layers[1:]:
+        torch.testing.assert_close(
+            got["resid"][i], got["resid"][i - 1] + got["attn"][i] + got["mlp"][i], rtol=1e-5, atol=1e-4
+        )
+    assert all(got["attn"][i].abs().max() > 0 for i in layers)  # every block writes something
+    if family not in ("gemma2", "gemma3_text", "gemma3", "mllama"):  # the block's own output
+        manual = []
+        handle = model.layers[1].mlp.register_forward_hook(lambda m, a, o: manual.append(o))
+        try:
+            model.forward(batch)
+        finally:
+            handle.remove()
+        assert model.writer(1, "mlp") is model.layers[1].mlp
+        with model.hooks(capture_layers=[1], capture_site="mlp") as run:
+            model.forward(batch)
+        torch.testing.assert_close(run.captured[(1, "last")][0][0], manual[0][:, -1])
+
+
+@pytest.mark.parametrize("site", ["attn", "mlp"])
+def test_an_edit_at_a_gated_cross_attention_writer_moves_the_stream_by_that_vector(image, site):
+    # Mllama adds tanh(gate) * output (the MLP's zeroed for text tokens that see no image): an edit at
+    # the site changes what reaches the stream by exactly its vector wherever the block writes
+    model, batch = _tiny_batch("mllama", image)
+    cross = model.text_config.cross_attention_layers[0]
+    v = torch.randn(model.d_model, generator=torch.Generator().manual_seed(0))
+
+    def sites(edits=()):
+        out = {}
+        for s in ("resid", "attn", "mlp"):
+            with model.hooks(
+                capture_layers=[cross], capture_positions="all", capture_site=s, edits=edits
+            ) as run:
+                model.forward(batch)
+            states, valid = run.captured[(cross, "all")][0]
+            out[s] = states[valid]
+        return out
+
+    base, moved = sites(), sites([Edit.add(v, [cross], 2.0, "all", site=site)])
+    delta = {s: moved[s] - base[s] for s in base}
+    reached = base[site].abs().amax(-1) > 0  # the MLP writes nothing for text tokens that see no image
+    assert reached.any() and (reached.all() if site == "attn" else not reached.all())
+    # what the block writes moved by 2v where it reaches the stream, and the stream by exactly that
+    # (plus, for an attn edit, what the MLP after it writes differently)
+    want = torch.where(reached.unsqueeze(-1), 2.0 * v, torch.zeros_like(v))
+    other = delta["mlp"] if site == "attn" else 0.0
+    torch.testing.assert_close(delta["resid"] - other, want, rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        getattr(model.layers[cross], f"cross_attn_{site}_gate").zero_()
+    with pytest.raises(InputError, match="gate that is 0"):
+        sites([Edit.add(v, [cross], 2.0, "all", site=site)])
 
 
 def test_an_edit_on_the_mlp_output_moves_the_stream_by_exactly_that_vector(llama):
@@ -328,15 +380,12 @@ def test_pull_basis_checks():
         Edit.pull(torch.zeros(64), [0], 1.0, basis=torch.ones(3))
 
 
-@pytest.mark.parametrize("family", ["llama", "gemma2"])
-def test_unembed_of_the_last_layer_gives_the_models_logits(family):
+@pytest.mark.parametrize("family", FAMILIES)
+def test_unembed_of_the_last_layer_gives_the_models_logits(family, image):
     """The logit lens reads a state as the model does: final norm, LM head and (Gemma 2) soft-capping."""
-    from interp.models.tiny import tiny_model, uneven_norms
-
-    model = uneven_norms(tiny_model(family))
+    model, batch = _tiny_batch(family, image)
     if family == "gemma2":
         model.text_config.final_logit_softcapping = 0.5  # tiny logits: a cap this low bends them
-    batch = model.encode(["hello there", "a longer prompt than that"])
     last = model.n_layers - 1
     with model.hooks(capture_layers=[last], capture_positions="last") as run, torch.inference_mode():
         logits = model.model(**batch.inputs).logits[:, -1]

@@ -45,21 +45,23 @@ def test_add_ablate_set_are_exact_at_their_layer(llama):
     torch.testing.assert_close(clamped @ u, torch.full((2,), 5.0), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("family", ["llama", "gemma2", "gemma3_text"])
-def test_full_ablation_leaves_no_trace_of_the_direction_in_any_layer(family):
-    """Also where each block's output is normalized before it joins the stream (Gemma 2/3): ablating
-    the blocks' own outputs there left projections up to 3 in the stream (norm ~18)."""
-    from interp.models.tiny import tiny_model, uneven_norms
+@pytest.mark.parametrize("family", sorted(set(interp.models.adapters.ADAPTERS) - {"organism_vl"}))
+def test_full_ablation_leaves_no_trace_of_the_direction_in_any_layer(family, image):
+    """In every family, with images where it takes them. Also where each block's output is
+    normalized before it joins the stream (Gemma 2/3): ablating the blocks' own outputs there left
+    projections up to 3 in the stream (norm ~18)."""
+    from interp.models.tiny import WITH_PROCESSOR, open_gates, tiny_model, uneven_norms
 
-    model = uneven_norms(tiny_model(family))
+    model = open_gates(uneven_norms(tiny_model(family)))
     d = direction(model, 3)
     u = d / d.norm()
     layers = list(range(model.n_layers))
+    images = [image] * len(PROMPTS) if family in WITH_PROCESSOR else None
     with (
         steer(model, [AblateDirection(d)]),
         model.hooks(capture_layers=layers, capture_positions="all") as run,
     ):
-        model.forward(model.encode(PROMPTS))
+        model.forward(model.encode(PROMPTS, images=images))
     for i in layers:
         h = run.captured[(i, "all")][0][0]
         assert (h @ u).abs().max() < 1e-4 * h.norm(dim=-1).max(), f"layer {i}"

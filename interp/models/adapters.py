@@ -42,6 +42,12 @@ class Adapter:
     # output. Empty: the block's own output is added.
     attn_out: tuple[str, ...] = ()
     mlp_out: tuple[str, ...] = ()
+    # a learned scalar gate between a block and the stream (Mllama's cross-attention layers add
+    # tanh(gate) * block output), by site; only layers that have the parameter are gated
+    write_gates: tuple[tuple[str, str], ...] = ()
+    # a decoder-layer keyword argument [B, 1, T, 1] that multiplies the MLP's output per token before
+    # it is added (Mllama: 0 for text tokens that see no image)
+    mlp_row_mask: str = ""
     image_token_attrs: tuple[str, ...] = ("image_token_id", "image_token_index")
     rope: str = "rope"
     notes: str = ""
@@ -159,6 +165,8 @@ ADAPTERS: dict[str, Adapter] = {
         embed=_LM_EMBED,
         vision=("model.vision_model",),
         extra_inputs=("aspect_ratio_ids", "aspect_ratio_mask", "cross_attention_mask"),
+        write_gates=(("attn", "cross_attn_attn_gate"), ("mlp", "cross_attn_mlp_gate")),
+        mlp_row_mask="full_text_row_masked_out_mask",
         notes=(
             "Mllama has no image-token span: the text stream holds one <|image|> marker and vision enters "
             "through the cross-attention layers (config.text_config.cross_attention_layers). Position "

@@ -91,6 +91,17 @@ class HookedModel:
             return block
         return get_path(self.layers[layer], post, f"norm after the {site} block of decoder layer {layer}")
 
+    def write_gain(self, layer: int, site: str) -> Tensor | None:
+        """The learned gain between ``writer(layer, site)`` and the stream, or None where the writer's
+        output is added as is: Mllama's cross-attention layers add ``tanh(gate) * output`` (their MLP
+        also zeroes text tokens that see no image; see ``adapter.mlp_row_mask``).
+
+            >>> model.write_gain(3, "attn")   # Mllama cross-attention layer: tanh(cross_attn_attn_gate)
+        """
+        name = dict(self.adapter.write_gates).get(site)
+        gate = getattr(self.layers[layer], name, None) if name else None
+        return None if gate is None else torch.tanh(gate.detach())
+
     @property
     def n_layers(self) -> int:
         return len(self.layers)

@@ -357,3 +357,22 @@ def uneven_norms(model: HookedModel, scale: float = 0.5, seed: int = 0) -> Hooke
             if "norm" in name:
                 p.add_(scale * torch.randn(p.shape, generator=g).to(p))
     return model
+
+
+def open_gates(model: HookedModel, seed: int = 0) -> HookedModel:
+    """Give every learned write gate (Mllama's ``cross_attn_attn_gate``/``cross_attn_mlp_gate``) a
+    random value in [0.3, 1.2], in place, and return the model. They start at 0, so at random init a
+    cross-attention layer writes nothing (``tanh(0) * output``) and hides how its gate is handled;
+    trained gates are not 0.
+
+        >>> model = open_gates(tiny_model("mllama"))
+    """
+    g = torch.Generator().manual_seed(seed)
+    names = {name for _, name in model.adapter.write_gates}
+    with torch.no_grad():
+        for layer in model.layers:
+            for name in names:
+                gate = getattr(layer, name, None)
+                if gate is not None:
+                    gate.copy_((0.3 + 0.9 * torch.rand(gate.shape, generator=g)).to(gate))
+    return model
