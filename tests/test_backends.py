@@ -96,3 +96,24 @@ def test_steered_generation_equals_nnsight_and_transformer_lens(llama):
     for name, fn in fns.items():
         assert torch.equal(fn(), ours[counterpart(name)]), name
     assert not [n for n, m in llama.model.named_modules() if "forward" in m.__dict__]
+
+
+@pytest.mark.parametrize("family", sorted(set(interp.models.adapters.ADAPTERS) - {"organism_vl"}))
+def test_every_family_through_the_other_backends(family, image):
+    # nnsight wraps every family; TransformerLens equals native where it has the architecture and
+    # otherwise says so and names the backends that work
+    from interp.models.tiny import WITH_PROCESSOR
+
+    model = tiny_model(family)
+    prompts = ["what is this?", "and this longer one here"]
+    kw = {"images": [image, image]} if family in WITH_PROCESSOR else {}
+    native = interp.capture(model, prompts, positions="last", **kw)["last"]
+    via_nnsight = interp.capture(model, prompts, positions="last", backend="nnsight", **kw)["last"]
+    torch.testing.assert_close(via_nnsight, native, rtol=1e-5, atol=1e-5)
+    try:
+        via_tl = interp.capture(model, prompts, positions="last", backend="transformer_lens", **kw)["last"]
+    except interp.InputError as e:
+        assert "TransformerLens" in str(e) and "backend='nnsight'" in str(e)
+        assert family in ("internvl", "mllama", "qwen2_vl", "qwen2_5_vl", "smolvlm"), str(e)
+    else:
+        torch.testing.assert_close(via_tl, native, rtol=1e-4, atol=1e-5)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from interp.backends import missing_extra, structural_copy
+from interp.errors import InputError
 from interp.inputs import Batch
 
 
@@ -42,9 +43,27 @@ def bridge(model):
                 tokenizer=model.tokenizer,
                 dtype=model.dtype,
             )
+        except (ValueError, ImportError, NotImplementedError) as e:
+            raise unsupported(model, e) from e
         finally:
             source.load_modality_processor = original
     return cache["transformer_lens"]
+
+
+def unsupported(model, error: Exception) -> InputError:
+    """TransformerLens's refusal of an architecture, as an error that names the way out."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        tl = f"TransformerLens {version('transformer-lens')}"
+    except PackageNotFoundError:
+        tl = "TransformerLens"
+    first = str(error).split(". Available architectures")[0].splitlines()[0][:300].rstrip(".")
+    return InputError(
+        f"{tl} cannot wrap {model.name} ({type(model.model).__name__}, family {model.adapter.family}): "
+        f"{type(error).__name__}: {first}. "
+        "Fix: capture with the default backend or backend='nnsight', which handle every family interp knows."
+    )
 
 
 def _no_processor(*args, **kwargs) -> None:
