@@ -282,3 +282,36 @@ def test_selection_stability_counts_what_the_rule_picks_over_resamples(llama):
     other = patch_components(llama, clean[:3], corrupt[:3], sites=("mlp",), positions=["last"])
     with pytest.raises(InputError, match="same prompt pairs"):
         selection_stability({"attn": maps["attn"], "mlp": other["mlp"]}, top)
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl", "qwen2_5_vl", "mllama"])
+def test_every_patching_mode_agrees_on_image_families(family):
+    # Qwen2-VL numbers tokens with 3-D M-RoPE ids computed over the whole prompt and lists the patches
+    # of all images on one axis; Mllama caches the image's keys in its cross-attention layers and
+    # masks them per token: the KV-resumed runs, the packed replay and the attribution suffix used
+    # to fail or differ there
+    import numpy as np
+    from PIL import Image
+
+    from interp.locate.patching import attribution_patch, patch_activations
+    from interp.models.tiny import open_gates, tiny_model
+
+    model = open_gates(tiny_model(family))
+    a, b = (Image.fromarray((np.random.RandomState(s).rand(40, 48, 3) * 255).astype("uint8")) for s in (0, 1))
+    clean, corrupt = (
+        ["describe it now", "what is in this picture"],
+        ["explain it here", "what is on this picture"],
+    )
+    kw = dict(clean_images=[a, a], corrupt_images=[b, b], positions=["last", -2])
+    for site in ("resid", "attn"):
+        loop = patch_activations(model, clean, corrupt, mode="loop", site=site, **kw)
+        resumed = patch_activations(model, clean, corrupt, mode="batched", site=site, **kw)
+        packed = patch_activations(model, clean, corrupt, mode="replay", site=site, **kw)
+        assert resumed.metadata["strategy"] == "kv_resume" and packed.metadata["strategy"] == "replay_pack"
+        torch.testing.assert_close(resumed.raw, loop.raw, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(packed.raw, loop.raw, rtol=1e-4, atol=1e-4)
+    part = attribution_patch(model, clean, corrupt, **kw)
+    whole = attribution_patch(model, clean, corrupt, suffix=False, **kw)
+    want = "whole prompt" if model.adapter.rope == "mrope" else "suffix tokens only"
+    assert part.metadata["backward"] == want
+    torch.testing.assert_close(part.raw, whole.raw, rtol=1e-4, atol=1e-4)

@@ -12,11 +12,15 @@ uses :func:`suffix_start` to run its forward + backward on the suffix only.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
+from torch import Tensor
 
 from interp.hooks import Edit
 from interp.inputs import chunks
 from interp.locate.directions import refusal_logodds
+from interp.models.adapters import get_path
 from interp.positions import PromptLayout
 
 
@@ -49,27 +53,65 @@ def suffix_start(model, batch, specs) -> int | None:
     return None if cols is None else min(cols)
 
 
-def continue_logits(model, batch, start: int, cache):
+def continue_logits(model, batch, start: int, cache, positions: Tensor | None = None):
     """Next-token logits [B, V] of the tokens from ``start`` on, run against ``cache`` (which holds
-    the tokens before ``start``); the attention mask covers the whole prompt."""
+    the tokens before ``start``); the attention mask covers the whole prompt. ``positions``: the
+    position ids the model gave its decoder stack for the whole prompt (:func:`prompt_positions`),
+    where it computes them itself (Qwen2-VL's 3-D M-RoPE ids); the suffix gets its part of them.
+    Other per-token inputs (Mllama's ``cross_attention_mask``) are cut to the suffix too."""
+    b, t = batch.input_ids.shape
+    per_token = {
+        k: v[:, start:]
+        for k, v in batch.inputs.items()
+        if k not in ("input_ids", "attention_mask") and isinstance(v, Tensor) and v.shape[:2] == (b, t)
+    }
+    if positions is not None:
+        per_token["position_ids"] = positions[..., start:]
     return model.model(
         input_ids=batch.input_ids[:, start:],
         attention_mask=batch.attention_mask,
         past_key_values=cache,
         use_cache=True,
         logits_to_keep=1,
+        **per_token,
     ).logits[:, -1]
 
 
-def _cut(cache, length: int) -> bool:
-    """Cut every layer of a KV cache back to its first ``length`` tokens; False where the cache does
-    not allow it (no per-layer keys, a sliding window)."""
+@contextmanager
+def prompt_positions(model):
+    """Within the block, ``seen["ids"]`` is the ``position_ids`` the model passed to its decoder stack
+    in the block's first forward (None where the stack numbers tokens itself, as Llama's does).
+
+        >>> with prompt_positions(model) as seen:
+        ...     model.model(**batch.inputs)
+        >>> seen["ids"]          # Qwen2-VL: [3, B, T] M-RoPE ids (time, height, width)
+    """
+    parents = tuple(path.rsplit(".", 1)[0] for path in model.adapter.layers)
+    stack = get_path(model.model, parents, "decoder stack (the parent of the decoder layers)")
+    seen: dict = {}
+
+    def pre_hook(module, args, kwargs):
+        seen.setdefault("ids", kwargs.get("position_ids"))
+
+    handle = stack.register_forward_pre_hook(pre_hook, with_kwargs=True)
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
+def _cut(cache, length: int, keep: tuple[int, ...] = ()) -> bool:
+    """Cut every layer of a KV cache back to its first ``length`` tokens, except the layers in
+    ``keep`` (Mllama's cross-attention layers, whose cache holds the image's keys, not the
+    prompt's); False where the cache does not allow it (no per-layer keys, a sliding window)."""
     layers = getattr(cache, "layers", None)
     if not layers or any(
         not hasattr(layer, "keys") or getattr(layer, "is_sliding", False) for layer in layers
     ):
         return False
-    for layer in layers:
+    for index, layer in enumerate(layers):
+        if index in keep:
+            continue
         if getattr(layer, "is_initialized", True) and layer.keys is not None:
             extra = layer.keys.shape[-2] - length
             if extra > 0:
@@ -98,10 +140,15 @@ def kv_resume(model, corrupt, corrupt_images, states, specs, layer_ids, site, ba
         cols = _suffix_columns(model, batch, specs)
         if cols is None:
             return None
-        with model.hooks(keep_layers=list(range(last + 1))) as run, torch.inference_mode():
+        with (
+            model.hooks(keep_layers=list(range(last + 1))) as run,
+            prompt_positions(model) as seen,
+            torch.inference_mode(),
+        ):
             out = model.model(**batch.inputs, use_cache=True, logits_to_keep=1)
         cache, cached, as_tuple = out.past_key_values, run.kept, bool(run.output_is_tuple)
-        if not _cut(cache, max(cols)):
+        keep = tuple(getattr(model.text_config, "cross_attention_layers", None) or ())
+        if not _cut(cache, max(cols), keep):
             return None
         corrupt_m.append(refusal_logodds(out.logits[:, -1], token_ids).float().cpu())
         forwards += 1
@@ -110,14 +157,14 @@ def kv_resume(model, corrupt, corrupt_images, states, specs, layer_ids, site, ba
         for pi in order:
             q, spec = cols[pi], specs[pi]
             for li, layer in enumerate(layer_ids):
-                _cut(cache, q)
+                _cut(cache, q, keep)
                 resume = layer if site == "resid" else layer - 1
                 replay = {k: cached[k][:, q:] for k in range(resume + 1)}
                 edit = Edit.replace(
                     states[spec.name][i : i + b, li], layers=[layer], positions=[spec], site=site
                 )
                 with model.hooks(edits=[edit], replay=replay, replay_tuple=as_tuple), torch.inference_mode():
-                    logits = continue_logits(model, batch, q, cache)
+                    logits = continue_logits(model, batch, q, cache, seen.get("ids"))
                 pairs[li, pi, i : i + b] = refusal_logodds(logits, token_ids).float().cpu()
                 forwards += 1
         del cache, cached

@@ -46,7 +46,7 @@ from interp.errors import InputError
 from interp.hooks import SITES, Edit, check_site, resolve_layers
 from interp.inputs import chunks
 from interp.locate.directions import refusal_logodds, refusal_token_ids
-from interp.locate.kv_resume import continue_logits, kv_resume, suffix_start
+from interp.locate.kv_resume import continue_logits, kv_resume, prompt_positions, suffix_start
 from interp.locate.profile import LayerProfile
 from interp.positions import parse_positions
 
@@ -194,19 +194,14 @@ def _clean_pass(model, prompts, images, specs, layer_ids, site, batch_size, toke
 
 
 def _repeat(batch, times: int, n: int):
-    """The batch's inputs repeated ``times`` along the batch axis (row r of copy g = row r)."""
-    out = {}
-    for k, v in batch.inputs.items():
-        if not isinstance(v, Tensor):
-            out[k] = v
-        elif v.shape[0] == n:
-            out[k] = v.repeat(times, *([1] * (v.ndim - 1)))
-        else:
-            raise InputError(
-                f"batched patching repeats every input per copy, but {k!r} has {v.shape[0]} rows for {n} prompts "
-                "(several images per prompt?). Fix: mode='loop', or one image per prompt."
-            )
-    return out
+    """The batch's inputs repeated ``times`` along the batch axis (row r of copy g = row r). Inputs
+    whose first axis is not the prompts' (several images per prompt; Qwen2-VL's patches of all
+    images, with one ``image_grid_thw`` row per image) list their items in prompt order, so the
+    copies' items are the same list ``times`` over."""
+    return {
+        k: v.repeat(times, *([1] * (v.ndim - 1))) if isinstance(v, Tensor) and v.ndim else v
+        for k, v in batch.inputs.items()
+    }
 
 
 def _batched(
@@ -416,18 +411,21 @@ def attribution_patch(
     suffix_runs = 0
     for i, chunk, imgs in chunks(corrupt, corrupt_images, batch_size):
         batch = model.encode(chunk, images=imgs)
-        start = suffix_start(model, batch, specs) if suffix else None
+        # M-RoPE models (Qwen2-VL) number a suffix from ids computed over the whole prompt, which a
+        # prefix-only run does not give: they run the whole prompt
+        start = suffix_start(model, batch, specs) if suffix and model.adapter.rope != "mrope" else None
         if start is not None:  # the prefix without autograd, its KV cache a constant of the suffix run
-            prefix = {k: v for k, v in batch.inputs.items() if k not in ("input_ids", "attention_mask")}
-            with torch.no_grad():
-                past = model.model(
-                    input_ids=batch.input_ids[:, :start],
-                    attention_mask=batch.attention_mask[:, :start],
-                    use_cache=True,
-                    logits_to_keep=1,
-                    **prefix,
-                ).past_key_values
-            suffix_runs += 1
+            b, t = batch.input_ids.shape
+            prefix = {
+                k: v[:, :start] if isinstance(v, Tensor) and v.shape[:2] == (b, t) else v
+                for k, v in batch.inputs.items()
+            }
+            with torch.no_grad(), prompt_positions(model) as seen:
+                past = model.model(**prefix, use_cache=True, logits_to_keep=1).past_key_values
+            if seen.get("ids") is not None:  # numbered by the model itself: the whole prompt after all
+                start = None
+            else:
+                suffix_runs += 1
         with model.hooks(keep_layers=layer_ids) as run, torch.enable_grad():
             if start is None:
                 logits = model.next_token_logits(batch.inputs)
