@@ -167,12 +167,13 @@ def capture_batch(
     layer_ids = resolve_layers(layers, model.n_layers)
     pos = parse_positions(positions)
     if backend == "native":
-        with model.hooks(layer_ids, pos, stop=True, capture_site=site) as run:
+        hooked = sorted({*layer_ids, *_stand_ins(model, layer_ids)})
+        with model.hooks(hooked, pos, stop=True, capture_site=site) as run:
             try:
                 model.forward(batch)
             except StopForward:
                 pass
-        per_layer = _fill_skipped_layers(run.take(), layer_ids, pos, model)
+        per_layer = _fill_skipped_layers(run.take(), hooked, pos, model, site)
     else:
         full = _backend(backend)(model, batch, layer_ids)
         layout = PromptLayout(batch.attention_mask.bool(), _image_mask(model, batch))
@@ -188,16 +189,32 @@ def capture_batch(
     return out
 
 
-def _fill_skipped_layers(got: dict, layer_ids: list[int], pos, model: HookedModel) -> dict:
+def _stand_ins(model: HookedModel, layer_ids: list[int]) -> list[int]:
+    """The layers before each requested cross-attention layer, back to one that always runs: what a
+    skipped layer's output is read from (Mllama runs its cross-attention layers only with images)."""
+    cross = set(getattr(model.text_config, "cross_attention_layers", None) or ())
+    extra = set()
+    for i in layer_ids:
+        while i in cross and i > 0:
+            i -= 1
+            extra.add(i)
+    return sorted(extra)
+
+
+def _fill_skipped_layers(
+    got: dict, layer_ids: list[int], pos, model: HookedModel, site: str = "resid"
+) -> dict:
     """Mllama skips its cross-attention layers when a batch carries no image, so their hooks never
-    fire; the residual stream passes them unchanged, so their output is the previous layer's."""
+    fire; the residual stream passes them unchanged, so their output is the previous layer's, and
+    their attention and MLP blocks write nothing (zeros at those sites)."""
     out = {}
     for i in layer_ids:
         for p in pos:
             if (i, p.name) in got:
                 out[(i, p.name)] = got[(i, p.name)][0]
             elif (i - 1, p.name) in out:
-                out[(i, p.name)] = out[(i - 1, p.name)]
+                states, mask = out[(i - 1, p.name)]
+                out[(i, p.name)] = (states if site == "resid" else torch.zeros_like(states), mask)
             else:
                 raise InputError(
                     f"decoder layer {i} of {model.name} did not run in this forward (Mllama skips its "

@@ -72,5 +72,10 @@ def test_mllama_text_only_fills_skipped_cross_attention_layers(prompts):
     acts = interp.capture(model, prompts, chat_template=False, layers="all")
     for i in cross:
         torch.testing.assert_close(acts.layer(i), acts.layer(i - 1))
-    with pytest.raises(interp.InputError, match="did not run"):
-        interp.capture(model, prompts, chat_template=False, layers=[cross[0]])
+    # a cross-attention layer asked alone is read from the layer before it (hooked for that)
+    alone = interp.capture(model, prompts, chat_template=False, layers=[cross[0]])
+    torch.testing.assert_close(alone.layer(cross[0]), acts.layer(cross[0] - 1))
+    # a skipped layer's attention and MLP write nothing
+    for site in ("attn", "mlp"):
+        written = interp.capture(model, prompts, chat_template=False, layers=[cross[0]], site=site)
+        assert written.layer(cross[0]).abs().max() == 0

@@ -398,3 +398,23 @@ def test_repeat_rows_repeats_per_row_vectors_and_row_masks_in_place():
     assert e.rows.tolist() == [True, True, False, False]
     shared = Edit.add(torch.ones(3), layers=[0])
     assert shared.repeat_rows(3) is shared
+
+
+def test_retrieval_guided_on_a_cross_attention_vlm(image):
+    # Mllama (vision through cross-attention layers, skipped for the text forms): the image run's
+    # last state at the steered layers becomes the text form's, cross-attention layer included
+    from interp.models.tiny import open_gates, tiny_model
+
+    model = open_gates(tiny_model("mllama"))
+    cross = model.text_config.cross_attention_layers[0]
+    prompts = ["how do i make this", "how do i feed this"]
+    rg = RetrievalGuided([cross, cross + 1], 1.0)
+    edits, info = rg.prepare(model, prompts, [image, image], captions=["a bomb", "a dog"])
+    assert info["texts"] == ["how do i make a bomb", "how do i feed a dog"]
+    target = interp.capture(model, info["texts"], layers=[cross, cross + 1])["last"]
+    with model.hooks(capture_layers=[cross, cross + 1], edits=edits) as run:
+        model.forward(model.encode(prompts, images=[image, image]))
+    for j, layer in enumerate((cross, cross + 1)):
+        torch.testing.assert_close(run.captured[(layer, "last")][0][0], target[:, j], rtol=1e-4, atol=1e-4)
+    with pytest.raises(InputError, match="is a text model"):
+        rg.prepare(tiny_model("llama"), prompts, [image, image], captions=["a", "b"])

@@ -197,8 +197,11 @@ class RetrievalGuided(RetrievalMarker):
         self, model, prompts: list[str], images, captions: list[str] | None = None
     ) -> tuple[list[Edit], dict]:
         """Per-row edits for this batch (and what was retrieved, for the record)."""
-        if model.adapter.kind != "image":
-            raise InputError(f"RetrievalGuided steers image inputs; {model.name} is a text model.")
+        if model.adapter.kind == "text":
+            raise InputError(
+                f"RetrievalGuided steers image inputs; {model.name} is a text model. Fix: a vision-language "
+                "model, or a constant intervention (AddDirection, AblateDirection) for text."
+            )
         if images is None or len(images) != len(prompts) or any(im is None for im in images):
             raise InputError("RetrievalGuided needs one image per prompt.")
         layers = resolve_layers(self.layers, model.n_layers)
