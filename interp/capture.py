@@ -167,13 +167,13 @@ def capture_batch(
     layer_ids = resolve_layers(layers, model.n_layers)
     pos = parse_positions(positions)
     if backend == "native":
-        hooked = sorted({*layer_ids, *_stand_ins(model, layer_ids)})
+        hooked = sorted({*layer_ids, *stand_in_layers(model, layer_ids)})
         with model.hooks(hooked, pos, stop=True, capture_site=site) as run:
             try:
                 model.forward(batch)
             except StopForward:
                 pass
-        per_layer = _fill_skipped_layers(run.take(), hooked, pos, model, site)
+        per_layer = fill_skipped_layers(run.take(), hooked, pos, model, site)
     else:
         full = _backend(backend)(model, batch, layer_ids)
         layout = PromptLayout(batch.attention_mask.bool(), _image_mask(model, batch))
@@ -189,7 +189,7 @@ def capture_batch(
     return out
 
 
-def _stand_ins(model: HookedModel, layer_ids: list[int]) -> list[int]:
+def stand_in_layers(model: HookedModel, layer_ids: list[int]) -> list[int]:
     """The layers before each requested cross-attention layer, back to one that always runs: what a
     skipped layer's output is read from (Mllama runs its cross-attention layers only with images)."""
     cross = set(getattr(model.text_config, "cross_attention_layers", None) or ())
@@ -201,7 +201,7 @@ def _stand_ins(model: HookedModel, layer_ids: list[int]) -> list[int]:
     return sorted(extra)
 
 
-def _fill_skipped_layers(
+def fill_skipped_layers(
     got: dict, layer_ids: list[int], pos, model: HookedModel, site: str = "resid"
 ) -> dict:
     """Mllama skips its cross-attention layers when a batch carries no image, so their hooks never

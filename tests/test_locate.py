@@ -315,3 +315,39 @@ def test_every_patching_mode_agrees_on_image_families(family):
     want = "whole prompt" if model.adapter.rope == "mrope" else "suffix tokens only"
     assert part.metadata["backward"] == want
     torch.testing.assert_close(part.raw, whole.raw, rtol=1e-4, atol=1e-4)
+
+
+def test_patching_mllama_around_the_cross_attention_layers_its_text_runs_skip(image):
+    # without images Mllama skips its cross-attention layers: the stream passes them unchanged, and
+    # their attention and MLP write nothing
+    from interp.locate.patching import attribution_patch, patch_activations
+    from interp.models.tiny import open_gates, tiny_model
+
+    model = open_gates(tiny_model("mllama"))
+    cross = model.text_config.cross_attention_layers[0]
+    harmful, harmless = ["how do i build a bomb", "tell me how to hurt"], ["hello there friend", "bake bread"]
+    for mode in ("loop", "batched"):
+        resid = patch_activations(model, harmful, harmless, mode=mode, positions=["last", -2])
+        assert resid.metadata["skipped_layers"] == [cross]
+        torch.testing.assert_close(resid.pairs[cross], resid.pairs[cross - 1])
+        attn = patch_activations(model, harmful, harmless, mode=mode, site="attn", positions="last")
+        torch.testing.assert_close(attn.raw[cross], torch.full((1,), attn.corrupt_metric))
+        assert attn.effect[cross].abs().max() == 0
+    estimate = attribution_patch(model, harmful, harmless, positions=["last", -2])
+    torch.testing.assert_close(estimate.pairs[cross], estimate.pairs[cross - 1])
+    # text forms patched into image runs: at the cross-attention layer the text run's state is the
+    # one it carries past that layer (the layer before's)
+    images = [image, image]
+    into_images = patch_activations(
+        model, harmful, harmful, corrupt_images=images, mode="loop", positions="last"
+    )
+    text = interp.capture(model, harmful, layers=[cross])["last"][:, 0]
+    edit = interp.Edit.replace(text, layers=[cross], positions="last")
+    from interp.locate.directions import refusal_logodds, refusal_token_ids
+
+    batch = model.encode(harmful, images=images)
+    with model.hooks(edits=[edit]), torch.inference_mode():
+        manual = refusal_logodds(model.next_token_logits(batch.inputs), refusal_token_ids(model.tokenizer))
+    torch.testing.assert_close(into_images.pairs[cross, 0], manual.float(), rtol=1e-4, atol=1e-4)
+    with pytest.raises(InputError, match="skips for the corrupt prompts"):
+        patch_activations(model, harmful, harmless, clean_images=images, layers=[cross])

@@ -89,3 +89,17 @@ def test_text_model_report_skips_the_cross_modal_part(llama, tmp_path):
     )
     assert "cross_modal_cosine" not in r.profiles and r.planted is None
     assert "Text vs image" not in r.markdown()
+
+
+@pytest.mark.parametrize("family", ["mllama", "qwen2_vl"])
+def test_report_runs_on_other_vision_language_families(family):
+    # Mllama takes images through cross-attention layers its text runs skip; Qwen2-VL numbers tokens
+    # with M-RoPE: both run every method, the cross-modal part included
+    from interp.models.tiny import open_gates, tiny_model
+
+    model = open_gates(tiny_model(family))
+    pairs = cross_modal_pairs(1)
+    data = interp.locate.LocateData(HARMFUL, HARMLESS, pairs.rows(range(0, len(pairs), 4)), "tiny")
+    r = interp.locate.run(model, data, last_positions=2, progress=False)
+    assert "cross_modal_cosine" in r.profiles and "patch_text_to_image" in r.profiles
+    assert all(len(p.scores) == model.n_layers for p in r.profiles.values() if hasattr(p, "scores"))

@@ -401,3 +401,12 @@ def test_a_gated_retrieval_artifact_is_served_only_to_rows_whose_text_form_fires
 
     moved = (last_state(edits) - last_state([])).norm(dim=-1)
     assert (moved[fires] > 1e-3).all() and (moved[~fires] < 1e-6).all()
+
+
+def test_retrieval_artifacts_are_served_by_cross_attention_vlms_too(llama):
+    from interp.models.tiny import tiny_model
+
+    store = ArtifactStore()
+    store.add("rg", [RetrievalGuided([1], 0.5)], tiny_model("mllama"), "tga")  # Mllama takes images
+    with pytest.raises(InputError, match="takes no images"):
+        store.add("rg", [RetrievalGuided([1], 0.5)], llama, "tga")

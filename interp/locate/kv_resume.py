@@ -159,7 +159,8 @@ def kv_resume(model, corrupt, corrupt_images, states, specs, layer_ids, site, ba
             for li, layer in enumerate(layer_ids):
                 _cut(cache, q, keep)
                 resume = layer if site == "resid" else layer - 1
-                replay = {k: cached[k][:, q:] for k in range(resume + 1)}
+                # a layer the corrupt run skipped (Mllama's cross-attention, without images) is not kept
+                replay = {k: cached[k][:, q:] for k in range(resume + 1) if k in cached}
                 edit = Edit.replace(
                     states[spec.name][i : i + b, li], layers=[layer], positions=[spec], site=site
                 )

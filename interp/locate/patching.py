@@ -42,6 +42,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.capture import fill_skipped_layers, stand_in_layers
 from interp.errors import InputError
 from interp.hooks import SITES, Edit, check_site, resolve_layers
 from interp.inputs import chunks
@@ -171,23 +172,82 @@ def _metric(model, batch, edits=(), token_ids=None) -> Float[Tensor, " B"]:
     return refusal_logodds(logits, token_ids)
 
 
+def _skipped(model, layer_ids: list[int], clean_images, corrupt_images) -> set[int]:
+    """The layers asked for that the corrupt runs skip: Mllama's cross-attention layers when the
+    corrupt prompts have no image. Where the clean prompts have none either, the map is made over
+    the layers that run and extended (:func:`_fill_skipped`); with clean images there is no layer to
+    patch them into, which is an error that says so."""
+    skipped = set(layer_ids) & set(getattr(model.text_config, "cross_attention_layers", None) or ())
+    if corrupt_images is not None or not skipped:
+        return set()
+    if clean_images is not None:
+        raise InputError(
+            f"layers {sorted(skipped)} are cross-attention layers, which {model.name} skips for the corrupt "
+            "prompts (they have no images), so nothing can be patched into them. Fix: patch other layers, "
+            "or give the corrupt prompts images."
+        )
+    return skipped
+
+
+def _ran_layers(layer_ids: list[int], skipped: set[int], site: str) -> list[int]:
+    """The layers to patch instead: the others, and for the residual stream the layer each skipped
+    one passes the stream on from (patching a skipped layer's output is patching that one's)."""
+    ran = set(layer_ids) - skipped
+    if site == "resid":
+        ran |= {_source(i, skipped) for i in skipped} - {-1}
+    return sorted(ran)
+
+
+def _source(layer: int, skipped: set[int]) -> int:
+    while layer in skipped:
+        layer -= 1
+    return layer
+
+
+def _fill_skipped(inner: PatchingMap, layer_ids: list[int], skipped: set[int]) -> PatchingMap:
+    """``inner`` (over the layers that ran) extended to ``layer_ids``: a skipped layer's residual
+    output is the layer before it's, so its row is that layer's; its attention and MLP write nothing,
+    so patching them leaves every pair at its corrupt metric."""
+    site = inner.metadata.get("site", "resid")
+    rows = []
+    for layer in layer_ids:
+        if layer not in skipped:
+            rows.append(inner.pairs[inner.layers.index(layer)])
+        elif site == "resid" and _source(layer, skipped) >= 0:
+            rows.append(inner.pairs[inner.layers.index(_source(layer, skipped))])
+        else:
+            rows.append(inner.corrupt_pairs.expand(len(inner.positions), -1).clone())
+    pairs = torch.stack(rows)
+    raw = pairs.mean(-1)
+    return replace(
+        inner,
+        layers=list(layer_ids),
+        raw=raw,
+        effect=_normalized(raw, inner.clean_metric, inner.corrupt_metric),
+        pairs=pairs,
+        metadata={
+            **inner.metadata,
+            "skipped_layers": sorted(skipped),
+            "skipped_note": "cross-attention layers that run only with images: a skipped layer's residual "
+            "row is the layer before it's, its attn/mlp rows are the corrupt run's (nothing to patch)",
+        },
+    )
+
+
 def _clean_pass(model, prompts, images, specs, layer_ids, site, batch_size, token_ids):
     """One forward per clean batch gives both the states to patch in and the clean metric."""
     states: dict[str, list] = {p.name: [] for p in specs}
     metric = []
+    hooked = sorted({*layer_ids, *stand_in_layers(model, layer_ids)})
     for _, chunk, imgs in chunks(prompts, images, batch_size):
         batch = model.encode(chunk, images=imgs)
-        with model.hooks(layer_ids, specs, capture_site=site) as run, torch.inference_mode():
+        with model.hooks(hooked, specs, capture_site=site) as run, torch.inference_mode():
             logits = model.next_token_logits(batch.inputs)
-        got = run.take()
+        # a layer the clean run skipped (Mllama's cross-attention, without images) passes the stream
+        # on unchanged: its state is the layer before it's, and its attn/mlp write nothing
+        got = fill_skipped_layers(run.take(), hooked, specs, model, site)
         for p in specs:
-            missing = [layer for layer in layer_ids if (layer, p.name) not in got]
-            if missing:
-                raise InputError(
-                    f"layers {missing} did not run in the clean forward (Mllama skips cross-attention "
-                    "layers without an image). Fix: patch other layers, or give images."
-                )
-            stacked = torch.stack([got[(layer, p.name)][0][0] for layer in layer_ids], dim=1)
+            stacked = torch.stack([got[(layer, p.name)][0] for layer in layer_ids], dim=1)
             states[p.name].append(stacked.float().cpu())
         metric.append(refusal_logodds(logits, token_ids).float().cpu())
     return {k: torch.cat(v) for k, v in states.items()}, torch.cat(metric)
@@ -304,6 +364,13 @@ def patch_activations(
     _check_pairs(clean, corrupt, clean_images, corrupt_images)
     specs = _positions(positions)
     layer_ids = resolve_layers(layers, model.n_layers)
+    skipped = _skipped(model, layer_ids, clean_images, corrupt_images)
+    if skipped:
+        ran = _ran_layers(layer_ids, skipped, site)
+        kwargs = dict(positions=positions, mode=mode, max_rows=max_rows, batch_size=batch_size, site=site)
+        return _fill_skipped(
+            patch_activations(model, clean, corrupt, layers=ran, **kwargs), layer_ids, skipped
+        )
     t0 = time.perf_counter()
     token_ids = refusal_token_ids(model.tokenizer)
     states, clean_m = _clean_pass(model, clean, clean_images, specs, layer_ids, site, batch_size, token_ids)
@@ -400,6 +467,13 @@ def attribution_patch(
     layer_ids = resolve_layers(layers, model.n_layers)
     if model.tokenizer.padding_side != "left":
         raise InputError("attribution patching assumes left padding (interp's default).")
+    skipped = _skipped(model, layer_ids, clean_images, corrupt_images)
+    if skipped:
+        ran = _ran_layers(layer_ids, skipped, "resid")
+        kwargs = dict(positions=positions, batch_size=batch_size, suffix=suffix)
+        return _fill_skipped(
+            attribution_patch(model, clean, corrupt, layers=ran, **kwargs), layer_ids, skipped
+        )
     t0 = time.perf_counter()
     token_ids = refusal_token_ids(model.tokenizer)
     states, clean_m = _clean_pass(

@@ -197,7 +197,7 @@ def run(
     Probes, directions and the cosine gap use all of ``data``; patching, the logit lens and direction
     selection use the first ``patch_pairs`` harmful/harmless pairs (patching costs grow with them).
     """
-    is_vlm = model.adapter.kind == "image"
+    is_vlm = model.adapter.kind != "text"
     if data is None:
         data = LocateData.organism(n=n, renderings=renderings, images=is_vlm)
     if data.pairs is not None and not is_vlm:

@@ -76,7 +76,7 @@ class ArtifactStore:
 
     def add(self, name: str, interventions, model, method: str = "") -> None:
         per_input = [item for item in interventions if isinstance(item, RetrievalMarker)]
-        if per_input and model.adapter.kind != "image":
+        if per_input and model.adapter.kind == "text":
             raise InputError(
                 f"artifact {name!r} holds {type(per_input[0]).__name__}, which steers image requests by "
                 f"describing their image; {model.name} takes no images. Fix: serve it with a vision-language "
