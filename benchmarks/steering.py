@@ -11,7 +11,8 @@ fastest runs (``ratio_of_fastest_runs``, the estimate least touched by interfere
 and each function's 10th-90th percentile spread. The retrieval-guided
 correction needs a VLM; its cost (a caption generation plus one extra prefill) is stated, not timed here.
 ``ablate_all_layers_folded`` is the same ablation folded into the weights for the block
-(``steer(..., fold=True)``), its weight copy included in the time. ``launch-bound`` is a 32-layer,
+(``steer(..., fold=True)``), its weight copy included in the time; ``add_*_folded`` the additions
+folded into MLP biases the same way (no copy: a bias per layer). ``launch-bound`` is a 32-layer,
 64-wide random Llama on one thread: its kernels are so small that the fixed cost of each kernel launch
 and hook call dominates, which is what the hook overhead is on a GPU (on the 135M organism the CPU's
 matrix work hides it).
@@ -68,7 +69,9 @@ def main() -> None:
     mid = model.n_layers // 2
     interventions = {
         "add_one_layer": [AddDirection(d, [mid], 4.0)],
+        "add_one_layer_folded": [AddDirection(d, [mid], 4.0)],
         "add_all_layers": [AddDirection(d, "all", 1.0)],
+        "add_all_layers_folded": [AddDirection(d, "all", 1.0)],
         "ablate_all_layers": [AblateDirection(d, "all")],
         "ablate_all_layers_folded": [AblateDirection(d, "all")],
         "set_projection": [SetProjection(d, 2.0, [mid])],

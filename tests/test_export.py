@@ -124,9 +124,9 @@ def test_folded_ablation_equals_the_hooks_and_gives_the_weights_back(tied):
     batch = model.encode(PROMPTS)
     n_hooks = lambda: sum(len(m._forward_hooks) for m in model.model.modules())  # noqa: E731
     with steer(model, [add]):
-        only_add = n_hooks()
+        assert n_hooks() > 0
     with steer(model, [AblateDirection(d1), add, AblateDirection(d2)], fold=True):
-        assert n_hooks() == only_add  # only the addition is hooked
+        assert n_hooks() == 0  # the ablations in the weights, the addition in an MLP bias
         with torch.inference_mode():
             folded = model.model(**batch.inputs).logits[batch.attention_mask.bool()]
         head = "model.embed_tokens.weight" if tied else "lm_head.weight"
@@ -183,3 +183,58 @@ def test_generate_and_last_logits_fold_once_for_the_whole_call(llama, monkeypatc
     )
     assert all(p is q for p, q in zip(llama.model.parameters(), own, strict=True))  # its own weights back
     assert len(entered) == 2  # one fold per call (last_logits, generate), not one per batch of 2
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "phi3", "llava", "mllama"])
+def test_folded_additions_equal_the_hooks_and_give_the_biases_back(family, image):
+    # a constant addition at every position rides on the MLP down projection's bias: no hook
+    from interp.models.tiny import WITH_PROCESSOR, open_gates
+
+    model = open_gates(tiny_model(family))
+    images = [image] * len(PROMPTS) if family in WITH_PROCESSOR else None
+    batch = model.encode(PROMPTS, images=images)
+    plain_layers = [i for i in range(model.n_layers) if model.write_gain(i, "mlp") is None]
+    shift = ShiftToText({plain_layers[-1]: _dir(model, 3)}, alpha=0.5)
+    items = [
+        AddDirection(_dir(model, 1), plain_layers[:2], 3.0),
+        shift,
+        AddDirection(_dir(model, 2), [0], 1.0, "last"),
+    ]
+
+    def logits(fold):
+        with steer(model, items, fold=fold), torch.inference_mode():
+            return model.model(**batch.inputs).logits[batch.attention_mask.bool()]
+
+    own = {n: p for n, p in model.model.named_parameters()}
+    biases = [model.component(i, "mlp").down_proj.bias for i in range(model.n_layers)]
+    hooked, folded = logits(False), logits(True)
+    torch.testing.assert_close(folded, hooked, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(hooked, _plain(model, batch), atol=1e-3), "the additions must matter"
+    n_hooks = lambda: sum(len(m._forward_hooks) for m in model.model.modules())  # noqa: E731
+    own_hooks = n_hooks()  # transformers' own, on some vision towers
+    with steer(model, items[:2], fold=True):  # in the biases, not in hooks
+        assert n_hooks() == own_hooks
+        assert model.component(plain_layers[0], "mlp").down_proj.bias is not biases[plain_layers[0]]
+    assert dict(model.model.named_parameters()) == own  # the same parameters, and no bias left behind
+    assert [model.component(i, "mlp").down_proj.bias for i in range(model.n_layers)] == biases
+    with pytest.raises(RuntimeError, match="boom"):
+        with steer(model, items[:1], fold=True):
+            raise RuntimeError("boom")
+    assert dict(model.model.named_parameters()) == own
+    if family == "mllama":  # a cross-attention layer gates and masks its MLP output: no bias can add
+        cross = model.text_config.cross_attention_layers[0]
+        with pytest.raises(interp.InputError, match="cross-attention layer"):
+            with steer(model, [AddDirection(_dir(model, 1), [cross], 1.0)], fold=True):
+                pass
+
+
+def _plain(model, batch):
+    with torch.inference_mode():
+        return model.model(**batch.inputs).logits[batch.attention_mask.bool()]
+
+
+def test_folded_additions_are_refused_where_a_norm_follows_the_mlp():
+    gemma = tiny_model("gemma2")
+    with pytest.raises(interp.InputError, match="normalizes each MLP output"):
+        with steer(gemma, [AddDirection(_dir(gemma, 1), [1], 1.0)], fold=True):
+            pass

@@ -166,13 +166,57 @@ def ablated_weights(model, directions, strengths=None) -> list[tuple[torch.nn.Mo
 
 
 @contextmanager
+def folded_addition(model, per_layer: dict[int, Tensor]):
+    """Within the block, each decoder layer ``l`` of ``per_layer`` adds ``per_layer[l]`` ([D]) to what
+    it writes to the residual stream, as a bias of its MLP down projection (added to any bias it has),
+    then the model gets its own biases back. Exactly ``AddDirection(d, [l], alpha)`` at every position
+    (``per_layer[l] = alpha * d``; float tolerance) with no hook: the projection adds the bias in its
+    own ``addmm``. No weight is copied (a bias per layer), so folding costs nothing.
+
+        >>> with folded_addition(model, {12: 4.0 * refusal}):
+        ...     model.generate(model.encode(prompts))
+
+    Families that normalize the MLP output before adding it (Gemma 2/3) and Mllama's cross-attention
+    layers (whose MLP output is gated and masked per token) are refused, with the reason.
+    """
+    with swapped_weights(model, added_biases(model, per_layer)):
+        yield model
+
+
+def added_biases(model, per_layer: dict[int, Tensor]) -> list[tuple[torch.nn.Module, str, Tensor]]:
+    """What :func:`folded_addition` swaps in: ``(down projection, "bias", bias + vector)`` per layer."""
+    family = model.adapter.family
+    if model.adapter.mlp_out:
+        raise InputError(
+            f"the {family} family normalizes each MLP output before adding it to the residual stream, so a "
+            "constant addition cannot be an MLP bias. Fix: add it with hooks (interp.steer.steer without "
+            "fold=True)."
+        )
+    out = []
+    with torch.no_grad():
+        for layer, v in sorted(per_layer.items()):
+            if model.write_gain(layer, "mlp") is not None:
+                raise InputError(
+                    f"decoder layer {layer} of {model.name} scales its MLP output by a learned gate and masks it "
+                    "per token before adding it (a cross-attention layer), so a bias there is not a constant "
+                    "addition. Fix: add it with hooks (fold=False), or at another layer."
+                )
+            down = _writer(model.component(layer, "mlp"), _MLP_OUT, "MLP output", family)
+            v = torch.as_tensor(v).to(down.weight.device, down.weight.dtype)
+            out.append((down, "bias", v.clone() if down.bias is None else down.bias.detach() + v))
+    return out
+
+
+@contextmanager
 def swapped_weights(model, new: list[tuple[torch.nn.Module, str, Tensor]]):
-    """Within the block the modules compute with the tensors of ``new`` (from :func:`ablated_weights`);
-    their own ``Parameter`` objects are put back on exit, also on errors."""
+    """Within the block the modules compute with the tensors of ``new`` (from :func:`ablated_weights`
+    or :func:`added_biases`); their own ``Parameter`` objects (or no bias) are put back on exit, also
+    on errors."""
     own = [(module, name, getattr(module, name)) for module, name, _ in new]
     try:
         for (module, name, value), (_, _, old) in zip(new, own, strict=True):
-            setattr(module, name, torch.nn.Parameter(value, requires_grad=old.requires_grad))
+            grad = old is not None and old.requires_grad
+            setattr(module, name, torch.nn.Parameter(value, requires_grad=grad))
         yield model
     finally:
         for module, name, old in own:

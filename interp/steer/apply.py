@@ -19,7 +19,7 @@ import torch
 
 from interp.errors import InputError
 from interp.inputs import groups
-from interp.steer.interventions import AblateDirection, RetrievalMarker
+from interp.steer.interventions import AblateDirection, AddDirection, RetrievalMarker, ShiftToText
 
 
 def edits_for(model, interventions) -> list:
@@ -37,10 +37,17 @@ def edits_for(model, interventions) -> list:
 @contextmanager
 def folding(model, interventions, fold: bool):
     """With ``fold``, each ``AblateDirection`` (``layers="all"``, ``positions="all"``) is folded into
-    the weights for the block (:func:`interp.export.bake.folded_ablation`); yields the interventions
-    left to hook (all of them without ``fold``)."""
+    the weights for the block (:func:`interp.export.bake.folded_ablation`), and each constant addition
+    at every position (``AddDirection``, ``ShiftToText`` with ``positions="all"``) into MLP biases
+    (:func:`interp.export.bake.folded_addition`); yields the interventions left to hook (all of them
+    without ``fold``)."""
     items = list(interventions)
     folded = [item for item in items if fold and isinstance(item, AblateDirection)]
+    added = [
+        item
+        for item in items
+        if fold and isinstance(item, (AddDirection, ShiftToText)) and item.positions == "all"
+    ]
     for item in folded:
         if not item.everywhere:
             raise InputError(
@@ -53,7 +60,16 @@ def folding(model, interventions, fold: bool):
             from interp.export.bake import folded_ablation  # interp.export imports interp.steer
 
             stack.enter_context(folded_ablation(model, [item.direction for item in folded]))
-        yield [item for item in items if not any(item is f for f in folded)]
+        if added:
+            from interp.export.bake import folded_addition
+            from interp.export.control_vector import additions
+
+            per_layer: dict = {}
+            for item in added:
+                for layer, v in additions(model, item):
+                    per_layer[layer] = per_layer.get(layer, 0) + v
+            stack.enter_context(folded_addition(model, per_layer))
+        yield [item for item in items if not any(item is f for f in folded + added)]
 
 
 @contextmanager
@@ -63,7 +79,10 @@ def steer(model, interventions, fold: bool = False):
     ``fold=True`` folds each ``AblateDirection`` (``layers="all"``, ``positions="all"``) into the
     weights for the block instead of hooking it (:func:`interp.export.bake.folded_ablation`: the same
     edit with no per-token cost, for the memory of an edited copy of the stream's writers; text
-    models; the model's own weights are back on exit); the other interventions are hooked."""
+    models), and each constant addition at every position (``AddDirection``, ``ShiftToText`` with
+    ``positions="all"``) into the MLP down projections' biases
+    (:func:`interp.export.bake.folded_addition`: free, also for VLMs); the model's own weights are
+    back on exit. The other interventions are hooked."""
     with folding(model, interventions, fold) as rest, model.hooks(edits=edits_for(model, rest)) as run:
         yield run
 
