@@ -599,6 +599,17 @@ def attach(
                 )
             if g not in gates.setdefault(g.layer % n, []):
                 gates[g.layer % n].append(g)
+    # a gate on a layer the model may skip (Mllama's cross-attention layers, without images) decides
+    # first on the layer before it, whose output is then the skipped layer's; the layer, if it runs,
+    # decides again
+    cross = set(getattr(model.text_config, "cross_attention_layers", None) or ())
+    for layer in [i for i in gates if i in cross]:
+        before = layer
+        while before in cross and before > 0:
+            before -= 1
+        if before not in cross:
+            gates.setdefault(before, [])
+            gates[before] = [g for g in gates[before] if g not in gates[layer]] + gates[layer]
     targets = (
         set(per_site)
         | {(i, capture_site) for i in cap_layers}

@@ -459,3 +459,23 @@ def test_per_row_edits_under_beam_search_say_how_to_repeat_them(llama, prompts):
         with llama.hooks(edits=[Edit.add(vectors[i : i + 1].repeat(2, 1), layers=[1], positions="last")]):
             alone = llama.generate(llama.encode([p]), max_new_tokens=4, min_new_tokens=4, num_beams=2)
         assert alone == together[i : i + 1]
+
+
+def test_a_gate_on_a_layer_mllama_skips_reads_the_stream_that_passes_it(image):
+    # without images Mllama skips its cross-attention layers: a gate there decides on the layer
+    # before's output (the stream the skipped layer passes on); with images, on its own layer's
+    from interp.models.tiny import open_gates, tiny_model
+
+    model = open_gates(tiny_model("mllama"))
+    cross = model.text_config.cross_attention_layers[0]
+    d = torch.randn(model.d_model, generator=torch.Generator().manual_seed(0))
+    gate = Gate(d, layer=cross, threshold=0.0)
+    edit = Edit.add(d, [cross + 1], 1.0).gated(gate)
+    prompts = ["hello there", "a longer prompt"]
+    for images, read in ((None, cross - 1), ([image, image], cross)):
+        batch = model.encode(prompts, images=images)
+        with model.hooks(capture_layers=[read]) as plain:
+            model.forward(batch)
+        with model.hooks(edits=[edit]) as run:
+            model.forward(batch)
+        torch.testing.assert_close(run.gate_scores[gate], plain.take()[(read, "last")][0][0] @ (d / d.norm()))
