@@ -192,12 +192,9 @@ def capture_batch(
 def stand_in_layers(model: HookedModel, layer_ids: list[int]) -> list[int]:
     """The layers before each requested cross-attention layer, back to one that always runs: what a
     skipped layer's output is read from (Mllama runs its cross-attention layers only with images)."""
-    cross = set(getattr(model.text_config, "cross_attention_layers", None) or ())
     extra = set()
     for i in layer_ids:
-        while i in cross and i > 0:
-            i -= 1
-            extra.add(i)
+        extra.update(range(max(model.stream_source(i), 0), i))
     return sorted(extra)
 
 

@@ -602,12 +602,9 @@ def attach(
     # a gate on a layer the model may skip (Mllama's cross-attention layers, without images) decides
     # first on the layer before it, whose output is then the skipped layer's; the layer, if it runs,
     # decides again
-    cross = set(getattr(model.text_config, "cross_attention_layers", None) or ())
-    for layer in [i for i in gates if i in cross]:
-        before = layer
-        while before in cross and before > 0:
-            before -= 1
-        if before not in cross:
+    for layer in [i for i in gates if i in model.skippable_layers]:
+        before = model.stream_source(layer)
+        if before >= 0:
             gates.setdefault(before, [])
             gates[before] = [g for g in gates[before] if g not in gates[layer]] + gates[layer]
     targets = (

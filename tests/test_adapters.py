@@ -69,6 +69,8 @@ def test_image_families_through_their_processor(family, image):
 def test_mllama_text_only_fills_skipped_cross_attention_layers(prompts):
     model = tiny_model("mllama")
     cross = model.text_config.cross_attention_layers
+    assert model.skippable_layers == set(cross) and model.stream_source(cross[0]) == cross[0] - 1
+    assert tiny_model("llama").skippable_layers == set() and model.stream_source(cross[0] + 1) == cross[0] + 1
     acts = interp.capture(model, prompts, chat_template=False, layers="all")
     for i in cross:
         torch.testing.assert_close(acts.layer(i), acts.layer(i - 1))

@@ -147,7 +147,7 @@ def kv_resume(model, corrupt, corrupt_images, states, specs, layer_ids, site, ba
         ):
             out = model.model(**batch.inputs, use_cache=True, logits_to_keep=1)
         cache, cached, as_tuple = out.past_key_values, run.kept, bool(run.output_is_tuple)
-        keep = tuple(getattr(model.text_config, "cross_attention_layers", None) or ())
+        keep = tuple(model.skippable_layers)  # their caches hold the image's keys
         if not _cut(cache, max(cols), keep):
             return None
         corrupt_m.append(refusal_logodds(out.logits[:, -1], token_ids).float().cpu())

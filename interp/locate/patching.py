@@ -177,7 +177,7 @@ def _skipped(model, layer_ids: list[int], clean_images, corrupt_images) -> set[i
     corrupt prompts have no image. Where the clean prompts have none either, the map is made over
     the layers that run and extended (:func:`_fill_skipped`); with clean images there is no layer to
     patch them into, which is an error that says so."""
-    skipped = set(layer_ids) & set(getattr(model.text_config, "cross_attention_layers", None) or ())
+    skipped = set(layer_ids) & model.skippable_layers
     if corrupt_images is not None or not skipped:
         return set()
     if clean_images is not None:
@@ -189,22 +189,16 @@ def _skipped(model, layer_ids: list[int], clean_images, corrupt_images) -> set[i
     return skipped
 
 
-def _ran_layers(layer_ids: list[int], skipped: set[int], site: str) -> list[int]:
+def _ran_layers(model, layer_ids: list[int], skipped: set[int], site: str) -> list[int]:
     """The layers to patch instead: the others, and for the residual stream the layer each skipped
     one passes the stream on from (patching a skipped layer's output is patching that one's)."""
     ran = set(layer_ids) - skipped
     if site == "resid":
-        ran |= {_source(i, skipped) for i in skipped} - {-1}
+        ran |= {model.stream_source(i) for i in skipped} - {-1}
     return sorted(ran)
 
 
-def _source(layer: int, skipped: set[int]) -> int:
-    while layer in skipped:
-        layer -= 1
-    return layer
-
-
-def _fill_skipped(inner: PatchingMap, layer_ids: list[int], skipped: set[int]) -> PatchingMap:
+def _fill_skipped(model, inner: PatchingMap, layer_ids: list[int], skipped: set[int]) -> PatchingMap:
     """``inner`` (over the layers that ran) extended to ``layer_ids``: a skipped layer's residual
     output is the layer before it's, so its row is that layer's; its attention and MLP write nothing,
     so patching them leaves every pair at its corrupt metric."""
@@ -213,8 +207,8 @@ def _fill_skipped(inner: PatchingMap, layer_ids: list[int], skipped: set[int]) -
     for layer in layer_ids:
         if layer not in skipped:
             rows.append(inner.pairs[inner.layers.index(layer)])
-        elif site == "resid" and _source(layer, skipped) >= 0:
-            rows.append(inner.pairs[inner.layers.index(_source(layer, skipped))])
+        elif site == "resid" and model.stream_source(layer) >= 0:
+            rows.append(inner.pairs[inner.layers.index(model.stream_source(layer))])
         else:
             rows.append(inner.corrupt_pairs.expand(len(inner.positions), -1).clone())
     pairs = torch.stack(rows)
@@ -366,11 +360,10 @@ def patch_activations(
     layer_ids = resolve_layers(layers, model.n_layers)
     skipped = _skipped(model, layer_ids, clean_images, corrupt_images)
     if skipped:
-        ran = _ran_layers(layer_ids, skipped, site)
+        ran = _ran_layers(model, layer_ids, skipped, site)
         kwargs = dict(positions=positions, mode=mode, max_rows=max_rows, batch_size=batch_size, site=site)
-        return _fill_skipped(
-            patch_activations(model, clean, corrupt, layers=ran, **kwargs), layer_ids, skipped
-        )
+        inner = patch_activations(model, clean, corrupt, layers=ran, **kwargs)
+        return _fill_skipped(model, inner, layer_ids, skipped)
     t0 = time.perf_counter()
     token_ids = refusal_token_ids(model.tokenizer)
     states, clean_m = _clean_pass(model, clean, clean_images, specs, layer_ids, site, batch_size, token_ids)
@@ -469,11 +462,10 @@ def attribution_patch(
         raise InputError("attribution patching assumes left padding (interp's default).")
     skipped = _skipped(model, layer_ids, clean_images, corrupt_images)
     if skipped:
-        ran = _ran_layers(layer_ids, skipped, "resid")
+        ran = _ran_layers(model, layer_ids, skipped, "resid")
         kwargs = dict(positions=positions, batch_size=batch_size, suffix=suffix)
-        return _fill_skipped(
-            attribution_patch(model, clean, corrupt, layers=ran, **kwargs), layer_ids, skipped
-        )
+        inner = attribution_patch(model, clean, corrupt, layers=ran, **kwargs)
+        return _fill_skipped(model, inner, layer_ids, skipped)
     t0 = time.perf_counter()
     token_ids = refusal_token_ids(model.tokenizer)
     states, clean_m = _clean_pass(

@@ -91,6 +91,22 @@ class HookedModel:
             return block
         return get_path(self.layers[layer], post, f"norm after the {site} block of decoder layer {layer}")
 
+    @property
+    def skippable_layers(self) -> frozenset[int]:
+        """Decoder layers the model runs only when the input has images (Mllama's cross-attention
+        layers); without one the stream passes them unchanged."""
+        return frozenset(getattr(self.text_config, "cross_attention_layers", None) or ())
+
+    def stream_source(self, layer: int) -> int:
+        """The nearest layer at or before ``layer`` that always runs: its output is ``layer``'s when the
+        skippable layers in between are skipped (-1 where none is: the token embedding).
+
+            >>> model.stream_source(3)     # Mllama, cross-attention layer 3: 2
+        """
+        while layer >= 0 and layer in self.skippable_layers:
+            layer -= 1
+        return layer
+
     def write_gain(self, layer: int, site: str) -> Tensor | None:
         """The learned gain between ``writer(layer, site)`` and the stream, or None where the writer's
         output is added as is: Mllama's cross-attention layers add ``tanh(gate) * output`` (their MLP
