@@ -482,12 +482,11 @@ class HookRun:
         full = (
             attn.bool() if attn is not None else torch.ones(b, past + c, dtype=torch.bool, device=ref.device)
         )
+        # a re-run of generate(use_cache=False) keeps the prompt's layout, so steering matches the cached run
         self.rerun = past == 0 and self._continues(input_ids, kwargs)
         if past == 0:
             self._ids = input_ids
-        if self.rerun:
-            pass  # generate(use_cache=False): keep the prompt's layout, so steering matches the cached run
-        elif past == 0:
+        if past == 0 and not self.rerun:
             image = None
             if self.image_token_id is not None and input_ids is not None:
                 image = input_ids == self.image_token_id

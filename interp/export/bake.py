@@ -38,7 +38,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp.errors import InputError
-from interp.export.control_vector import additions
+from interp.export.control_vector import additions_by_layer
 from interp.hooks import unit_vector
 from interp.steer.interventions import AblateDirection, AddDirection, ShiftToText
 
@@ -186,12 +186,7 @@ def folded_addition(model, per_layer: dict[int, Tensor]):
 def added_biases(model, per_layer: dict[int, Tensor]) -> list[tuple[torch.nn.Module, str, Tensor]]:
     """What :func:`folded_addition` swaps in: ``(down projection, "bias", bias + vector)`` per layer."""
     family = model.adapter.family
-    if model.adapter.mlp_out:
-        raise InputError(
-            f"the {family} family normalizes each MLP output before adding it to the residual stream, so a "
-            "constant addition cannot be an MLP bias. Fix: add it with hooks (interp.steer.steer without "
-            "fold=True)."
-        )
+    _check_mlp_bias_adds(model, "add it with hooks (interp.steer.steer without fold=True)")
     out = []
     with torch.no_grad():
         for layer, v in sorted(per_layer.items()):
@@ -205,6 +200,15 @@ def added_biases(model, per_layer: dict[int, Tensor]) -> list[tuple[torch.nn.Mod
             v = torch.as_tensor(v).to(down.weight.device, down.weight.dtype)
             out.append((down, "bias", v.clone() if down.bias is None else down.bias.detach() + v))
     return out
+
+
+def _check_mlp_bias_adds(model, fix: str) -> None:
+    """Refuse, with the reason, a family where an MLP bias is not a constant addition to the stream."""
+    if model.adapter.mlp_out:
+        raise InputError(
+            f"the {model.adapter.family} family normalizes each MLP output before adding it to the residual "
+            f"stream, so a constant addition cannot become an MLP bias. Fix: {fix}."
+        )
 
 
 @contextmanager
@@ -228,7 +232,7 @@ def _check(model, interventions) -> tuple[list[Tensor], dict[int, Tensor]]:
     _check_text(model, "bake a text model, or serve the VLM with hooks (interp serve)")
     if not interventions:
         raise InputError("nothing to bake: pass at least one intervention.")
-    ablate, add = [], {}
+    ablate, added = [], []
     for item in interventions:
         if getattr(item, "positions", "all") != "all":
             raise _not_bakeable(item, f"it acts on positions {item.positions!r}, weights act on all of them")
@@ -240,8 +244,7 @@ def _check(model, interventions) -> tuple[list[Tensor], dict[int, Tensor]]:
                 )
             ablate.append(item.direction.float())
         elif isinstance(item, (AddDirection, ShiftToText)):
-            for layer, v in additions(model, item):
-                add[layer] = add.get(layer, 0) + v
+            added.append(item)
         else:
             why = {
                 "Conditional": "it decides per input whether to act",
@@ -249,7 +252,7 @@ def _check(model, interventions) -> tuple[list[Tensor], dict[int, Tensor]]:
                 "SetProjection": "its change depends on the state it edits",
             }.get(type(item).__name__, "it is not a constant edit of the residual stream")
             raise _not_bakeable(item, why)
-    return ablate, add
+    return ablate, additions_by_layer(model, added)
 
 
 def bake(model, interventions):
@@ -259,12 +262,8 @@ def bake(model, interventions):
 
     ablate, add = _check(model, interventions)
     family = model.adapter.family
-    if add and model.adapter.mlp_out:
-        raise InputError(
-            f"the {family} family normalizes each MLP output before adding it to the residual stream, so "
-            "a constant addition cannot become an MLP bias. Fix: serve the addition with hooks "
-            "(interp serve, interp.steer.steer)."
-        )
+    if add:
+        _check_mlp_bias_adds(model, "serve the addition with hooks (interp serve, interp.steer.steer)")
     if add and not hasattr(model.text_config, "mlp_bias"):
         raise InputError(
             f"the {family} family's config has no mlp_bias, so a constant addition cannot become a bias "

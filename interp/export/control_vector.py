@@ -39,11 +39,19 @@ def additions(model, item: AddDirection | ShiftToText) -> list[tuple[int, Tensor
     return [(resolve_layers([k], model.n_layers)[0], -item.alpha * v.float()) for k, v in item.shifts.items()]
 
 
+def additions_by_layer(model, items) -> dict[int, Tensor]:
+    """``{layer: [D]}``: the sum of what the constant additions ``items`` add after each layer."""
+    out: dict[int, Tensor] = {}
+    for item in items:
+        for layer, v in additions(model, item):
+            out[layer] = out.get(layer, 0) + v
+    return dict(sorted(out.items()))
+
+
 def control_vector(model, interventions) -> dict[int, Tensor]:
     """Per-layer vectors ``{layer: [D]}`` (in the residual stream's units) of additive interventions."""
     if not interventions:
         raise InputError("a control vector needs at least one additive intervention.")
-    out: dict[int, Tensor] = {}
     for item in interventions:
         if not isinstance(item, (AddDirection, ShiftToText)):
             raise InputError(
@@ -55,13 +63,12 @@ def control_vector(model, interventions) -> dict[int, Tensor]:
                 f"{type(item).__name__} acts on positions {item.positions!r}; llama.cpp adds control vectors "
                 "at every position. Fix: positions='all'."
             )
-        for layer, v in additions(model, item):
-            out[layer] = out.get(layer, 0) + v
+    out = additions_by_layer(model, interventions)
     if 0 in out:
         raise InputError(
             "llama.cpp cannot steer the output of layer 0 (it rejects direction.0). Fix: steer layers >= 1."
         )
-    return dict(sorted(out.items()))
+    return out
 
 
 def save_control_vector(model, interventions, path: str | Path) -> Path:

@@ -53,28 +53,24 @@ def suffix_start(model, batch, specs) -> int | None:
     return None if cols is None else min(cols)
 
 
+def token_inputs(batch, span: slice) -> dict[str, Tensor]:
+    """The batch's per-token inputs (``[B, T, ...]``: ids, attention mask, Mllama's
+    ``cross_attention_mask``, Qwen2-VL's ``mm_token_type_ids``) cut to the tokens ``span``."""
+    b, t = batch.input_ids.shape
+    return {k: v[:, span] for k, v in batch.inputs.items() if isinstance(v, Tensor) and v.shape[:2] == (b, t)}
+
+
 def continue_logits(model, batch, start: int, cache, positions: Tensor | None = None):
     """Next-token logits [B, V] of the tokens from ``start`` on, run against ``cache`` (which holds
     the tokens before ``start``); the attention mask covers the whole prompt. ``positions``: the
     position ids the model gave its decoder stack for the whole prompt (:func:`prompt_positions`),
     where it computes them itself (Qwen2-VL's 3-D M-RoPE ids); the suffix gets its part of them.
     Other per-token inputs (Mllama's ``cross_attention_mask``) are cut to the suffix too."""
-    b, t = batch.input_ids.shape
-    per_token = {
-        k: v[:, start:]
-        for k, v in batch.inputs.items()
-        if k not in ("input_ids", "attention_mask") and isinstance(v, Tensor) and v.shape[:2] == (b, t)
-    }
+    suffix = token_inputs(batch, slice(start, None))
+    suffix["attention_mask"] = batch.attention_mask
     if positions is not None:
-        per_token["position_ids"] = positions[..., start:]
-    return model.model(
-        input_ids=batch.input_ids[:, start:],
-        attention_mask=batch.attention_mask,
-        past_key_values=cache,
-        use_cache=True,
-        logits_to_keep=1,
-        **per_token,
-    ).logits[:, -1]
+        suffix["position_ids"] = positions[..., start:]
+    return model.model(**suffix, past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
 
 
 @contextmanager

@@ -47,7 +47,13 @@ from interp.errors import InputError
 from interp.hooks import SITES, Edit, check_site, resolve_layers
 from interp.inputs import chunks
 from interp.locate.directions import refusal_logodds, refusal_token_ids
-from interp.locate.kv_resume import continue_logits, kv_resume, prompt_positions, suffix_start
+from interp.locate.kv_resume import (
+    continue_logits,
+    kv_resume,
+    prompt_positions,
+    suffix_start,
+    token_inputs,
+)
 from interp.locate.profile import LayerProfile
 from interp.positions import parse_positions
 
@@ -481,11 +487,7 @@ def attribution_patch(
         # prefix-only run does not give: they run the whole prompt
         start = suffix_start(model, batch, specs) if suffix and model.adapter.rope != "mrope" else None
         if start is not None:  # the prefix without autograd, its KV cache a constant of the suffix run
-            b, t = batch.input_ids.shape
-            prefix = {
-                k: v[:, :start] if isinstance(v, Tensor) and v.shape[:2] == (b, t) else v
-                for k, v in batch.inputs.items()
-            }
+            prefix = {**batch.inputs, **token_inputs(batch, slice(None, start))}
             with torch.no_grad(), prompt_positions(model) as seen:
                 past = model.model(**prefix, use_cache=True, logits_to_keep=1).past_key_values
             if seen.get("ids") is not None:  # numbered by the model itself: the whole prompt after all

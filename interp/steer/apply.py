@@ -62,13 +62,9 @@ def folding(model, interventions, fold: bool):
             stack.enter_context(folded_ablation(model, [item.direction for item in folded]))
         if added:
             from interp.export.bake import folded_addition
-            from interp.export.control_vector import additions
+            from interp.export.control_vector import additions_by_layer
 
-            per_layer: dict = {}
-            for item in added:
-                for layer, v in additions(model, item):
-                    per_layer[layer] = per_layer.get(layer, 0) + v
-            stack.enter_context(folded_addition(model, per_layer))
+            stack.enter_context(folded_addition(model, additions_by_layer(model, added)))
         yield [item for item in items if not any(item is f for f in folded + added)]
 
 
