@@ -7,7 +7,23 @@ import pytest
 import torch
 from PIL import Image
 
-from interp.models.tiny import tiny_model
+from interp.models.adapters import ADAPTERS
+from interp.models.tiny import WITH_PROCESSOR, tiny_model
+
+FAMILIES = sorted(set(ADAPTERS) - {"organism_vl"})  # every family with a tiny model (organism_vl: its own)
+
+
+def images_for(family: str, image, n: int):
+    """``[image] * n`` where the tiny ``family`` model takes images (through a processor), else None."""
+    return [image] * n if family in WITH_PROCESSOR else None
+
+
+def trained_like(family: str):
+    """A tiny ``family`` model with what random init hides set as trained models have it: uneven
+    norm scales and open cross-attention gates."""
+    from interp.models.tiny import open_gates, uneven_norms
+
+    return open_gates(uneven_norms(tiny_model(family)))
 
 
 @pytest.fixture(scope="session")

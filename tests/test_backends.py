@@ -5,7 +5,7 @@ import torch
 
 import interp
 from interp.models.tiny import tiny_model
-from tests.conftest import reference_states
+from tests.conftest import FAMILIES, images_for, reference_states
 
 pytest.importorskip("nnsight")
 pytest.importorskip("transformer_lens")
@@ -98,15 +98,13 @@ def test_steered_generation_equals_nnsight_and_transformer_lens(llama):
     assert not [n for n, m in llama.model.named_modules() if "forward" in m.__dict__]
 
 
-@pytest.mark.parametrize("family", sorted(set(interp.models.adapters.ADAPTERS) - {"organism_vl"}))
+@pytest.mark.parametrize("family", FAMILIES)
 def test_every_family_through_the_other_backends(family, image):
     # nnsight wraps every family; TransformerLens equals native where it has the architecture and
     # otherwise says so and names the backends that work
-    from interp.models.tiny import WITH_PROCESSOR
-
     model = tiny_model(family)
     prompts = ["what is this?", "and this longer one here"]
-    kw = {"images": [image, image]} if family in WITH_PROCESSOR else {}
+    kw = {"images": images_for(family, image, 2)}
     native = interp.capture(model, prompts, positions="last", **kw)["last"]
     via_nnsight = interp.capture(model, prompts, positions="last", backend="nnsight", **kw)["last"]
     torch.testing.assert_close(via_nnsight, native, rtol=1e-5, atol=1e-5)

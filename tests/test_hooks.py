@@ -4,6 +4,7 @@ import torch
 import interp
 from interp.errors import InputError, LayerIndexError
 from interp.hooks import Edit, Gate, resolve_layers
+from tests.conftest import FAMILIES, images_for, trained_like
 
 
 def _logits(model, batch, edits=()):
@@ -149,17 +150,11 @@ def test_contexts_do_not_share_state(llama, prompts):
     torch.testing.assert_close(a.take()[(1, "last")][0][0], b.take()[(1, "last")][0][0])
 
 
-FAMILIES = sorted(set(interp.models.adapters.ADAPTERS) - {"organism_vl"})
-
-
 def _tiny_batch(family, image):
-    """A tiny model of ``family`` with uneven norms and open gates, and a batch (with images for the
-    families that take them through a processor)."""
-    from interp.models.tiny import WITH_PROCESSOR, open_gates, tiny_model, uneven_norms
-
-    model = open_gates(uneven_norms(tiny_model(family)))
-    if family in WITH_PROCESSOR:
-        return model, model.encode(["describe it", "what is in this picture"], images=[image, image])
+    """A trained-like tiny model of ``family`` and a batch (with images where the family takes them)."""
+    model, images = trained_like(family), images_for(family, image, 2)
+    if images:
+        return model, model.encode(["describe it", "what is in this picture"], images=images)
     return model, model.encode(["hello there", "a longer prompt than that"])
 
 

@@ -19,6 +19,7 @@ from interp.steer import (
     steer,
 )
 from interp.steer.text_guided import compose, description_span
+from tests.conftest import FAMILIES, images_for, trained_like
 
 PROMPTS = ["hello there", "a much longer prompt than the first one"]
 
@@ -45,18 +46,16 @@ def test_add_ablate_set_are_exact_at_their_layer(llama):
     torch.testing.assert_close(clamped @ u, torch.full((2,), 5.0), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("family", sorted(set(interp.models.adapters.ADAPTERS) - {"organism_vl"}))
+@pytest.mark.parametrize("family", FAMILIES)
 def test_full_ablation_leaves_no_trace_of_the_direction_in_any_layer(family, image):
     """In every family, with images where it takes them. Also where each block's output is
     normalized before it joins the stream (Gemma 2/3): ablating the blocks' own outputs there left
     projections up to 3 in the stream (norm ~18)."""
-    from interp.models.tiny import WITH_PROCESSOR, open_gates, tiny_model, uneven_norms
-
-    model = open_gates(uneven_norms(tiny_model(family)))
+    model = trained_like(family)
     d = direction(model, 3)
     u = d / d.norm()
     layers = list(range(model.n_layers))
-    images = [image] * len(PROMPTS) if family in WITH_PROCESSOR else None
+    images = images_for(family, image, len(PROMPTS))
     with (
         steer(model, [AblateDirection(d)]),
         model.hooks(capture_layers=layers, capture_positions="all") as run,
