@@ -31,6 +31,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp.errors import InputError, LayerIndexError
+from interp.models.compat import cached_length
 from interp.positions import Position, PromptLayout, edit_mask, parse_positions, reduce_prefill
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ class Edit:
             vector,
             layers,
             parse_positions(positions),
-            float(alpha),
+            finite(alpha, "alpha"),
             _rows(rows),
             check_site(site),
             basis=basis,
@@ -145,7 +146,9 @@ class Edit:
     ) -> Edit:
         """h <- h + (value - h.d) d for the unit direction d: the projection is set to ``value``."""
         d = unit_vector(direction)
-        return cls("set", d, layers, parse_positions(positions), float(value), site=check_site(site))
+        return cls(
+            "set", d, layers, parse_positions(positions), finite(value, "value"), site=check_site(site)
+        )
 
     @classmethod
     def pull(
@@ -209,7 +212,7 @@ class Edit:
                     "Fix: use strength 1, or rebuild the intervention with another value."
                 )
             return self
-        return replace(self, alpha=self.alpha * float(strength))
+        return replace(self, alpha=self.alpha * finite(strength, "strength"))
 
     @property
     def whole(self) -> bool:
@@ -294,6 +297,7 @@ class Gate:
 
     def __post_init__(self):
         self.direction = unit_vector(self.direction)
+        self.threshold = finite(self.threshold, "threshold")
         if self.position.kind not in ("last", "index"):
             raise InputError(
                 f"a gate reads one token per row ('last' or an index), not {self.position.name!r}."
@@ -347,6 +351,34 @@ def orthonormal_rows(directions) -> Float[Tensor, "k d"]:
             "Fix: pass independent, non-zero directions."
         )
     return q.T.contiguous()
+
+
+def finite(value, name: str) -> float:
+    """``value`` as a float, refused unless it is a finite real number (a strength, a threshold)."""
+    if isinstance(value, bool):
+        raise InputError(f"{name}={value!r} is a bool. Fix: pass a finite number.")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name}={value!r} is not a number. Fix: pass a finite number.") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise InputError(f"{name}={value!r} is not finite. Fix: pass a finite number; never steer with it.")
+    return number
+
+
+def check_width(edit: Edit, d_model: int) -> None:
+    """Refuse an edit whose vectors are not ``d_model`` wide, when it is attached, instead of a shape
+    error from inside a hook in the middle of a forward or a generation."""
+    named = [("vector", edit.vector), ("basis", edit.basis)]
+    if edit.gate is not None:
+        named.append(("gate direction", edit.gate.direction))
+    for name, t in named:
+        if t is not None and t.shape[-1] != d_model:
+            raise InputError(
+                f"a {edit.op} edit's {name} has size {t.shape[-1]} but the model's hidden size is "
+                f"{d_model}. Fix: compute it on this model (a direction from its activations, an "
+                "artifact made for it)."
+            )
 
 
 def _rows(rows) -> Tensor | None:
@@ -472,11 +504,11 @@ class HookRun:
         attn = kwargs.get("attention_mask")
         if isinstance(attn, dict) or (attn is not None and attn.ndim != 2):
             attn = None  # 4D/custom masks: treat every token as real
-        cache = kwargs.get("past_key_values")
+        cached = cached_length(kwargs)
         if attn is not None and attn.shape[1] > c:
             past = attn.shape[1] - c
-        elif cache is not None and hasattr(cache, "get_seq_length"):
-            past = int(cache.get_seq_length())
+        elif cached is not None:
+            past = cached
         else:
             past = 0
         full = (
@@ -581,6 +613,7 @@ def attach(
     per_site: dict[tuple[int, str], list[Edit]] = {}
     gates: dict[int, list[Gate]] = {}
     for edit in edits:
+        check_width(edit, model.d_model)
         edit_layers = resolve_layers(edit.layers, n)
         if edit.site == "embed" and edit_layers != [0]:
             raise LayerIndexError(

@@ -92,6 +92,26 @@ def test_edit_vector_checks():
         Edit.ablate(torch.zeros(4))
     with pytest.raises(interp.InputError, match=r"\[D\] or \[B, D\]"):
         Edit.add(torch.zeros(1, 2, 3), layers=[0])
+    for bad in (float("inf"), float("nan"), "strong"):  # issue 23: alpha=inf was accepted silently
+        with pytest.raises(interp.InputError, match="alpha="):
+            Edit.add(torch.ones(4), layers=[0], alpha=bad)
+    with pytest.raises(interp.InputError, match="strength="):
+        Edit.add(torch.ones(4), layers=[0]).scaled(float("-inf"))
+
+
+@pytest.mark.parametrize("make", ["add", "ablate", "gate", "per_row"])
+def test_an_edit_of_another_width_is_refused_when_attached(llama, prompts, make):
+    # issue 23: a vector of the wrong size was a raw RuntimeError from inside a hook mid-generation
+    v = torch.ones(llama.d_model + 1)
+    edit = {
+        "add": lambda: Edit.add(v, layers=[1]),
+        "ablate": lambda: Edit.ablate(v, layers=[1]),
+        "gate": lambda: Edit.add(torch.ones(64), layers=[1]).gated(Gate(v, layer=0, threshold=0.0)),
+        "per_row": lambda: Edit.add(torch.ones(3, 32), layers=[1]),
+    }[make]()
+    with pytest.raises(interp.InputError, match=r"has size (65|32) but the model's hidden size is 64"):
+        with llama.hooks(edits=[edit]):
+            pass
 
 
 def test_generated_only_steering_leaves_prefill_alone_and_hits_every_decode_step(llama, prompts):
@@ -474,3 +494,38 @@ def test_a_gate_on_a_layer_mllama_skips_reads_the_stream_that_passes_it(image):
         with model.hooks(edits=[edit]) as run:
             model.forward(batch)
         torch.testing.assert_close(run.gate_scores[gate], plain.take()[(read, "last")][0][0] @ (d / d.norm()))
+
+
+class _Cache:
+    """A stand-in KV cache that holds ``n`` tokens."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def get_seq_length(self) -> int:
+        return self.n
+
+
+@pytest.mark.parametrize("name", ["cache", "past_key_values"])
+def test_a_decode_step_is_told_from_a_prompt_under_either_cache_name(llama, prompts, name):
+    # issue 23: transformers 5.24 passes the KV cache as `cache=`; the hooks looked only for
+    # `past_key_values`, so a decode step without an attention mask (an unpadded batch: generate drops
+    # an all-ones mask) was taken for a new one-token prompt
+    batch = llama.encode(prompts[:1])
+    with llama.hooks(capture_layers=[1]) as run:
+        llama.forward(batch)
+        run.on_forward(llama.model, (), {"input_ids": batch.input_ids[:, -1:], name: _Cache(7)})
+        assert run.past_len == 7 and run.layout.prompt_len == batch.input_ids.shape[1]
+
+
+@pytest.mark.parametrize("positions", ["last", "prompt", "generated", 0])
+def test_a_steered_prompt_generates_the_same_alone_and_beside_a_longer_one(llama, prompts, positions):
+    # the regression seen on the organism (issue 23): steered at "last", a prompt alone (no padding,
+    # so no attention mask in the decode steps) was edited again at every decode step
+    v = torch.randn(64, generator=torch.Generator().manual_seed(4)) * 30
+    edits = [Edit.add(v, layers=[1], positions=positions)]
+    short, long = prompts[0], prompts[1]
+    alone = _generate(llama, llama.encode([short]), edits, use_cache=True, n=8)
+    together = _generate(llama, llama.encode([short, long]), edits, use_cache=True, n=8)
+    assert alone != _generate(llama, llama.encode([short]), [], use_cache=True, n=8)  # the edit matters
+    assert together[0] == alone[0]

@@ -21,6 +21,7 @@ from interp.hooks import Edit
 from interp.inputs import chunks
 from interp.locate.directions import refusal_logodds
 from interp.models.adapters import get_path
+from interp.models.compat import cache_kwarg, output_cache
 from interp.positions import PromptLayout
 
 
@@ -70,7 +71,9 @@ def continue_logits(model, batch, start: int, cache, positions: Tensor | None = 
     suffix["attention_mask"] = batch.attention_mask
     if positions is not None:
         suffix["position_ids"] = positions[..., start:]
-    return model.model(**suffix, past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+    return model.model(
+        **suffix, **{cache_kwarg(model.model): cache}, use_cache=True, logits_to_keep=1
+    ).logits[:, -1]
 
 
 @contextmanager
@@ -142,7 +145,7 @@ def kv_resume(model, corrupt, corrupt_images, states, specs, layer_ids, site, ba
             torch.inference_mode(),
         ):
             out = model.model(**batch.inputs, use_cache=True, logits_to_keep=1)
-        cache, cached, as_tuple = out.past_key_values, run.kept, bool(run.output_is_tuple)
+        cache, cached, as_tuple = output_cache(out), run.kept, bool(run.output_is_tuple)
         keep = tuple(model.skippable_layers)  # their caches hold the image's keys
         if not _cut(cache, max(cols), keep):
             return None

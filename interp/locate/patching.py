@@ -55,6 +55,7 @@ from interp.locate.kv_resume import (
     token_inputs,
 )
 from interp.locate.profile import LayerProfile
+from interp.models.compat import output_cache
 from interp.positions import parse_positions
 
 
@@ -489,7 +490,7 @@ def attribution_patch(
         if start is not None:  # the prefix without autograd, its KV cache a constant of the suffix run
             prefix = {**batch.inputs, **token_inputs(batch, slice(None, start))}
             with torch.no_grad(), prompt_positions(model) as seen:
-                past = model.model(**prefix, use_cache=True, logits_to_keep=1).past_key_values
+                past = output_cache(model.model(**prefix, use_cache=True, logits_to_keep=1))
             if seen.get("ids") is not None:  # numbered by the model itself: the whole prompt after all
                 start = None
             else:

@@ -23,6 +23,7 @@ from transformers import GenerationMixin, LlamaConfig, LlamaModel, PretrainedCon
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from interp.errors import InputError
+from interp.models.compat import cache_kwarg, output_cache, output_cache_field
 from interp.organism.vision import FEATURES, MEAN, STD, EfficientNetLite0
 
 IMAGE_TOKEN = "<image>"
@@ -137,21 +138,24 @@ class OrganismVLForConditionalGeneration(PreTrainedModel, GenerationMixin):
         pixel_values: Float[Tensor, "I 3 H W"] | None = None,
         attention_mask: Tensor | None = None,
         position_ids: Tensor | None = None,
-        past_key_values=None,
+        cache=None,
         inputs_embeds: Tensor | None = None,
         labels: Tensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int = 0,
         **kwargs,
     ) -> CausalLMOutputWithPast:
+        # the cache arrives as ``cache`` (transformers >= 5.24) or ``past_key_values`` (before)
+        cache = cache if cache is not None else kwargs.pop("past_key_values", None)
         if inputs_embeds is None:
             inputs_embeds = self.model.embed(input_ids, pixel_values)
-        out = self.model.language_model(
+        language_model = self.model.language_model
+        out = language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             use_cache=use_cache,
+            **{cache_kwarg(language_model): cache},
             **kwargs,
         )
         hidden = out.last_hidden_state
@@ -166,9 +170,9 @@ class OrganismVLForConditionalGeneration(PreTrainedModel, GenerationMixin):
         return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            past_key_values=out.past_key_values,
             hidden_states=out.hidden_states,
             attentions=out.attentions,
+            **{output_cache_field(): output_cache(out)},
         )
 
 
