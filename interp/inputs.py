@@ -107,6 +107,21 @@ def normalize_images(images, n_prompts: int) -> list[list] | None:
     return out
 
 
+CHAT_TEMPLATE_CHOICES = ("auto", True, False)
+
+
+def check_chat_template(value) -> bool | str:
+    """``"auto"`` (the template when the tokenizer or processor has one), True (always; an error
+    without one) or False (raw prompts); anything else is refused, so a value such as ``"off"`` is
+    never read as True."""
+    if not any(value is c or (isinstance(value, str) and value == c) for c in CHAT_TEMPLATE_CHOICES):
+        raise InputError(
+            f"chat_template={value!r}; choose one of {CHAT_TEMPLATE_CHOICES}: 'auto' applies the "
+            "template when the model has one, True always, False never (prompts already templated or raw)."
+        )
+    return value
+
+
 def format_prompt(model: HookedModel, prompt: str, n_images: int, chat_template, system: str | None) -> str:
     """One prompt string, templated or raw, with exactly ``n_images`` image placeholders."""
     placeholder = model.image_placeholder
@@ -165,7 +180,7 @@ def encode(
     if per_prompt is not None and any(per_prompt) and model.processor is None:
         raise InputError(f"{model.name} has no processor for images. Fix: load it with interp.load_model.")
     counts = [len(x) for x in per_prompt] if per_prompt else [0] * len(prompts)
-    template = model.chat_template if chat_template is None else chat_template
+    template = model.chat_template if chat_template is None else check_chat_template(chat_template)
     texts = [format_prompt(model, p, k, template, system) for p, k in zip(prompts, counts, strict=True)]
     return tokenize(model, texts, per_prompt)
 

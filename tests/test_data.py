@@ -25,3 +25,6 @@ def test_combine_and_errors():
         load("harmbench", split="train")
     with pytest.raises(interp.InputError, match="asked for 500"):
         load("harmless", n=500)
+    for bad in (-3, 0, 2.5, True):  # issue 23: n=-3 was taken as "all but the last three"
+        with pytest.raises(interp.InputError, match="positive int"):
+            load("harmless", n=bad)

@@ -47,3 +47,17 @@ def test_bad_names():
         interp.load_model("/nowhere/at/all")
     with pytest.raises(interp.InputError, match="unknown dtype"):
         interp.load_model("default", dtype="float7")
+
+
+@pytest.mark.parametrize("value", ["off", "on", "false", 0, None])
+def test_chat_template_takes_only_the_documented_values(tmp_path, value):
+    # issue 23: any string other than "auto" was taken as True, so "off" wrapped templated prompts in a
+    # second template; the value is checked before any weights are read
+    with pytest.raises(interp.InputError, match=r"chat_template=.*'auto', True, False"):
+        interp.load_model("/nowhere/at/all", chat_template=value)
+    tiny = tiny_model("llama")
+    with pytest.raises(interp.InputError, match=r"chat_template="):
+        interp.wrap(tiny.model, tiny.tokenizer, chat_template=value)
+    with pytest.raises(interp.InputError, match=r"chat_template="):
+        tiny.encode(["hi"], chat_template=value if value is not None else "None")
+    assert tiny.encode(["hi"], chat_template=False).texts == ["hi"]

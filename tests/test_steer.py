@@ -417,3 +417,21 @@ def test_retrieval_guided_on_a_cross_attention_vlm(image):
         torch.testing.assert_close(run.captured[(layer, "last")][0][0], target[:, j], rtol=1e-4, atol=1e-4)
     with pytest.raises(InputError, match="is a text model"):
         rg.prepare(tiny_model("llama"), prompts, [image, image], captions=["a", "b"])
+
+
+def test_interventions_refuse_non_finite_strengths_and_vectors_of_another_width(llama):
+    # issue 23: AddDirection(alpha=inf) was accepted silently; a direction of another size failed with
+    # a raw RuntimeError from inside the hook during generation
+    d = direction(llama)
+    for make in (
+        lambda: AddDirection(d, [1], alpha=float("inf")),
+        lambda: SetProjection(d, value=float("nan"), layers=[1]),
+        lambda: ShiftToText({1: d}, alpha=float("-inf")),
+        lambda: Conditional(d, layer=0, threshold=float("nan"), then=[AddDirection(d, [1])]),
+        lambda: RetrievalGuided([1], alpha=float("inf")),
+    ):
+        with pytest.raises(InputError, match="not finite"):
+            make()
+    wide = torch.randn(llama.d_model * 2)
+    with pytest.raises(InputError, match="hidden size is 64"):
+        interp.steer.generate(llama, PROMPTS, interventions=[AddDirection(wide, [1], 2.0)], max_new_tokens=2)

@@ -63,7 +63,10 @@ def load(
     name: str, split: str | None = None, n: int | None = None, sensitive: bool | None = None
 ) -> PromptSet:
     """Load a shipped prompt set. ``split``: ``val``/``test`` for harmbench; ``sensitive`` filters
-    benign_sensitive to its over-refusal probes (True) or its plain prompts (False)."""
+    benign_sensitive to its over-refusal probes (True) or its plain prompts (False). ``n``: the first
+    ``n`` prompts (a positive int; None for all)."""
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise InputError(f"n={n!r}; it counts prompts: a positive int, or None for the whole set.")
     if name == "harmbench":
         rows = [r for r in _jsonl("harmbench.jsonl") if split is None or r["split"] == split]
         if split not in (None, "val", "test"):

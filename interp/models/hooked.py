@@ -19,7 +19,7 @@ from torch import Tensor
 
 from interp.errors import InputError
 from interp.hooks import attach
-from interp.inputs import Batch, encode
+from interp.inputs import Batch, check_chat_template, encode
 from interp.models.adapters import Adapter, adapter_for, get_path, image_token_id
 from interp.models.fingerprint import ModelFingerprint, weights_digest
 
@@ -36,6 +36,7 @@ class HookedModel:
     adapter: Adapter = field(init=False)
 
     def __post_init__(self):
+        self.chat_template = check_chat_template(self.chat_template)
         self.adapter = adapter_for(self.model.config)
         self.name = self.name or getattr(self.model.config, "_name_or_path", "") or self.adapter.family
         self.model.eval()

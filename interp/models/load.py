@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from interp.errors import InputError
+from interp.inputs import check_chat_template
 from interp.models.adapters import adapter_for
 from interp.models.hooked import HookedModel
 
@@ -52,9 +53,11 @@ def load_model(
 ) -> HookedModel:
     """Load and wrap a model. GGUF weights are dequantized (float32 unless ``dtype`` says otherwise).
 
-    ``chat_template="auto"`` applies the tokenizer's/processor's template when it has one.
+    ``chat_template``: ``"auto"`` applies the tokenizer's/processor's template when it has one, True
+    always, False never (prompts given raw or already templated); any other value is an error.
     Extra keyword arguments go to ``from_pretrained`` (``attn_implementation``, ``revision``...).
     """
+    check_chat_template(chat_template)  # before any weights are read
     from transformers import (
         AutoConfig,
         AutoModelForCausalLM,

@@ -21,7 +21,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp.errors import InputError
-from interp.hooks import Edit, Gate, resolve_layers, unit_vector
+from interp.hooks import Edit, Gate, finite, resolve_layers, unit_vector
 from interp.positions import parse_positions
 
 
@@ -39,6 +39,9 @@ class _DirectionIntervention:
 
     def __post_init__(self):
         self.direction, self.layers = unit_vector(self.direction), _layers(self.layers)
+        for name in ("alpha", "value"):  # strengths and clamp values are finite numbers
+            if name in self.__dataclass_fields__:
+                setattr(self, name, finite(getattr(self, name), name))
         parse_positions(self.positions)
 
     def spec(self) -> tuple[dict, dict]:
@@ -130,6 +133,7 @@ class ShiftToText:
             if not torch.isfinite(torch.as_tensor(v)).all():
                 raise InputError(f"the shift at layer {layer} contains NaN or inf.")
         self.shifts = {int(k): torch.as_tensor(v).float() for k, v in self.shifts.items()}
+        self.alpha = finite(self.alpha, "alpha")
         parse_positions(self.positions)
 
     @classmethod
@@ -196,6 +200,7 @@ class Conditional:
 
     def __post_init__(self):
         self.direction = unit_vector(self.direction)
+        self.threshold = finite(self.threshold, "threshold")
         if not self.then:
             raise InputError("Conditional needs at least one intervention in then=.")
         for inner in self.then:

@@ -49,7 +49,7 @@ import torch
 
 from interp.capture import capture
 from interp.errors import InputError
-from interp.hooks import Edit, Gate, resolve_layers
+from interp.hooks import Edit, Gate, finite, resolve_layers
 from interp.organism import CAPTION_PROMPT  # the prompt the organism VLM was aligned on
 from interp.positions import parse_positions
 from interp.steer.interventions import RetrievalMarker
@@ -147,6 +147,7 @@ class RetrievalGuided(RetrievalMarker):
 
     def __post_init__(self):
         self.layers = list(self.layers)
+        self.alpha = finite(self.alpha, "alpha")
         self.caption_prompt = self.caption_prompt or CAPTION_PROMPT
         names = [p.name for p in parse_positions(self.positions)]
         if not set(names) <= set(TARGETS):
