@@ -5,10 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 from PIL import Image
 
 from interp.models.adapters import ADAPTERS
 from interp.models.tiny import WITH_PROCESSOR, tiny_model
+
+# property-based tests: a bounded, reproducible run by default (CI); `--hypothesis-profile=deep` searches
+# more widely, with a new random seed each run
+_SLOW_EXAMPLES = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+settings.register_profile(
+    "ci", max_examples=30, deadline=None, derandomize=True, suppress_health_check=_SLOW_EXAMPLES
+)
+settings.register_profile("deep", max_examples=200, deadline=None, suppress_health_check=_SLOW_EXAMPLES)
+settings.load_profile("ci")
 
 FAMILIES = sorted(set(ADAPTERS) - {"organism_vl"})  # every family with a tiny model (organism_vl: its own)
 
