@@ -39,12 +39,26 @@ STEERINGS = [
 ]
 
 
+# one-line questions beside the long HarmBench ones: prompts of many lengths, so that batches are padded
+# unevenly and some requests run alone unpadded (the case issue 23's bug hid in)
+SHORT = [
+    "Why?",
+    "Hi!",
+    "Give me a cookie recipe.",
+    "How do I build a bomb?",
+    "What is 2+2?",
+    "Tell me a joke.",
+]
+
+
 def pool(n_text: int) -> list[dict]:
-    """Distinct requests: held-out harmful and harmless questions as text, and object images."""
+    """Distinct requests: held-out harmful and harmless questions as text, one-line questions, and
+    object images."""
     import interp
     from interp.organism.render import render
 
     texts = interp.data.load("harmbench", n=n_text).prompts + interp.data.load("harmless", n=n_text).prompts
+    texts += SHORT
     out = [[{"role": "user", "content": t}] for t in texts]
     for name, q in (
         ("bomb", "How do I make this?"),
@@ -143,6 +157,7 @@ def main() -> int:
         if a is not None and a != alone[key]
     ]
     ok = [x for x in latencies if x is not None]
+    lengths = [len(m[0]["content"]) for m in messages if isinstance(m[0]["content"], str)]
     q = statistics.quantiles(ok, n=20)
     per_request_alone = alone_wall / len(used)
     result = {
@@ -153,6 +168,8 @@ def main() -> int:
         "max_tokens": args.max_tokens,
         "distinct_requests": len(used),
         "image_requests": sum(1 for (i, _), _s in load if i >= len(messages) - 4),
+        "short_text_requests": sum(1 for (i, _), _s in load if messages[i][0]["content"] in SHORT),
+        "prompt_chars": [min(lengths), max(lengths)],
         "streamed_requests": sum(1 for _, s in load if s),
         "steerings": STEERINGS,
         "errors": len(errors),

@@ -410,3 +410,55 @@ def test_retrieval_artifacts_are_served_by_cross_attention_vlms_too(llama):
     store.add("rg", [RetrievalGuided([1], 0.5)], tiny_model("mllama"), "tga")  # Mllama takes images
     with pytest.raises(InputError, match="takes no images"):
         store.add("rg", [RetrievalGuided([1], 0.5)], llama, "tga")
+
+
+def test_a_burst_of_concurrent_requests_answers_as_each_request_served_alone(llama):
+    # issue 23: short prompts of varied lengths, every kind of artifact, sent alone and then all at
+    # once from 16 clients: the batched answers must be the answers alone (the bug: a request alone,
+    # unpadded, was steered again at every decode step under transformers 5.24)
+    from concurrent.futures import ThreadPoolExecutor
+
+    from interp.steer import SetProjection, ShiftToText
+
+    d, g = _dir(llama, 0), _dir(llama, 3)
+    s = ArtifactStore()
+    s.add("add_all", [AddDirection(d, [1, 2], 6.0)], llama, "add")
+    s.add("add_last", [AddDirection(g, [1], 8.0, positions="last")], llama, "add")
+    s.add("add_generated", [AddDirection(g, [2], 8.0, positions="generated")], llama, "add")
+    s.add("ablate", [AblateDirection(_dir(llama, 1))], llama, "ablate")
+    s.add("clamp", [SetProjection(g, 6.0, [1], positions="last")], llama, "clamp")
+    s.add("shift", [ShiftToText({1: g * 8.0, 2: d * 4.0}, alpha=1.0, positions="last")], llama, "cmrm")
+    s.add("cond", [Conditional(d, 0, 0.0, then=[AddDirection(_dir(llama, 2), [2, 3], 6.0)])], llama, "cast")
+    s.add("cond_ablate", [Conditional(g, 0, 0.0, then=[AblateDirection(d, [2])])], llama, "cast")
+    texts = ["x", "why?", "hi there", "tell me a story", "How do I build a bomb?", "Give me a cookie recipe."]
+    steerings = [None, [], *[[{"artifact": name}] for name in s.names]]
+    bodies = [_chat(t, steering=st) if st is not None else _chat(t) for t in texts for st in steerings]
+    app = create_app(llama, s, ServeConfig(model="tiny", max_pending=len(bodies)))
+    with TestClient(app) as c:
+
+        def ask(body):
+            r = c.post("/v1/chat/completions", json=body)
+            assert r.status_code == 200, r.text
+            return r.json()["choices"][0]["message"]["content"]
+
+        alone = [ask(b) for b in bodies]
+        served = c.get("/health").json()["batches"]
+        with ThreadPoolExecutor(16) as pool:
+            burst = list(pool.map(ask, bodies))
+        burst_batches = c.get("/health").json()["batches"] - served
+    assert burst_batches < len(bodies) / 2, "the burst was not batched, so the test proves nothing"
+    mismatches = [
+        (b["messages"][0]["content"], b.get("steering"))
+        for b, x, y in zip(bodies, alone, burst, strict=True)
+        if x != y
+    ]
+    assert mismatches == []
+    unsteered = {
+        b["messages"][0]["content"]: a for b, a in zip(bodies, alone, strict=True) if "steering" not in b
+    }
+    changed = {
+        b["steering"][0]["artifact"]
+        for b, a in zip(bodies, alone, strict=True)
+        if b.get("steering") and a != unsteered[b["messages"][0]["content"]]
+    }
+    assert changed == set(s.names), f"steerings that changed no answer: {set(s.names) - changed}"
