@@ -119,6 +119,7 @@ def main() -> None:
             k: _same_rows(fn(), reference[counterpart(k)]) for k, fn in others.items()
         },
         "skipped": skipped,
+        "notes": {name: fn.note for name, fn in others.items() if getattr(fn, "note", None)},
     }
     ms, low = report["ms"], {k: min(v) for k, v in samples.items()}
     result = {

@@ -10,7 +10,7 @@ gets ``<library>_plain`` (no edit: its own cost) and ``<library>_<name>`` per ad
 layers)``: ``vector`` added to those decoder layers' outputs at every position and step, which is
 what ``AddDirection(vector, layers, alpha=|vector|)`` does, so their tokens can be checked against
 interp's. A library that is not installed, or fails on the model, is left out and named in
-``skipped``.
+``skipped``; a function that had to run in another way than usual says so in ``fn.note``.
 """
 
 from __future__ import annotations
@@ -90,22 +90,34 @@ def _transformer_lens(model, inputs, new_tokens):
     from interp.backends.transformer_lens_backend import bridge
 
     br = bridge(model)
+    gen = dict(
+        max_new_tokens=new_tokens, do_sample=False, stop_at_eos=False, return_type="tokens", verbose=False
+    )
+
+    def generate(kv_cache: bool):
+        return br.generate(
+            inputs["input_ids"], attention_mask=inputs["attention_mask"], use_past_kv_cache=kv_cache, **gen
+        )
+
+    # TransformerLens 4.3's cached generate continues the cache wrongly under transformers >= 5.24
+    # (which renamed past_key_values to cache): its tokens differ from its own uncached generate's
+    # after the first one. Where they do, the baseline runs without the cache, as a user must, and says so.
+    with torch.inference_mode():
+        kv_cache = torch.equal(generate(True), generate(False))
+    note = (
+        None
+        if kv_cache
+        else "its KV-cached generate is wrong with this transformers: timed without the cache"
+    )
 
     def run(add: dict):
         hooks = [(f"blocks.{i}.hook_resid_post", lambda act, hook, v=v: act + v) for i, v in add.items()]
 
         def fn():
             with torch.inference_mode(), br.hooks(fwd_hooks=hooks):
-                return br.generate(
-                    inputs["input_ids"],
-                    attention_mask=inputs["attention_mask"],
-                    max_new_tokens=new_tokens,
-                    do_sample=False,
-                    stop_at_eos=False,
-                    return_type="tokens",
-                    verbose=False,
-                )
+                return generate(kv_cache)
 
+        fn.note = note
         return fn
 
     return run
