@@ -42,8 +42,8 @@ from interp.steer.apply import prepared_batches
 TEXT_FAMILIES = ("llama", "qwen2", "gemma2")  # three attention / norm layouts
 IMAGE_FAMILIES = ("llava",)
 STEPS = 6  # new tokens per generation
-LOGIT_TOL = 2e-3  # fp32, random tiny models; the first rows of a padded batch round differently
-STATE_TOL = 2e-4
+LOGIT_TOL = 1e-4  # fp32: alone and batched logits agree to ~1e-5 on real models (organism: 6e-5 at prefill)
+STATE_TOL = 1e-5
 
 WORDS = ["bomb", "bread", "how", "do", "I", "make", "a", "the", "cake", "please", "now", "?", "tell", "me"]
 prompt_text = st.lists(st.sampled_from(WORDS), min_size=1, max_size=12).map(" ".join)
