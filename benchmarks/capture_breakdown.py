@@ -16,7 +16,6 @@ from capture import random_batch  # noqa: E402
 from common import device_name, load, model_args, time_interleaved, write  # noqa: E402
 
 from interp.capture import capture_batch  # noqa: E402
-from interp.hooks import StopForward  # noqa: E402
 
 
 def main() -> None:
@@ -58,10 +57,7 @@ def main() -> None:
 
     def hooks_stop():
         with model.hooks("all", "last", stop=True) as run:
-            try:
-                model.forward(batch)
-            except StopForward:
-                pass
+            model.forward(batch)
         got = run.take()
         torch.stack([got[(i, "last")][0][0] for i in range(model.n_layers)], 1).to("cpu", torch.float32)
 

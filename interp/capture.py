@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from interp.activations import Activations, pad_dim
 from interp.errors import CorruptFileError, InputError
-from interp.hooks import StopForward, check_site, resolve_layers
+from interp.hooks import check_site, resolve_layers
 from interp.inputs import normalize_images, row_batches
 from interp.models.hooked import HookedModel
 from interp.positions import PromptLayout, parse_positions, reduce_prefill
@@ -169,10 +169,7 @@ def capture_batch(
     if backend == "native":
         hooked = sorted({*layer_ids, *stand_in_layers(model, layer_ids)})
         with model.hooks(hooked, pos, stop=True, capture_site=site) as run:
-            try:
-                model.forward(batch)
-            except StopForward:
-                pass
+            model.forward(batch)
         per_layer = fill_skipped_layers(run.take(), hooked, pos, model, site)
     else:
         full = _backend(backend)(model, batch, layer_ids)

@@ -52,7 +52,8 @@ def check_site(site: str) -> str:
 
 
 class StopForward(Exception):
-    """Raised by a hook to end a forward pass after the last layer that matters (baukit's ``stop``)."""
+    """Raised by a hook to end a forward pass after the last layer that matters (baukit's ``stop``);
+    :func:`attach` catches it, so the ``with`` block ends there and the caller never sees it."""
 
 
 def untuple(output):
@@ -589,8 +590,9 @@ def attach(
     ``capture_site`` picks what the captures read: ``"resid"`` (layer output), ``"attn"`` or ``"mlp"``
     (that block's output); each edit carries its own ``site``.
 
-    ``stop=True`` ends the forward (raising :class:`StopForward`, which the caller catches) after the
-    last captured layer at prefill, so no later layer, final norm or LM head is computed.
+    ``stop=True`` ends the forward after the last captured layer at prefill, so no later layer, final
+    norm or LM head is computed: a hook raises :class:`StopForward`, and this context catches it and
+    ends the ``with`` block there (as baukit's ``Trace`` does); the captures are in the run.
     ``keep_layers`` keeps those layers' full outputs in ``run.kept`` (under ``torch.enable_grad()``
     with the autograd graph attached: the embeddings are made differentiable if no parameter
     requires grad), for gradient methods such as attribution patching:
@@ -685,6 +687,8 @@ def attach(
                 )
             handles.append(module.register_forward_hook(hook))
         yield run
+    except StopForward:
+        pass  # the early stop asked for: the block ends at the forward that stopped
     finally:
         for handle in handles:
             handle.remove()

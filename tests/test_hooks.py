@@ -529,3 +529,14 @@ def test_a_steered_prompt_generates_the_same_alone_and_beside_a_longer_one(llama
     together = _generate(llama, llama.encode([short, long]), edits, use_cache=True, n=8)
     assert alone != _generate(llama, llama.encode([short]), [], use_cache=True, n=8)  # the edit matters
     assert together[0] == alone[0]
+
+
+def test_an_early_stop_ends_the_block_without_an_exception_and_keeps_the_captures(llama, prompts):
+    # the context owns its StopForward (baukit's Trace): callers write no try/except
+    after = []
+    with llama.hooks(capture_layers=[1], stop=True) as run:
+        llama.forward(llama.encode(prompts))
+        after.append("never reached: the forward stopped after layer 1")
+    assert after == []
+    assert run.take()[(1, "last")][0][0].shape == (3, 64)
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in llama.model.modules())

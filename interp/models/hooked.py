@@ -208,14 +208,14 @@ class HookedModel:
         """Context manager registering capture/edit hooks; see :func:`interp.hooks.attach`."""
         return attach(
             self,
-            capture_layers,
-            capture_positions,
-            edits,
-            stop,
-            keep_layers,
-            capture_site,
-            replay,
-            replay_tuple,
+            capture_layers=capture_layers,
+            capture_positions=capture_positions,
+            edits=edits,
+            stop=stop,
+            keep_layers=keep_layers,
+            capture_site=capture_site,
+            replay=replay,
+            replay_tuple=replay_tuple,
         )
 
     def unembed(self, hidden: Float[Tensor, "... d"]) -> Float[Tensor, "... vocab"]:
