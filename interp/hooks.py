@@ -21,6 +21,7 @@ residual-stream activation, as the orthogonalized weights of :mod:`interp.export
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -362,7 +363,7 @@ def finite(value, name: str) -> float:
         number = float(value)
     except (TypeError, ValueError):
         raise InputError(f"{name}={value!r} is not a number. Fix: pass a finite number.") from None
-    if number != number or number in (float("inf"), float("-inf")):
+    if not math.isfinite(number):
         raise InputError(f"{name}={value!r} is not finite. Fix: pass a finite number; never steer with it.")
     return number
 

@@ -114,7 +114,7 @@ def check_chat_template(value) -> bool | str:
     """``"auto"`` (the template when the tokenizer or processor has one), True (always; an error
     without one) or False (raw prompts); anything else is refused, so a value such as ``"off"`` is
     never read as True."""
-    if not any(value is c or (isinstance(value, str) and value == c) for c in CHAT_TEMPLATE_CHOICES):
+    if not (value is True or value is False or (isinstance(value, str) and value == "auto")):
         raise InputError(
             f"chat_template={value!r}; choose one of {CHAT_TEMPLATE_CHOICES}: 'auto' applies the "
             "template when the model has one, True always, False never (prompts already templated or raw)."

@@ -60,6 +60,7 @@ def output_cache(output):
     return getattr(output, "past_key_values", None)
 
 
+@_memo
 def output_cache_field() -> str:
     """The output dataclass field that holds the returned cache in this transformers version."""
     from transformers.modeling_outputs import CausalLMOutputWithPast
