@@ -506,13 +506,10 @@ class HookRun:
         attn = kwargs.get("attention_mask")
         if isinstance(attn, dict) or (attn is not None and attn.ndim != 2):
             attn = None  # 4D/custom masks: treat every token as real
-        cached = cached_length(kwargs)
         if attn is not None and attn.shape[1] > c:
             past = attn.shape[1] - c
-        elif cached is not None:
-            past = cached
-        else:
-            past = 0
+        else:  # no mask that covers the past: the cache says how much there is (none: a prompt)
+            past = cached_length(kwargs) or 0
         full = (
             attn.bool() if attn is not None else torch.ones(b, past + c, dtype=torch.bool, device=ref.device)
         )

@@ -145,8 +145,6 @@ def test_steered_generation_alone_equals_in_a_batch(family, kind, prompt, compan
     model = model_of(family)
     row = min(where, len(companions))
     prompts = batch_around(prompt, companions, row)
-    if positions == -2 and min(len(model.encode([p]).input_ids[0]) for p in prompts) < 2:
-        positions = -1
     steering = [intervention(kind, positions, model.d_model, seed)]
     assert_same_answer(
         steered_run(model, [prompt], None, steering), steered_run(model, prompts, None, steering), row

@@ -146,7 +146,8 @@ class OrganismVLForConditionalGeneration(PreTrainedModel, GenerationMixin):
         **kwargs,
     ) -> CausalLMOutputWithPast:
         # the cache arrives as ``cache`` (transformers >= 5.24) or ``past_key_values`` (before)
-        cache = cache if cache is not None else kwargs.pop("past_key_values", None)
+        legacy = kwargs.pop("past_key_values", None)  # never passed on beside the new name
+        cache = cache if cache is not None else legacy
         if inputs_embeds is None:
             inputs_embeds = self.model.embed(input_ids, pixel_values)
         language_model = self.model.language_model
