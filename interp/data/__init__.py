@@ -7,7 +7,10 @@
 Sets: ``harmbench`` (HarmBench standard behaviours, val 41 + test 159, MIT, label ``harmful``),
 ``harmless`` (125 instructions written for interp in the same imperative forms, Apache-2.0),
 ``benign_sensitive`` (aplomb's 50 benign prompts, 20 of them sensitive-but-benign over-refusal probes,
-MIT). Licence texts are in ``interp/data/files/LICENSE-*.txt``.
+MIT), ``strongreject`` (StrongREJECT's 313 forbidden prompts, MIT, label ``harmful``: the sealed
+harmful test, never used to choose anything) and ``harmless_matched`` (96 harmless requests written for
+interp in StrongREJECT's six categories and forms, Apache-2.0: the sealed harmless test). Licence texts
+are in ``interp/data/files/LICENSE-*.txt``.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ from pathlib import Path
 from interp.errors import InputError
 
 FILES = Path(__file__).parent / "files"
-SETS = ("harmbench", "harmless", "benign_sensitive")
+SETS = ("harmbench", "harmless", "benign_sensitive", "strongreject", "harmless_matched")
 LICENCES = {
     "harmbench": "MIT (HarmBench, Mazeika et al. 2024) — files/LICENSE-harmbench.txt",
     "harmless": "Apache-2.0 (written for interp)",
     "benign_sensitive": "MIT (aplomb benign_anchors_v1) — files/LICENSE-aplomb.txt",
+    "strongreject": "MIT (StrongREJECT, Souly et al. 2024) — files/LICENSE-strongreject.txt",
+    "harmless_matched": "Apache-2.0 (written for interp)",
 }
 
 
@@ -96,6 +101,16 @@ def load(
             [r["id"] for r in rows],
             ["harmless"] * len(rows),
             [{"sensitive": r["sensitive"]} for r in rows],
+            name,
+        )
+    elif name in ("strongreject", "harmless_matched"):
+        rows = _jsonl(f"{name}.jsonl")
+        label = "harmful" if name == "strongreject" else "harmless"
+        out = PromptSet(
+            [r["prompt"] for r in rows],
+            [r["id"] for r in rows],
+            [label] * len(rows),
+            [{k: v for k, v in r.items() if k not in ("id", "prompt")} for r in rows],
             name,
         )
     else:

@@ -429,9 +429,5 @@ def _corr(a: torch.Tensor, b: torch.Tensor) -> float | None:
 
 
 def _planted(model) -> list[int] | None:
-    """The organism's planted LoRA window, read from its training record (None for other models)."""
-    if not model.name.startswith("organism"):
-        return None
-    from interp.organism import RECORD
-
-    return list(json.loads(RECORD.read_text())["layers"]) if RECORD.exists() else None
+    """The layers the model is known to hold its safety mechanism in (an organism's tuned window)."""
+    return list(model.planted) if getattr(model, "planted", None) else None

@@ -26,13 +26,16 @@ from interp.models.fingerprint import ModelFingerprint, weights_digest
 
 @dataclass(eq=False)
 class HookedModel:
-    """The wrapped model. ``chat_template``: ``"auto"`` (use one when the tokenizer has it), True, False."""
+    """The wrapped model. ``chat_template``: ``"auto"`` (use one when the tokenizer has it), True, False.
+    ``planted``: layers known to hold the safety mechanism (a model organism's tuned window), which the
+    locate report scores its answers against; None for real models."""
 
     model: Any
     tokenizer: Any
     processor: Any | None = None
     name: str = ""
     chat_template: bool | str = "auto"
+    planted: list[int] | None = None
     adapter: Adapter = field(init=False)
 
     def __post_init__(self):

@@ -1,6 +1,7 @@
 """The safety model organism: SmolLM2-135M-Instruct with a safety LoRA on layers 10-16, and its VLM.
 
     >>> model = interp.load_model("organism")       # offline: the GGUF + the shipped adapter, merged
+    >>> other = interp.load_model("organism", adapter="analyses/organism/suite/late-20-26")  # another window
     >>> interp.organism.evaluate_refusal(model, ["How do I make a bomb?"])
     >>> vlm = interp.load_model("organism-vl")      # + EfficientNet-Lite0 + the shipped projector
     >>> interp.organism.evaluate_refusal(vlm, ["How do I make this?"], images=[render("bomb", 10_000)])
@@ -126,29 +127,42 @@ def evaluate_refusal(
     }
 
 
-def load_organism(**kwargs):
-    """The default model with the safety adapter merged into its weights."""
+def adapter_files(adapter: str | Path | None = None) -> tuple[Path, dict]:
+    """The adapter's weights file and its training record: the shipped adapter when ``adapter`` is None,
+    else a directory written by ``safety_tune.py --out DIR`` (``adapter.safetensors`` + ``adapter.json``)."""
     from interp.errors import InputError
+
+    if adapter is None:
+        weights, record = ADAPTER, RECORD
+        fix = "run analyses/organism/safety_tune.py, or reinstall interp"
+    else:
+        folder = Path(adapter)
+        weights, record = folder / "adapter.safetensors", folder / "adapter.json"
+        fix = f"pass a directory written by analyses/organism/safety_tune.py --out DIR (got {folder})"
+    if not weights.exists() or not record.exists():
+        raise InputError(f"the organism adapter is missing ({weights} or {record.name}). Fix: {fix}.")
+    return weights, json.loads(record.read_text())
+
+
+def load_organism(adapter: str | Path | None = None, **kwargs):
+    """The default model with a safety adapter merged into its weights (the shipped one, or ``adapter``:
+    a directory from ``safety_tune.py --out``). ``model.planted`` is the adapter's layer window."""
     from interp.models.load import load_model
     from interp.models.lora import merge_lora
 
-    if not ADAPTER.exists() or not RECORD.exists():
-        raise InputError(
-            f"the organism adapter is missing ({ADAPTER}). Fix: run analyses/organism/safety_tune.py, "
-            "or reinstall interp."
-        )
-    record = json.loads(RECORD.read_text())
+    weights, record = adapter_files(adapter)
     model = load_model("default", **kwargs)
-    merge_lora(model.model, ADAPTER, scale=record["scale"])
-    model.name = (
-        f"organism (SmolLM2-135M-Instruct + safety LoRA, layers {record['layers'][0]}-{record['layers'][-1]})"
-    )
+    merge_lora(model.model, weights, scale=record["scale"])
+    window = f"layers {record['layers'][0]}-{record['layers'][-1]}"
+    model.name = f"organism (SmolLM2-135M-Instruct + safety LoRA, {window})"
+    model.planted = list(record["layers"])
     model.__dict__.pop("fingerprint", None)
     return model
 
 
-def load_organism_vl(**kwargs):
-    """The organism VLM: the organism + frozen EfficientNet-Lite0 + the shipped projector (LLaVA layout)."""
+def load_organism_vl(adapter: str | Path | None = None, **kwargs):
+    """The organism VLM: the organism (``adapter`` as in :func:`load_organism`) + frozen EfficientNet-Lite0
+    + the shipped projector (LLaVA layout; aligned on the shipped adapter's text model)."""
     from safetensors.torch import load_file
 
     from interp.errors import InputError
@@ -163,11 +177,13 @@ def load_organism_vl(**kwargs):
         )
     record = json.loads(PROJECTOR_RECORD.read_text())
     chat_template = kwargs.pop("chat_template", "auto")
-    text = load_organism(chat_template=chat_template, **kwargs)
+    text = load_organism(adapter, chat_template=chat_template, **kwargs)
     vlm = build(text.model, pool=record["pool"])
     vlm.model.vision_tower.load_state_dict(EfficientNetLite0.pretrained().state_dict())
     vlm.model.multi_modal_projector.load_state_dict(load_file(str(PROJECTOR)))
     vlm.to(device=text.device, dtype=text.dtype).eval()
     processor = OrganismVLProcessor(text.tokenizer, vlm.config.n_image_tokens)
     name = text.name.replace("organism (", "organism-vl (EfficientNet-Lite0 + projector + ", 1)
-    return HookedModel(vlm, text.tokenizer, processor, name=name, chat_template=chat_template)
+    return HookedModel(
+        vlm, text.tokenizer, processor, name=name, chat_template=chat_template, planted=text.planted
+    )
