@@ -122,7 +122,13 @@ def stage_curves(only: list[str] | None) -> None:
             continue
         t0 = time.time()
         model = load(entry)
-        report = run(model, LocateData.organism(n=32, images=False), progress=False)
+        report = run(
+            model,
+            LocateData.organism(n=32, images=False),
+            progress=False,
+            causal=False,
+            rule="components_top_0.5",
+        )
         d = report.to_dict()
         path.write_text(
             json.dumps(
@@ -160,6 +166,8 @@ def _curves(saved: dict, idx=None) -> Curves:
         safety_gap=base.safety_gap,
         lens_first=base.lens_first,
         direction_layer=base.direction_layer,
+        turn=base.turn,
+        separation=base.separation,
     )
 
 

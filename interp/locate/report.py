@@ -17,9 +17,14 @@ What runs (text model: 1-5; vision-language model: all):
 6. text vs image of the same requests: cosine, probe transfer, refusal projection, the logit lens
    on image inputs, and text -> image residual patching (do the text states restore refusal?).
 
-The located safety layers are the component-patching window: layers whose attention + MLP outputs,
-patched from a harmful run into a harmless one, carry at least half the largest per-layer effect.
-Every other method's localization and its agreement with that window are reported beside it.
+7. causal checks of the located window on prompt pairs the location was not computed from:
+   sufficiency and necessity, against same-width control windows (``interp.locate.causal``).
+
+The located safety layers come from the rule chosen by leave-one-organism-out on the organism suite
+(``chosen_rule.json``, written by ``analyses/organism/locate_suite.py``; candidates in
+``interp.locate.rules``). When that rule's held-out mean IoU is under the bar (0.6) the report names
+no safety layers and says so; the rule's answer is still given as ``candidate_layers``. Every other
+method's localization and its agreement with the located layers are reported beside it.
 """
 
 from __future__ import annotations
@@ -34,15 +39,33 @@ from tqdm.auto import tqdm
 
 from interp.capture import capture
 from interp.errors import InputError
+from interp.locate import rules as candidate_rules
 from interp.locate import windows
 from interp.locate.directions import refusal_directions, refusal_projection, select_direction
+from interp.locate.geometry import direction_turn, separation
 from interp.locate.patching import PatchingMap, attribution_patch, patch_activations
 from interp.locate.probes import probe_layers, probe_transfer
 from interp.locate.profile import LayerProfile, figure
 from interp.locate.similarity import cross_modal_cosine, logit_lens_refusal, safety_gap
 from interp.locate.stability import selection_stability
 
-FORMAT = 1
+FORMAT = 2
+CHOSEN_RULE = Path(__file__).with_name("chosen_rule.json")
+
+
+def chosen_rule() -> dict:
+    """The rule leave-one-organism-out chose (name, description, held-out scores, reliable or not)."""
+    if not CHOSEN_RULE.exists():
+        raise InputError(
+            f"{CHOSEN_RULE} is missing, so the report has no localization rule. Fix: reinstall interp, or "
+            "run analyses/organism/locate_suite.py select."
+        )
+    card = json.loads(CHOSEN_RULE.read_text())
+    if card["rule"] not in candidate_rules.RULES:
+        raise InputError(
+            f"chosen_rule.json names {card['rule']!r}, which interp.locate.rules does not define."
+        )
+    return card
 
 
 @dataclass
@@ -89,6 +112,9 @@ class LocateReport:
     data: str = ""
     seconds: dict = field(default_factory=dict)
     png: str = "not attempted"
+    candidate_layers: list[int] = field(default_factory=list)  # the chosen rule's answer, reliable or not
+    suite: dict = field(default_factory=dict)  # how the chosen rule did on the organism suite
+    causal: dict | None = None  # interp.locate.causal.WindowChecks.to_dict() of the located window
 
     def to_dict(self) -> dict:
         return {
@@ -96,7 +122,10 @@ class LocateReport:
             "model": self.model,
             "n_layers": self.n_layers,
             "safety_layers": self.safety_layers,
+            "candidate_layers": self.candidate_layers,
             "rule": self.rule,
+            "suite": self.suite,
+            "causal_checks": self.causal,
             "planted_window": self.planted,
             "data": self.data,
             "localized": self.localized,
@@ -191,11 +220,17 @@ def run(
     batch_size: int = 16,
     max_rows: int = 64,
     progress: bool = True,
+    causal: bool = True,
+    rule: str | None = None,
 ) -> LocateReport:
     """Run every method on ``model`` and return the :class:`LocateReport` (see the module docstring).
 
     Probes, directions and the cosine gap use all of ``data``; patching, the logit lens and direction
-    selection use the first ``patch_pairs`` harmful/harmless pairs (patching costs grow with them).
+    selection use the first ``patch_pairs`` harmful/harmless pairs (patching costs grow with them); the
+    causal checks (``causal=True``) use the next ``patch_pairs`` pairs where ``data`` has them (else the
+    same pairs, which the report then says). ``rule``: locate with this candidate of
+    :data:`interp.locate.rules.RULES` instead of the suite's choice (its layers are then named as given,
+    with no suite score).
     """
     is_vlm = model.adapter.kind != "text"
     if data is None:
@@ -213,6 +248,8 @@ def run(
     harmful, harmless = data.harmful[:k], data.harmless[:k]  # the pairs that patching and the lens use
     positions = [-(i + 1) for i in range(last_positions)][::-1]
     layers = list(range(model.n_layers))
+    candidate: list[int] = []
+    causal_out = None
     profiles: dict[str, LayerProfile] = {}
     maps: dict[str, PatchingMap] = {}
     findings: dict = {}
@@ -220,6 +257,9 @@ def run(
     steps = ["text capture + probes + directions", "patching (resid, attn, mlp) + attribution"]
     if data.pairs is not None:
         steps.append("cross-modal (text vs image)")
+    if causal:
+        steps.append("causal checks of the located window")
+    card = chosen_rule() if rule is None else _given_rule(rule)
     bar = tqdm(steps, desc="locate", disable=not progress)
     for step in bar:
         bar.set_postfix_str(step)
@@ -234,6 +274,8 @@ def run(
             )
             profiles["probe"] = probe_layers(acts)
             dirs = refusal_directions(acts)
+            profiles["direction_turn"] = direction_turn(acts)
+            profiles["separation"] = separation(acts)
             profiles["safety_gap"] = safety_gap(acts)
             profiles["logit_lens_refusal"] = logit_lens_refusal(model, harmful, batch_size=batch_size)
             half = max(2, k // 2)
@@ -262,28 +304,73 @@ def run(
             findings["attribution_forwards"] = maps["attribution"].forwards
             findings["exact_resid_forwards"] = maps["resid"].forwards
             findings["clean_minus_corrupt_metric"] = maps["resid"].clean_metric - maps["resid"].corrupt_metric
-        else:
+        elif step.startswith("cross"):
             _cross_modal(model, data.pairs, dirs, positions, profiles, maps, findings, batch_size, max_rows)
+        else:
+            window = candidate or []
+            if window:
+                from interp.locate.causal import window_checks
+
+                fresh = min(len(data.harmful), len(data.harmless)) >= 2 * k
+                h, b = (data.harmful[k : 2 * k], data.harmless[k : 2 * k]) if fresh else (harmful, harmless)
+                checks = window_checks(model, h, b, window, last_positions, batch_size=batch_size)
+                causal_out = {
+                    **checks.to_dict(),
+                    "pairs": "fresh pairs (not used to locate)"
+                    if fresh
+                    else "the pairs used to locate (data has no others: a weaker check)",
+                }
         seconds[step] = round(time.perf_counter() - t0, 1)
+        if step.startswith("patching"):  # the located window, before the steps that check it
+            chosen = candidate_rules.RULES[card["rule"]]
+            candidate = chosen.select(_curves(profiles, maps, findings))
     bar.close()
     localized = _localize(profiles, findings, layers)
+    localized = {
+        "chosen_rule": {"layers": candidate, "rule": f"{card['rule']}: {card['description']}"},
+        **localized,
+    }
     for name, stab in _stability(maps, layers).items():
         localized[name]["stability"] = stab.to_dict()
-    safety = localized["patch_components"]["layers"]
+    if chosen.uses_maps:
+        sites = {k: maps[k] for k in ("resid", "attn", "mlp", "attribution") if k in maps}
+        localized["chosen_rule"]["stability"] = selection_stability(
+            sites,
+            lambda ms: chosen.select(_curves(profiles, ms, findings)),
+            rule=card["rule"],
+        ).to_dict()
+    safety = candidate if card["reliable"] else []
     if planted:
         for entry in localized.values():
             entry["planted_overlap"] = windows.overlap(entry["layers"], planted)
     agree = {
-        name: windows.overlap(entry["layers"], safety)
+        name: windows.overlap(entry["layers"], candidate)
         for name, entry in localized.items()
-        if name != "patch_components"
+        if name != "chosen_rule"
     }
     findings["agreement_with_safety_layers"] = agree
+    suite = {k: card[k] for k in card if k != "windows"}
+    if rule is not None:
+        suite, rule_text = {}, f"{card['description']} (the rule given by the caller, not the suite's choice)"
+    elif card["reliable"]:
+        rule_text = (
+            f"{card['description']}; the rule chosen by leave-one-organism-out on {card['n_organisms']} "
+            f"organisms, held-out mean IoU {card['loo_mean_iou']:.2f}"
+        )
+    else:
+        rule_text = (
+            f"no rule localized reliably on the organism suite: the best, {card['rule']} ({card['description']}), "
+            f"has held-out mean IoU {card['loo_mean_iou']:.2f} over {card['n_organisms']} organisms, under the "
+            f"bar {card['reliable_bar']}; its answer is given as candidate layers only"
+        )
     return LocateReport(
         model=model.name,
         n_layers=model.n_layers,
         safety_layers=safety,
-        rule=localized["patch_components"]["rule"],
+        candidate_layers=candidate,
+        suite=suite,
+        causal=causal_out,
+        rule=rule_text,
         profiles=profiles,
         maps=maps,
         localized=localized,
@@ -322,6 +409,26 @@ def _cross_modal(model, pairs, dirs, positions, profiles, maps, findings, batch_
     profiles["patch_text_to_image"] = maps["text_to_image"].profile()
     findings["text_minus_image_metric"] = (
         maps["text_to_image"].clean_metric - maps["text_to_image"].corrupt_metric
+    )
+
+
+def _given_rule(name: str) -> dict:
+    if name not in candidate_rules.RULES:
+        raise InputError(f"unknown rule {name!r}. Known: {', '.join(candidate_rules.RULES)}.")
+    return {"rule": name, "description": candidate_rules.RULES[name].description, "reliable": True}
+
+
+def _curves(profiles: dict, maps: dict, findings: dict) -> candidate_rules.Curves:
+    """The numbers the localization rules read, from this run's maps and profiles."""
+    lens = profiles.get("logit_lens_refusal")
+    return candidate_rules.Curves.from_maps(
+        {k: maps[k] for k in ("resid", "attn", "mlp", "attribution") if k in maps},
+        probe=profiles["probe"].scores if "probe" in profiles else None,
+        safety_gap=profiles["safety_gap"].scores if "safety_gap" in profiles else None,
+        lens_first=lens.metadata.get("first_layer_majority_in_top_k") if lens else None,
+        direction_layer=findings.get("selected_direction_layer"),
+        turn=profiles["direction_turn"].scores if "direction_turn" in profiles else None,
+        separation=profiles["separation"].scores if "separation" in profiles else None,
     )
 
 

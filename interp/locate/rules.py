@@ -14,6 +14,8 @@ against. The curves (0 = the harmless run, 1 = the harmful run's refusal restore
   answer is read from.
 - ``attn``, ``mlp``: the same for each block's output; ``components`` = clipped attn + mlp.
 - ``attribution``: the gradient estimate of ``resid``.
+- ``turn`` (1 - cos between consecutive layers' harmful - harmless mean differences, last token) and
+  ``separation`` (that difference's norm over the within-class spread): ``interp.locate.geometry``.
 - ``probe`` (accuracy), ``safety_gap`` (Safety-Layers cosine gap); ``lens_first`` (first layer where
   most harmful prompts have a refusal token in the logit-lens top-5, TGA); ``direction_layer``
   (Arditi et al.'s selected layer).
@@ -28,8 +30,16 @@ Families (each with a small grid of settings, every setting its own candidate):
 - ``resid_steps_f``: from the first to the last layer whose increment (curve minus the layer before) is
   >= f x the largest increment: the steepest-rise window.
 - ``resid_mass_q``: the shortest run of consecutive layers holding q of the curve's positive increments.
+- ``turn_top_f`` / ``turn_mass_q``: layers where the difference turns the most (>= f x the largest
+  turn; the shortest run holding q of the turning), from layer 3 on (the first layers turn the
+  embedding differences whatever the model does).
+- ``separation_steps_f``: the steepest-growth window of ``separation``.
 - ``probe_onset``, ``safety_gap_onset``, ``lens_first``, ``direction_layer``: one layer each (the
   report's other methods, for comparison).
+
+The first commit of this file held the families above ``turn``; ``turn`` and ``separation`` were added
+before any organism but the shipped one had its curves computed. The shipped organism's curves were
+known when both were written (they are in the README), so on that organism every rule is in-sample.
 """
 
 from __future__ import annotations
@@ -53,6 +63,8 @@ class Curves:
     safety_gap: list[float] | None = None
     lens_first: int | None = None
     direction_layer: int | None = None
+    turn: list[float] | None = None
+    separation: list[float] | None = None
 
     @property
     def components(self) -> list[float]:
@@ -94,6 +106,8 @@ class Curves:
             safety_gap=scores("safety_gap"),
             lens_first=lens.get("first_layer_majority_in_top_k"),
             direction_layer=d["findings"].get("selected_direction_layer"),
+            turn=scores("direction_turn"),
+            separation=scores("separation"),
         )
 
 
@@ -199,6 +213,34 @@ def _build() -> dict[str, Rule]:
                 lambda c, lo=lo, hi=hi: (
                     windows.rise_window(c.attribution or [], lo, hi, c.layers) if c.attribution else []
                 ),
+            )
+        )
+    skip = 3  # turning in the first layers is the embeddings' own
+    for f in (0.3, 0.5):
+        rules.append(
+            Rule(
+                f"turn_top_{f}",
+                f"layers (3 on) where the harmful - harmless difference turns >= {f} x the largest turn",
+                lambda c, f=f: windows.top_window(c.turn[skip:], f, c.layers[skip:]) if c.turn else [],
+                uses_maps=False,
+            )
+        )
+    for q in (0.5, 0.7):
+        rules.append(
+            Rule(
+                f"turn_mass_{q}",
+                f"the shortest run of layers (3 on) holding {q} of the difference's turning",
+                lambda c, q=q: shortest_mass_window(c.turn[skip:], q, c.layers[skip:]) if c.turn else [],
+                uses_maps=False,
+            )
+        )
+    for f in (0.25, 0.5):
+        rules.append(
+            Rule(
+                f"separation_steps_{f}",
+                f"first to last layer whose growth in harmful - harmless separation is >= {f} x the largest",
+                lambda c, f=f: steps_window(c.separation, f, c.layers) if c.separation else [],
+                uses_maps=False,
             )
         )
     rules += [
