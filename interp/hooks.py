@@ -31,8 +31,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.compat import cached_length
 from interp.errors import InputError, LayerIndexError
-from interp.models.compat import cached_length
 from interp.positions import Position, PromptLayout, edit_mask, parse_positions, reduce_prefill
 
 if TYPE_CHECKING:

@@ -17,11 +17,11 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
+from interp.compat import cache_kwarg, output_cache
 from interp.hooks import Edit
 from interp.inputs import chunks
 from interp.locate.directions import refusal_logodds
 from interp.models.adapters import get_path
-from interp.models.compat import cache_kwarg, output_cache
 from interp.positions import PromptLayout
 
 

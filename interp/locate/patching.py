@@ -43,6 +43,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp.capture import fill_skipped_layers, stand_in_layers
+from interp.compat import output_cache
 from interp.errors import InputError
 from interp.hooks import SITES, Edit, check_site, resolve_layers
 from interp.inputs import chunks
@@ -55,7 +56,6 @@ from interp.locate.kv_resume import (
     token_inputs,
 )
 from interp.locate.profile import LayerProfile
-from interp.models.compat import output_cache
 from interp.positions import parse_positions
 
 

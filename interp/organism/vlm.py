@@ -22,8 +22,8 @@ from torch import Tensor, nn
 from transformers import GenerationMixin, LlamaConfig, LlamaModel, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from interp.compat import cache_kwarg, output_cache, output_cache_field
 from interp.errors import InputError
-from interp.models.compat import cache_kwarg, output_cache, output_cache_field
 from interp.organism.vision import FEATURES, MEAN, STD, EfficientNetLite0
 
 IMAGE_TOKEN = "<image>"
