@@ -55,7 +55,6 @@ class AddDirection(_DirectionIntervention):
     layers: list[int] | str
     alpha: float = 1.0
     positions: str | list = "all"
-    bakeable = True
 
     def edits(self, model) -> list[Edit]:
         return [Edit.add(self.direction, self.layers, self.alpha, self.positions)]
@@ -77,7 +76,6 @@ class AblateDirection(_DirectionIntervention):
     direction: Float[Tensor, " D"]
     layers: list[int] | str = "all"
     positions: str | list = "all"
-    bakeable = True
 
     @property
     def everywhere(self) -> bool:
@@ -100,7 +98,6 @@ class SetProjection(_DirectionIntervention):
     value: float
     layers: list[int] | str
     positions: str | list = "all"
-    bakeable = False
 
     def edits(self, model) -> list[Edit]:
         return [Edit.set_projection(self.direction, self.value, self.layers, self.positions)]
@@ -124,7 +121,6 @@ class ShiftToText:
     alpha: float = 1.0
     positions: str | list = "all"
     metadata: dict = field(default_factory=dict)
-    bakeable = True
 
     def __post_init__(self):
         if not self.shifts:
@@ -196,7 +192,6 @@ class Conditional:
     threshold: float
     then: list
     above: bool = True
-    bakeable = False
 
     def __post_init__(self):
         self.direction = unit_vector(self.direction)

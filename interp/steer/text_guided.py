@@ -140,7 +140,6 @@ class RetrievalGuided(RetrievalMarker):
     positions: str | list = "last"  # "last" and/or "image_mean"
     gate: Gate | None = None  # pull only the rows whose text run fires it (read at its layer, last token)
     along: torch.Tensor | None = None  # [D] or [len(layers), D]: pull only along these directions
-    bakeable = False
     # tensors of spec() that are not residual-stream vectors (the artifact loader skips their width
     # check): the bank's embeddings live in its sentence embedder's space
     foreign_tensors = ("bank.embeddings",)
