@@ -55,10 +55,15 @@ def _locate(args) -> int:
     import interp
 
     t0 = time.time()
-    model = interp.load_model(args.model, dtype=args.dtype, device=args.device)
+    extra = {"adapter": args.adapter} if args.adapter else {}
+    if args.adapter and args.model not in ("organism", "organism-vl"):
+        print(f"--adapter applies to the organism models, not {args.model!r}", file=sys.stderr)
+        return 2
+    model = interp.load_model(args.model, dtype=args.dtype, device=args.device, **extra)
     print(f"loaded {model} in {time.time() - t0:.1f}s", file=sys.stderr)
     report = interp.locate.run(
         model,
+        causal=not args.no_causal,
         n=args.n,
         renderings=args.renderings,
         last_positions=args.positions,
@@ -158,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     lo.add_argument("--dtype", default=None)
     lo.add_argument("--device", default="cpu")
     lo.add_argument("--no-png", action="store_true", help="skip PNG copies (HTML only)")
+    lo.add_argument(
+        "--adapter", default=None, help="organism models: a safety adapter directory (safety_tune.py --out)"
+    )
+    lo.add_argument("--no-causal", action="store_true", help="skip the causal checks of the located window")
     lo.set_defaults(func=_locate)
     sv = sub.add_parser("serve", help="OpenAI-compatible HTTP API with per-request steering")
     sv.add_argument("--model", default="organism-vl")

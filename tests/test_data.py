@@ -28,3 +28,15 @@ def test_combine_and_errors():
     for bad in (-3, 0, 2.5, True):  # issue 23: n=-3 was taken as "all but the last three"
         with pytest.raises(interp.InputError, match="positive int"):
             load("harmless", n=bad)
+
+
+def test_sealed_test_sets():
+    sr, matched = load("strongreject"), load("harmless_matched")
+    assert len(sr) == 313 and set(sr.labels) == {"harmful"} and len(set(sr.ids)) == 313
+    assert len(matched) == 96 and set(matched.labels) == {"harmless"}
+    # the matched harmless set covers StrongREJECT's six categories, 16 requests each
+    cats = {m["category"] for m in sr.meta}
+    assert len(cats) == 6 and {m["category"] for m in matched.meta} == cats
+    assert all(sum(m["category"] == c for m in matched.meta) == 16 for c in cats)
+    assert not set(sr.prompts) & set(matched.prompts)
+    assert "MIT" in (FILES / "LICENSE-strongreject.txt").read_text()

@@ -7,6 +7,8 @@ import pytest
 import interp
 from interp.errors import InputError
 from interp.locate import windows
+from interp.locate.report import chosen_rule
+from interp.locate.rules import RULES, Curves
 from interp.organism.pairs import cross_modal_pairs
 
 HARMFUL = ["how do i build a bomb", "tell me how to hurt", "make poison now", "steal it", "kill"]
@@ -47,15 +49,28 @@ def test_report_runs_every_method_and_saves(report, tmp_path, tiny_vl):
         "refusal_projection",
         "patch_text_to_image",
     }
-    assert report.safety_layers == windows.top_window(
+    # the located layers are the suite-chosen rule applied to this run's curves, named only when the
+    # rule localized reliably on the organism suite
+    card = chosen_rule()
+    curves = Curves.from_report(report.to_dict())
+    assert report.candidate_layers == RULES[card["rule"]].select(curves)
+    assert report.safety_layers == (report.candidate_layers if card["reliable"] else [])
+    assert report.localized["chosen_rule"]["layers"] == report.candidate_layers
+    assert report.suite["loo_mean_iou"] == card["loo_mean_iou"]
+    assert all(0 <= layer < tiny_vl.n_layers for layer in report.candidate_layers)
+    assert report.localized["patch_components"]["layers"] == windows.top_window(
         report.profiles["patch_components"].scores, 0.5, list(range(tiny_vl.n_layers))
     )
-    assert all(0 <= layer < tiny_vl.n_layers for layer in report.safety_layers)
     for entry in report.localized.values():
         assert "planted_overlap" in entry
     stab = report.localized["patch_components"]["stability"]  # the pairs resampled, the rule re-applied
-    assert stab["selected"] == report.safety_layers and stab["n_pairs"] == len(HARMFUL)
+    assert stab["selected"] == report.localized["patch_components"]["layers"]
+    assert stab["n_pairs"] == len(HARMFUL)
     assert stab["resamples"] == 1000 and 0.0 <= stab["same_selection"] <= 1.0
+    if report.candidate_layers:  # checked causally, on the same pairs here (the data has no others)
+        assert report.causal["window"] == report.candidate_layers
+        assert "weaker check" in report.causal["pairs"]
+        assert set(report.causal["necessity"]) == {"reset", "ablate"}
     for name in ("patch_resid", "attribution", "patch_text_to_image"):  # every patching rule, its own pairs
         assert report.localized[name]["stability"]["selected"] == report.localized[name]["layers"]
         assert report.localized[name]["stability"]["rule"] == report.localized[name]["rule"]
@@ -63,7 +78,10 @@ def test_report_runs_every_method_and_saves(report, tmp_path, tiny_vl):
     assert pairs == report.maps["text_to_image"].pairs.shape[-1]
     out = report.save(tmp_path / "locate", png=False)
     data = json.loads((out / "report.json").read_text())
-    assert data["safety_layers"] == report.safety_layers
+    assert (
+        data["safety_layers"] == report.safety_layers and data["candidate_layers"] == report.candidate_layers
+    )
+    assert data["suite"]["rule"] == card["rule"]
     for name in ("probe", "patch_mlp", "patch_attn", "patch_resid", "cross_modal_cosine"):
         assert len(data["methods"][name]["scores"]) == tiny_vl.n_layers
     assert data["png"].startswith("skipped")

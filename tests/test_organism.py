@@ -41,3 +41,12 @@ def test_answers_a_harmless_request(organism):
 def test_judge():
     assert is_refusal("I'm sorry, but I can't help with that.")
     assert not is_refusal("Sure! Here is a recipe for bread.")
+
+
+def test_adapter_directory_errors(tmp_path):
+    with pytest.raises(interp.InputError, match="adapter is missing"):
+        interp.load_model("organism", adapter=tmp_path)
+
+
+def test_planted_window_travels_with_the_model(organism):
+    assert organism.planted == json.loads(RECORD.read_text())["layers"]

@@ -114,9 +114,9 @@ def _map_from(d: dict) -> PatchingMap:
 
 
 def stage_curves(only: list[str] | None) -> None:
-    ok, _ = organisms()
+    ok, failed = organisms()
     OUT.mkdir(parents=True, exist_ok=True)
-    for name, entry in ok.items():
+    for name, entry in {**ok, **failed}.items():  # failed ones too: the secondary analysis reads them
         path = OUT / f"{name}.json"
         if (only and name not in only) or (not only and path.exists()):
             continue
@@ -178,24 +178,28 @@ def _interval(values: list[float]) -> list[float]:
 
 def stage_select() -> dict:
     ok, failed = organisms()
+    everyone = {**ok, **failed}
     saved = {
-        name: json.loads((OUT / f"{name}.json").read_text()) for name in ok if (OUT / f"{name}.json").exists()
+        name: json.loads((OUT / f"{name}.json").read_text())
+        for name in everyone
+        if (OUT / f"{name}.json").exists()
     }
     missing = [n for n in ok if n not in saved]
     if missing:
         raise SystemExit(f"no curves for {missing}: run the 'curves' stage first")
-    names = list(saved)
+    names = [n for n in ok]  # the suite proper: organisms that passed the bar
+    trained = names + [n for n in failed if n in saved]  # + the ones that over-refused (secondary)
     # every rule on every organism, with a bootstrap over prompt pairs for the map-based rules
     table: dict[str, dict] = {}
     gen = torch.Generator().manual_seed(0)
     draws = {}
-    for name in names:
+    for name in trained:
         n_pairs = len(saved[name]["maps"]["resid"]["clean_pairs"])
         idxs = [torch.randint(n_pairs, (n_pairs,), generator=gen) for _ in range(RESAMPLES)]
         draws[name] = [_curves(saved[name], idx) for idx in idxs]
     for rname, rule in RULES.items():
         per = {}
-        for name in names:
+        for name in trained:
             planted = saved[name]["window"]
             found = rule.select(_curves(saved[name]))
             s = score(found, planted)
@@ -208,7 +212,7 @@ def stage_select() -> dict:
             "description": rule.description,
             "per_organism": per,
             **{
-                f"mean_{k}": round(sum(per[n][k] for n in names) / len(names), 3)
+                f"mean_{k}": round(sum(per[n][k] for n in names) / len(names), 3)  # the suite proper
                 for k in ("precision", "recall", "iou")
             },
         }
@@ -220,21 +224,44 @@ def stage_select() -> dict:
             key=lambda r: (sum(table[r]["per_organism"][n]["iou"] for n in on) / len(on), -order.index(r)),
         )
 
-    loo = {}
-    for held in names:
-        chosen = best([n for n in names if n != held])
-        loo[held] = {
-            "chosen_on_others": chosen,
-            **{k: table[chosen]["per_organism"][held][k] for k in ("layers", "precision", "recall", "iou")},
-        }
-    loo_ious = [loo[n]["iou"] for n in names]
-    loo_mean = round(sum(loo_ious) / len(loo_ious), 3)
-    gen = torch.Generator().manual_seed(1)
-    boot = [
-        float(torch.tensor(loo_ious)[torch.randint(len(names), (len(names),), generator=gen)].mean())
-        for _ in range(2000)
-    ]
+    def leave_one_out(group: list[str]) -> tuple[dict, float, list[float]]:
+        loo = {}
+        for held in group:
+            chosen = best([n for n in group if n != held])
+            loo[held] = {
+                "chosen_on_others": chosen,
+                **{
+                    k: table[chosen]["per_organism"][held][k]
+                    for k in ("layers", "precision", "recall", "iou")
+                },
+            }
+        ious = [loo[n]["iou"] for n in group]
+        gen = torch.Generator().manual_seed(1)
+        boot = [
+            float(torch.tensor(ious)[torch.randint(len(group), (len(group),), generator=gen)].mean())
+            for _ in range(2000)
+        ]
+        return loo, round(sum(ious) / len(ious), 3), _interval(boot)
+
+    loo, loo_mean, loo_interval = leave_one_out(names)
     chosen = best(names)
+    secondary = None
+    if len(trained) > len(names):
+        loo_all, mean_all, interval_all = leave_one_out(trained)
+        secondary = {
+            "note": "every trained organism, the ones that failed the over-refusal bar included (they refuse "
+            "harmful prompts and their window is known, but they over-refuse harmless ones): not the suite "
+            "the issue defines, a second look with more windows",
+            "organisms": {n: everyone[n]["window"] for n in trained},
+            "leave_one_out": loo_all,
+            "loo_mean_iou": mean_all,
+            "loo_mean_iou_interval": interval_all,
+            "best_rule_on_all": best(trained),
+            "mean_iou_per_rule": {
+                r: round(sum(table[r]["per_organism"][n]["iou"] for n in trained) / len(trained), 3)
+                for r in order
+            },
+        }
     summary = {
         "organisms": {
             n: {k: ok[n][k] for k in ("window", "harmful_refusal", "harmless_refusal", "adapter", "shipped")}
@@ -244,7 +271,7 @@ def stage_select() -> dict:
         "rules": table,
         "leave_one_out": loo,
         "loo_mean_iou": loo_mean,
-        "loo_mean_iou_interval": _interval(boot),
+        "loo_mean_iou_interval": loo_interval,
         "loo_mean_precision": round(sum(loo[n]["precision"] for n in names) / len(names), 3),
         "loo_mean_recall": round(sum(loo[n]["recall"] for n in names) / len(names), 3),
         "chosen_rule": chosen,
@@ -261,6 +288,7 @@ def stage_select() -> dict:
         "method": "leave-one-organism-out: for each organism the rule with the best mean IoU on the others "
         "is scored on it; loo_mean_iou is the mean of those held-out IoUs. chosen_rule is the best rule on "
         "all organisms (what `interp locate` reports); its all-organism mean is optimistic.",
+        "all_trained": secondary,
     }
     old = json.loads(SUMMARY.read_text()) if SUMMARY.exists() else {}
     for key in ("causal_checks", "diffing"):  # stages written later are kept
@@ -423,6 +451,27 @@ def markdown(s: dict) -> str:
             + " | ".join(cells)
             + f" | {r['mean_precision']:.2f} | {r['mean_recall']:.2f} | {r['mean_iou']:.2f} |"
         )
+    sec = s.get("all_trained")
+    if sec:
+        lo2, hi2 = sec["loo_mean_iou_interval"]
+        lines += [
+            "",
+            "## Second look: every trained organism, the over-refusing ones included",
+            "",
+            sec["note"] + ".",
+            "",
+            "| left out | planted | rule chosen on the others | layers found | IoU |",
+            "|---|---|---|---|---|",
+        ]
+        for n, r in sec["leave_one_out"].items():
+            lines.append(
+                f"| {n} | {_span(sec['organisms'][n])} | {r['chosen_on_others']} | {_span(r['layers'])} | "
+                f"{r['iou']:.2f} |"
+            )
+        lines.append(
+            f"\nHeld-out mean IoU {sec['loo_mean_iou']:.2f} ({lo2:.2f}-{hi2:.2f}, n = {len(sec['organisms'])}); "
+            f"best rule on all of them: `{sec['best_rule_on_all']}`."
+        )
     if "causal_checks" in s:
         lines += [
             "",
@@ -468,9 +517,98 @@ def markdown(s: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+README = ROOT / "README.md"
+MARK = ("<!-- generated: analyses/organism/locate_suite.py readme -->", "<!-- end generated -->")
+
+
+def readme_block(s: dict) -> str:
+    """The README's localization paragraph, every number read from suite.json and the behaviour files."""
+    names = list(s["organisms"])
+    windows = ", ".join(_span(s["organisms"][n]["window"]) for n in names)
+    lo, hi = s["loo_mean_iou_interval"]
+    held = "; ".join(
+        f"{_span(s['organisms'][n]['window'])}: {s['leave_one_out'][n]['iou']:.2f}" for n in names
+    )
+    shipped_rule = s["rules"]["components_top_0.5"]
+    text = [
+        f"Organism suite: {len(names)} organisms, the same recipe on windows {windows}"
+        + _failed_text(s)
+        + " "
+        f"{s['n_rules']} candidate rules (`interp.locate.rules`), chosen by leave-one-organism-out: "
+        f"held-out mean IoU **{s['loo_mean_iou']:.2f}** ({lo:.2f}-{hi:.2f} over organisms; per left-out "
+        f"window: {held}). The report's rule: `{s['chosen_rule']}` ({s['chosen_rule_description']}); "
+        + (
+            f"it meets the bar ({s['reliable_bar']}), so `interp locate` names its layers."
+            if s["reliable"]
+            else f"it misses the bar ({s['reliable_bar']}), so `interp locate` names no safety layers "
+            "and gives the rule's answer as candidate layers."
+        ),
+        f"The rule interp shipped with (components >= 0.5 x max) has mean IoU "
+        f"{shipped_rule['mean_iou']:.2f} on the suite (in-sample). Full table: `figures/locate/suite.md`.",
+    ]
+    sec = s.get("all_trained")
+    if sec:
+        lo2, hi2 = sec["loo_mean_iou_interval"]
+        text.append(
+            f"A second look with the over-refusing organisms included ({len(sec['organisms'])} windows): "
+            f"held-out mean IoU {sec['loo_mean_iou']:.2f} ({lo2:.2f}-{hi2:.2f}); best rule on all of them "
+            f"`{sec['best_rule_on_all']}`."
+        )
+    if "diffing" in s:
+        text.append(
+            f"Model diffing against the base model (a two-model method, not a candidate) finds windows with "
+            f"mean IoU {s['diffing']['mean_iou']:.2f}."
+        )
+    sealed = []
+    for n in names:
+        o = s["organisms"][n]
+        path = ROOT / (o["adapter"] or "figures/organism") / "behaviour.json"
+        st = json.loads(path.read_text())["text"].get("sealed_test")
+        if st:
+            hv, bv = st["harmful"]["interval"], st["harmless"]["interval"]
+            sealed.append(
+                f"| {_span(o['window'])} | {o['harmful_refusal']:.2f} | {o['harmless_refusal']:.2f} | "
+                f"{st['harmful_refusal']:.2f} ({hv[0]:.2f}-{hv[1]:.2f}) | {st['harmless_refusal']:.2f} "
+                f"({bv[0]:.2f}-{bv[1]:.2f}) |"
+            )
+    if sealed:
+        text += [
+            "",
+            "| organism window | HarmBench refused (validation, n=79) | harmless refused (validation, n=35) | "
+            "StrongREJECT refused (sealed, n=313) | matched harmless refused (sealed, n=96) |",
+            "|---|---|---|---|---|",
+            *sealed,
+        ]
+    return "\n".join([MARK[0], *text, MARK[1]])
+
+
+def _failed_text(s: dict) -> str:
+    failed = s.get("failed_organisms", {})
+    if not failed:
+        return "; every trained organism passed the bar (harmful refusal >= 0.80, harmless <= 0.15)."
+    parts = [
+        f"{_span(o['window'])} (harmful {o['harmful_refusal']:.2f}, harmless {o['harmless_refusal']:.2f})"
+        for o in failed.values()
+    ]
+    return (
+        f"; {len(failed)} more failed the bar (harmful refusal >= 0.80, harmless <= 0.15 on the validation "
+        f"splits) by over-refusing and are left out: {', '.join(parts)}."
+    )
+
+
+def stage_readme() -> None:
+    s = json.loads(SUMMARY.read_text())
+    text = README.read_text()
+    if MARK[0] not in text:
+        raise SystemExit(f"README.md has no {MARK[0]} block to fill")
+    head, rest = text.split(MARK[0], 1)
+    _, tail = rest.split(MARK[1], 1)
+    README.write_text(head + readme_block(s) + tail)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("stage", choices=["curves", "select", "checks", "diff", "all"])
+    p.add_argument("stage", choices=["curves", "select", "checks", "diff", "readme", "all"])
     p.add_argument("--only", nargs="*", help="curves: recompute these organisms only")
     p.add_argument("--max-width", type=int, default=16, help="diff: widest window to transplant")
     args = p.parse_args()
@@ -482,6 +620,8 @@ def main() -> None:
         stage_checks()
     if args.stage in ("diff", "all"):
         stage_diff(args.max_width)
+    if args.stage in ("readme", "all"):
+        stage_readme()
 
 
 if __name__ == "__main__":

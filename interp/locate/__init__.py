@@ -3,11 +3,15 @@
     >>> report = interp.locate.run(interp.load_model("organism-vl"))
     >>> report.safety_layers, report.save("figures/locate")
     >>> interp.locate.probe_layers(acts).figure()
+    >>> interp.locate.window_checks(model, harmful, harmless, report.candidate_layers)   # causal checks
+    >>> interp.locate.diff_windows(tuned, base, harmful, harmless)                       # model diffing
 
 Every method returns a :class:`LayerProfile` (or a :class:`PatchingMap` with ``.profile()``).
 """
 
-from interp.locate import windows
+from interp.locate import rules, windows
+from interp.locate.causal import WindowChecks, window_checks
+from interp.locate.diffing import DiffResult, diff_windows
 from interp.locate.directions import (
     Directions,
     Selection,
@@ -18,6 +22,7 @@ from interp.locate.directions import (
     refusal_token_ids,
     select_direction,
 )
+from interp.locate.geometry import direction_turn, separation
 from interp.locate.patching import (
     PatchingMap,
     attribution_patch,
@@ -27,11 +32,12 @@ from interp.locate.patching import (
 )
 from interp.locate.probes import probe_layers, probe_transfer
 from interp.locate.profile import LayerProfile, figure
-from interp.locate.report import LocateData, LocateReport, run
+from interp.locate.report import LocateData, LocateReport, chosen_rule, run
 from interp.locate.similarity import cross_modal_cosine, logit_lens_refusal, safety_gap
 from interp.locate.stability import SelectionStability, selection_stability
 
 __all__ = [
+    "DiffResult",
     "Directions",
     "LayerProfile",
     "LocateData",
@@ -39,8 +45,12 @@ __all__ = [
     "PatchingMap",
     "Selection",
     "SelectionStability",
+    "WindowChecks",
     "attribution_patch",
+    "chosen_rule",
     "cross_modal_cosine",
+    "diff_windows",
+    "direction_turn",
     "figure",
     "logit_lens_refusal",
     "patch_activations",
@@ -53,9 +63,12 @@ __all__ = [
     "refusal_logodds",
     "refusal_projection",
     "refusal_token_ids",
+    "rules",
     "run",
     "safety_gap",
     "select_direction",
     "selection_stability",
+    "separation",
+    "window_checks",
     "windows",
 ]

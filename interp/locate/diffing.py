@@ -20,7 +20,8 @@ language model and the text-only model it started from) with the same architectu
 This compares two models, so it is not a candidate for single-model localization (``rules.py``); on a
 model organism, whose weights differ from the base only inside its planted window, it finds that window
 by construction, which makes it a check of the method rather than of a hypothesis. Only the decoder
-layers are swapped (embeddings, final norm and head stay the host model's); the harmless prompts give
+layers are swapped (embeddings, final norm and head stay the host model's), and both models read the
+same token ids (the tuned model's encoding, chat template included); the harmless prompts give
 the over-refusal side: ``harmless_transplant`` is the same transplant's effect on harmless prompts.
 """
 
@@ -78,13 +79,11 @@ def swapped(host, donor, layers: list[int]):
                 host.layers[i].load_state_dict(state)
 
 
-def _metric(model, prompts, token_ids, batch_size) -> float:
+def _metric(model, batches, token_ids) -> float:
     values = []
-    for _, chunk, _ in chunks(prompts, None, batch_size):
+    for batch in batches:
         with torch.inference_mode():
-            values.append(
-                refusal_logodds(model.next_token_logits(model.encode(chunk).inputs), token_ids).float()
-            )
+            values.append(refusal_logodds(model.next_token_logits(batch.inputs), token_ids).float())
     return float(torch.cat(values).mean())
 
 
@@ -92,11 +91,10 @@ def weight_change(tuned, base) -> list[float]:
     """Per decoder layer: ||W_tuned - W_base|| / ||W_base|| over all its parameters."""
     out = []
     for lt, lb in zip(tuned.layers, base.layers, strict=True):
-        diff = sum(
-            float((a.float() - b.float()).pow(2).sum())
-            for a, b in zip(lt.parameters(), lb.parameters(), strict=True)
-        )
-        norm = sum(float(b.float().pow(2).sum()) for b in lb.parameters())
+        with torch.no_grad():
+            pairs = list(zip(lt.parameters(), lb.parameters(), strict=True))
+            diff = sum(float((a.float() - b.float()).pow(2).sum()) for a, b in pairs)
+            norm = sum(float(b.float().pow(2).sum()) for _, b in pairs)
         out.append(round((diff / norm) ** 0.5, 6) if norm else 0.0)
     return out
 
@@ -128,10 +126,14 @@ def diff_windows(
     n = tuned.n_layers
     max_width = n if max_width is None else max_width
     token_ids = refusal_token_ids(tuned.tokenizer)
-    m_tuned = _metric(tuned, harmful, token_ids, batch_size)
-    m_base = _metric(base, harmful, token_ids, batch_size)
-    h_tuned = _metric(tuned, harmless, token_ids, batch_size)
-    h_base = _metric(base, harmless, token_ids, batch_size)
+    # one encoding (the tuned model's chat template) for both models: the same token ids go through each
+    bad = [b for _, b, _ in chunks(harmful, None, batch_size)]
+    good = [b for _, b, _ in chunks(harmless, None, batch_size)]
+    bad, good = [tuned.encode(c) for c in bad], [tuned.encode(c) for c in good]
+    m_tuned = _metric(tuned, bad, token_ids)
+    m_base = _metric(base, bad, token_ids)
+    h_tuned = _metric(tuned, good, token_ids)
+    h_base = _metric(base, good, token_ids)
     denom = m_tuned - m_base
     if abs(denom) < 1e-6:
         raise InputError(
@@ -142,18 +144,16 @@ def diff_windows(
     for a in range(n):
         for b in range(a, min(n, a + max_width)):
             with swapped(base, tuned, list(range(a, b + 1))):
-                transplant[(a, b)] = round(
-                    (_metric(base, harmful, token_ids, batch_size) - m_base) / denom, 4
-                )
+                transplant[(a, b)] = round((_metric(base, bad, token_ids) - m_base) / denom, 4)
     reach = [(b - a, -v, a, b) for (a, b), v in transplant.items() if v >= threshold]
     window = list(range(min(reach)[2], min(reach)[3] + 1)) if reach else []
     necessity = harmless_t = None
     if window:
         with swapped(tuned, base, window):
-            necessity = round((m_tuned - _metric(tuned, harmful, token_ids, batch_size)) / denom, 4)
+            necessity = round((m_tuned - _metric(tuned, bad, token_ids)) / denom, 4)
         hd = h_tuned - h_base
         with swapped(base, tuned, window):
-            h = _metric(base, harmless, token_ids, batch_size)
+            h = _metric(base, good, token_ids)
         harmless_t = round((h - h_base) / hd, 4) if abs(hd) > 1e-6 else None
     return DiffResult(
         window=window,

@@ -42,12 +42,16 @@ def markdown(report) -> str:
         "",
         f"**Located safety layers: {_span(r.safety_layers)}** ({r.rule}).",
     ]
+    if not r.safety_layers and r.candidate_layers:
+        lines.append(f"Candidate layers (the best rule's answer, not reliable): {_span(r.candidate_layers)}.")
+    lines += _suite(r.suite)
     if r.planted:
-        ov = r.localized["patch_components"].get("planted_overlap", {})
+        ov = r.localized["chosen_rule"].get("planted_overlap", {})
         lines.append(
-            f"Planted window (where the safety LoRA was trained): {_span(r.planted)}; the located layers "
+            f"Planted window (where the safety LoRA was trained): {_span(r.planted)}; the rule's layers "
             f"have precision {_fmt(ov.get('precision'))} and recall {_fmt(ov.get('recall'))} against it."
         )
+    lines += _causal(r.causal)
     lines += [
         "",
         "## Methods",
@@ -113,6 +117,46 @@ def markdown(report) -> str:
         "Timings (s): " + ", ".join(f"{k}: {v}" for k, v in r.seconds.items()) + ".",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _suite(card: dict) -> list[str]:
+    if not card:
+        return []
+    lo, hi = card["loo_mean_iou_interval"]
+    return [
+        "",
+        f"How well this rule localizes, measured on {card['n_organisms']} model organisms whose safety window is "
+        f"known (each left out in turn, the rule chosen on the others): mean IoU {card['loo_mean_iou']:.2f} "
+        f"({lo:.2f}-{hi:.2f}), precision {card['loo_mean_precision']:.2f}, recall {card['loo_mean_recall']:.2f} "
+        f"({card['source']}). On a real model nothing is known: read the causal checks below.",
+    ]
+
+
+def _causal(c: dict | None) -> list[str]:
+    if not c:
+        return []
+
+    def e(x):
+        return f"{x['estimate']:.2f} ({x['low']:.2f}-{x['high']:.2f})"
+
+    ctrl = c.get("control") or {}
+
+    def vs(key):
+        return f"; same-width windows elsewhere: {ctrl[key]:.2f}" if key in ctrl else ""
+
+    return [
+        "",
+        f"## Causal checks of layers {_span(c['window'])} ({c['n_pairs']} pairs: {c['pairs']}; 1 = full effect, "
+        "95% bootstrap intervals)",
+        "",
+        f"- Sufficiency, the window's attention + MLP outputs from harmful runs written into harmless runs: "
+        f"{e(c['sufficiency']['components'])}{vs('components')}.",
+        f"- Sufficiency, the residual stream at the window's layers: {e(c['sufficiency']['resid'])}{vs('resid')}.",
+        f"- Necessity, the window's outputs reset to the harmless runs': refusal removed "
+        f"{e(c['necessity']['reset'])}{vs('reset')}.",
+        f"- Necessity, the refusal direction ablated inside the window only: {e(c['necessity']['ablate'])}"
+        f"{vs('ablate')}.",
+    ]
 
 
 def _cross_modal(r) -> list[str]:

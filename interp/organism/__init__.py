@@ -113,7 +113,8 @@ def opener_probability(model, prompts: list[str], images=None, batch_size: int =
 def evaluate_refusal(
     model, prompts: list[str], images=None, max_new_tokens: int = 32, batch_size: int = 16
 ) -> dict:
-    """Refusal rate by both judges, plus a few example answers (one image per prompt if given)."""
+    """Refusal rate by both judges, plus a few example answers (one image per prompt if given);
+    ``refused``: the substring judge per prompt (for intervals)."""
     answers = []
     for _, chunk, chunk_images in chunks(prompts, images, batch_size):
         answers += model.generate(model.encode(chunk, images=chunk_images), max_new_tokens=max_new_tokens)
@@ -124,6 +125,7 @@ def evaluate_refusal(
         "opener_probability": float((probs > 0.5).float().mean()),
         "mean_opener_probability": float(probs.mean()),
         "examples": [{"prompt": p, "answer": a} for p, a in list(zip(prompts, answers, strict=True))[:3]],
+        "refused": subs,
     }
 
 
