@@ -41,6 +41,10 @@ OUT = ROOT / "figures" / "locate" / "suite"
 SUMMARY = ROOT / "figures" / "locate" / "suite.json"
 CHOSEN = ROOT / "interp" / "locate" / "chosen_rule.json"
 RELIABLE_IOU = 0.6  # the bar issue 27 sets, fixed before any rule was scored
+# leave-one-out over fewer organisms says nothing; when fewer pass the behaviour bar, the rule is
+# chosen over every trained organism (their windows are as known; they over-refuse harmless prompts),
+# and the summary says so (decided after the behaviour results, before any rule was scored on them)
+MIN_SUITE = 3
 RESAMPLES = 200
 
 
@@ -187,8 +191,9 @@ def stage_select() -> dict:
     missing = [n for n in ok if n not in saved]
     if missing:
         raise SystemExit(f"no curves for {missing}: run the 'curves' stage first")
-    names = [n for n in ok]  # the suite proper: organisms that passed the bar
-    trained = names + [n for n in failed if n in saved]  # + the ones that over-refused (secondary)
+    passing = [n for n in ok]  # the suite proper: organisms that passed the bar
+    trained = passing + [n for n in failed if n in saved]  # + the ones that over-refused
+    names = passing if len(passing) >= MIN_SUITE else trained  # the basis of the choice
     # every rule on every organism, with a bootstrap over prompt pairs for the map-based rules
     table: dict[str, dict] = {}
     gen = torch.Generator().manual_seed(0)
@@ -246,7 +251,7 @@ def stage_select() -> dict:
     loo, loo_mean, loo_interval = leave_one_out(names)
     chosen = best(names)
     secondary = None
-    if len(trained) > len(names):
+    if names is passing and len(trained) > len(names):
         loo_all, mean_all, interval_all = leave_one_out(trained)
         secondary = {
             "note": "every trained organism, the ones that failed the over-refusal bar included (they refuse "
@@ -264,10 +269,26 @@ def stage_select() -> dict:
         }
     summary = {
         "organisms": {
-            n: {k: ok[n][k] for k in ("window", "harmful_refusal", "harmless_refusal", "adapter", "shipped")}
-            for n in names
+            n: {
+                **{
+                    k: everyone[n][k]
+                    for k in ("window", "harmful_refusal", "harmless_refusal", "adapter", "shipped")
+                },
+                "accepted": n in ok,
+            }
+            for n in trained
         },
         "failed_organisms": failed,
+        "basis": "passing" if names is passing else "all_trained",
+        "basis_note": (
+            f"the rule is chosen on the {len(passing)} organisms that passed the behaviour bar"
+            if names is passing
+            else f"only {len(passing)} organism(s) passed the behaviour bar (harmful refusal >= 0.80, harmless "
+            f"<= 0.15), too few for leave-one-out (>= {MIN_SUITE}); the rule is chosen, and scored, over all "
+            f"{len(trained)} trained organisms, whose windows are as known but {len(trained) - len(passing)} of "
+            "which over-refuse harmless prompts"
+        ),
+        "n_passing": len(passing),
         "rules": table,
         "leave_one_out": loo,
         "loo_mean_iou": loo_mean,
@@ -307,7 +328,9 @@ def stage_select() -> dict:
                 "reliable": summary["reliable"],
                 "reliable_bar": RELIABLE_IOU,
                 "n_organisms": len(names),
-                "windows": {n: ok[n]["window"] for n in names},
+                "windows": {n: everyone[n]["window"] for n in names},
+                "basis": summary["basis"],
+                "basis_note": summary["basis_note"],
                 "source": "figures/locate/suite.json (analyses/organism/locate_suite.py)",
             },
             indent=1,
@@ -324,7 +347,8 @@ def stage_checks() -> None:
     from interp.organism import held_out
 
     summary = json.loads(SUMMARY.read_text())
-    ok, _ = organisms()
+    ok, failed = organisms()
+    ok = {**ok, **failed}  # every organism the choice was made on
     split = held_out()
     harmful, harmless = split["harmful"][16:32], split["harmless"][16:32]
     rule = RULES[summary["chosen_rule"]]
@@ -354,7 +378,8 @@ def stage_diff(max_width: int) -> None:
     from interp.organism import held_out
 
     summary = json.loads(SUMMARY.read_text())
-    ok, _ = organisms()
+    ok, failed = organisms()
+    ok = {**ok, **failed}  # every organism the choice was made on
     split = held_out()
     harmful, harmless = split["harmful"][:16], split["harmless"][:16]
     base = interp.load_model("default")
@@ -394,24 +419,20 @@ def _span(layers: list[int]) -> str:
 
 def markdown(s: dict) -> str:
     """The suite's tables, generated from suite.json."""
-    names = list(s["organisms"])
+    names = list(s["leave_one_out"])  # the organisms the rule was chosen and scored on
     lines = [
         "# Localization on the organism suite (generated from figures/locate/suite.json)",
         "",
-        f"{s['n_organisms']} organisms, {s['n_rules']} candidate rules, {s['n_pairs']} prompt pairs each; "
-        f"intervals: 95% bootstrap over pairs ({s['resamples']} resamples).",
+        f"{len(s['organisms'])} trained organisms, {s['n_rules']} candidate rules, {s['n_pairs']} prompt pairs "
+        f"each; intervals: 95% bootstrap over pairs ({s['resamples']} resamples). Basis: {s['basis_note']}.",
         "",
-        "| organism | planted window | harmful refusal | harmless refusal |",
-        "|---|---|---|---|",
+        "| organism | planted window | harmful refusal | harmless refusal | passed the bar |",
+        "|---|---|---|---|---|",
     ]
-    for n in names:
-        o = s["organisms"][n]
+    for n, o in s["organisms"].items():
         lines.append(
-            f"| {n} | {_span(o['window'])} | {o['harmful_refusal']:.2f} | {o['harmless_refusal']:.2f} |"
-        )
-    for n, o in s.get("failed_organisms", {}).items():
-        lines.append(
-            f"| {n} (failed the bar, left out) | {_span(o['window'])} | {o['harmful_refusal']:.2f} | {o['harmless_refusal']:.2f} |"
+            f"| {n} | {_span(o['window'])} | {o['harmful_refusal']:.2f} | {o['harmless_refusal']:.2f} | "
+            f"{'yes' if o['accepted'] else 'no (over-refuses)'} |"
         )
     lines += [
         "",
@@ -523,17 +544,17 @@ MARK = ("<!-- generated: analyses/organism/locate_suite.py readme -->", "<!-- en
 
 def readme_block(s: dict) -> str:
     """The README's localization paragraph, every number read from suite.json and the behaviour files."""
-    names = list(s["organisms"])
-    windows = ", ".join(_span(s["organisms"][n]["window"]) for n in names)
+    names = list(s["leave_one_out"])
+    windows = ", ".join(_span(o["window"]) for o in s["organisms"].values())
     lo, hi = s["loo_mean_iou_interval"]
     held = "; ".join(
         f"{_span(s['organisms'][n]['window'])}: {s['leave_one_out'][n]['iou']:.2f}" for n in names
     )
     shipped_rule = s["rules"]["components_top_0.5"]
     text = [
-        f"Organism suite: {len(names)} organisms, the same recipe on windows {windows}"
+        f"Organism suite: {len(s['organisms'])} organisms, the same recipe on windows {windows}"
         + _failed_text(s)
-        + " "
+        + f" Basis of the choice: {s['basis_note']}. "
         f"{s['n_rules']} candidate rules (`interp.locate.rules`), chosen by leave-one-organism-out: "
         f"held-out mean IoU **{s['loo_mean_iou']:.2f}** ({lo:.2f}-{hi:.2f} over organisms; per left-out "
         f"window: {held}). The report's rule: `{s['chosen_rule']}` ({s['chosen_rule_description']}); "
@@ -560,8 +581,7 @@ def readme_block(s: dict) -> str:
             f"mean IoU {s['diffing']['mean_iou']:.2f}."
         )
     sealed = []
-    for n in names:
-        o = s["organisms"][n]
+    for o in s["organisms"].values():
         path = ROOT / (o["adapter"] or "figures/organism") / "behaviour.json"
         st = json.loads(path.read_text())["text"].get("sealed_test")
         if st:

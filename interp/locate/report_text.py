@@ -129,7 +129,7 @@ def _suite(card: dict) -> list[str]:
         f"known (each left out in turn, the rule chosen on the others): mean IoU {card['loo_mean_iou']:.2f} "
         f"({lo:.2f}-{hi:.2f}), precision {card['loo_mean_precision']:.2f}, recall {card['loo_mean_recall']:.2f} "
         f"({card['source']}). On a real model nothing is known: read the causal checks below.",
-    ]
+    ] + ([f"Basis: {card['basis_note']}."] if card.get("basis_note") else [])
 
 
 def _causal(c: dict | None) -> list[str]:
