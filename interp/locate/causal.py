@@ -94,16 +94,25 @@ def _bootstrap(
 
 
 def _states(model, prompts, layers, site, specs, batch_size) -> dict[int, Tensor]:
-    """Per layer: ``[N, P, D]`` outputs of ``site`` at the positions ``specs``."""
-    out: dict[int, list] = {layer: [] for layer in layers}
+    """Per layer: ``[N, P, D]`` outputs of ``site`` at the positions ``specs``. A layer the text-only
+    runs skip (Mllama's cross-attention layers) writes nothing, so it has no attn/mlp entry, and its
+    residual output is the layer it passes the stream on from."""
+    ran = [layer for layer in layers if layer not in model.skippable_layers]
+    out: dict[int, list] = {layer: [] for layer in ran}
     for _, chunk, _ in chunks(prompts, None, batch_size):
         batch = model.encode(chunk)
-        with model.hooks(layers, specs, capture_site=site) as run, torch.inference_mode():
+        with model.hooks(ran, specs, capture_site=site) as run, torch.inference_mode():
             model.next_token_logits(batch.inputs)
         got = run.take()
-        for layer in layers:
+        for layer in ran:
             out[layer].append(torch.stack([got[(layer, p.name)][0][0] for p in specs], 1).float())
-    return {layer: torch.cat(v) for layer, v in out.items()}
+    states = {layer: torch.cat(v) for layer, v in out.items()}
+    if site == "resid":
+        for layer in set(layers) - set(ran):
+            source = model.stream_source(layer)
+            if source >= 0:
+                states[layer] = states[source]
+    return states
 
 
 def _metric(model, prompts, edits_for, token_ids, batch_size) -> Float[Tensor, " n"]:
@@ -116,11 +125,14 @@ def _metric(model, prompts, edits_for, token_ids, batch_size) -> Float[Tensor, "
     return torch.cat(values)
 
 
-def _replace_edits(states: dict, window, sites, positions, start, stop, dtype) -> list[Edit]:
+def _replace_edits(
+    states: dict, window, sites, positions, start, stop, dtype, skipped=frozenset()
+) -> list[Edit]:
     return [
         Edit.replace(states[site][layer][start:stop, j].to(dtype), [layer], positions=p, site=site)
         for site in sites
         for layer in window
+        if layer in states[site] and layer not in skipped
         for j, p in enumerate(positions)
     ]
 
@@ -164,33 +176,39 @@ def window_checks(
     last = {
         layer: states["harmful"]["resid"][layer][:, -1].mean(0)
         - states["harmless"]["resid"][layer][:, -1].mean(0)
-        for layer in every
+        for layer in states["harmful"]["resid"]
     }
+    skipped = frozenset(model.skippable_layers)  # they do not run on text, so nothing is patched there
 
     def run_all(w: list[int]) -> dict[str, Effect]:
         dtype = model.dtype
         comp_in = _metric(
             model,
             harmless,
-            lambda a, b: _replace_edits(states["harmful"], w, ("attn", "mlp"), positions, a, b, dtype),
+            lambda a, b: _replace_edits(
+                states["harmful"], w, ("attn", "mlp"), positions, a, b, dtype, skipped
+            ),
             token_ids,
             batch_size,
         )
         resid_in = _metric(
             model,
             harmless,
-            lambda a, b: _replace_edits(states["harmful"], w, ("resid",), positions, a, b, dtype),
+            lambda a, b: _replace_edits(states["harmful"], w, ("resid",), positions, a, b, dtype, skipped),
             token_ids,
             batch_size,
         )
         reset = _metric(
             model,
             harmful,
-            lambda a, b: _replace_edits(states["harmless"], w, ("attn", "mlp"), positions, a, b, dtype),
+            lambda a, b: _replace_edits(
+                states["harmless"], w, ("attn", "mlp"), positions, a, b, dtype, skipped
+            ),
             token_ids,
             batch_size,
         )
-        direction = last[w[-1]].to(dtype)
+        end = max((layer for layer in w if layer in last), default=None)
+        direction = last[end if end is not None else model.stream_source(w[-1])].to(dtype)
         ablate = _metric(
             model,
             harmful,

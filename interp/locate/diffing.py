@@ -17,6 +17,10 @@ language model and the text-only model it started from) with the same architectu
   change, 1 = refusal falls to the base model's level; ``harmless_transplant``: the window's transplant
   measured on the harmless prompts (does it carry over-refusal too? 1 = the tuned model's level).
 
+Cost: one forward over the harmful prompts per window, and a copy of the window's weights in and out:
+windows up to 16 layers of a 30-layer 135M model (360 windows, 16 prompts) took about 10 minutes on a
+2-core CPU. Pass ``max_width`` to bound it.
+
 This compares two models, so it is not a candidate for single-model localization (``rules.py``); on a
 model organism, whose weights differ from the base only inside its planted window, it finds that window
 by construction, which makes it a check of the method rather than of a hypothesis. Only the decoder
