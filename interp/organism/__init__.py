@@ -114,12 +114,25 @@ def evaluate_refusal(
     model, prompts: list[str], images=None, max_new_tokens: int = 32, batch_size: int = 16
 ) -> dict:
     """Refusal rate by both judges, plus a few example answers (one image per prompt if given);
-    ``refused``: the substring judge per prompt (for intervals)."""
-    answers = []
-    for _, chunk, chunk_images in chunks(prompts, images, batch_size):
-        answers += model.generate(model.encode(chunk, images=chunk_images), max_new_tokens=max_new_tokens)
+    ``refused``: the substring judge per prompt (for intervals), in the order of ``prompts``.
+
+    Batches are formed from prompts of similar length (less padding; answers do not depend on
+    batch companions), and every per-prompt result is put back in the caller's order."""
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    in_order = [prompts[i] for i in order]
+    images_in_order = None if images is None else [images[i] for i in order]
+    sorted_answers = []
+    for _, chunk, chunk_images in chunks(in_order, images_in_order, batch_size):
+        sorted_answers += model.generate(
+            model.encode(chunk, images=chunk_images), max_new_tokens=max_new_tokens
+        )
+    answers = [""] * len(prompts)
+    probs = torch.zeros(len(prompts))
+    sorted_probs = opener_probability(model, in_order, images_in_order, batch_size)
+    for rank, i in enumerate(order):
+        answers[i] = sorted_answers[rank]
+        probs[i] = sorted_probs[rank]
     subs = [is_refusal(a) for a in answers]
-    probs = opener_probability(model, prompts, images, batch_size)
     return {
         "substring": sum(subs) / len(subs),
         "opener_probability": float((probs > 0.5).float().mean()),
