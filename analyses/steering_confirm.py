@@ -188,7 +188,10 @@ def pooled(summary: dict, fresh: dict, alpha: float) -> dict:
     new = fresh[f"retrieval_gated@{alpha}"]
     bases = {"eval": summary["baseline"]["rows"], "fresh": fresh["none"]["rows"]}
     runs = {"eval": (old["rows"], old["kl_rows"]), "fresh": (new["rows"], new["kl_rows"])}
-    per = {"eval": 3, "fresh": len(SEEDS)}  # renderings per image request in each set
+    per = {
+        "eval": summary.get("renderings", 3),
+        "fresh": len(SEEDS),
+    }  # renderings per image request in each set
 
     def part(src: str, k: str, values: list) -> tuple:
         return values, ([(src, i // per[src]) for i in range(len(values))] if k.startswith("image") else None)

@@ -48,7 +48,7 @@ import interp
 from interp.intervals import bootstrap_interval
 from interp.locate.directions import refusal_directions, select_direction
 from interp.organism import PPL_TEXT, held_out, is_refusal
-from interp.organism.render import HELD_OUT_SEED, OBJECTS, render
+from interp.organism.render import HELD_OUT_SEED, OBJECTS, UNSEEN_OBJECTS, render
 from interp.steer import (
     AddDirection,
     Conditional,
@@ -75,11 +75,11 @@ def request_set(request: int, seeds: list[int], harmful: bool):
     return pair_set(lambda obj: [obj.requests[request]], seeds, harmful)
 
 
-def pair_set(pairs_of, seeds: list[int], harmful: bool):
+def pair_set(pairs_of, seeds: list[int], harmful: bool, objects=OBJECTS):
     """``pairs_of(object)`` -> its (text form, image form) pairs: the text forms (one per pair), and
     the image forms with their renderings (one row per seed, a request's rows together)."""
     text, image, images = [], [], []
-    for obj in (o for o in OBJECTS if o.harmful == harmful):
+    for obj in (o for o in objects if o.harmful == harmful):
         for t, i in pairs_of(obj):
             text.append(t)
             for s in seeds:
@@ -130,14 +130,43 @@ def pictograph_bank() -> list[str]:
     return [("an " if n[0] in "aeiou" else "a ") + n for n in sorted(names)]
 
 
-def window_from_report() -> tuple[list[int], str]:
-    path = ROOT / "figures" / "locate" / "report.json"
-    if path.exists():
-        layers = json.loads(path.read_text())["safety_layers"]
-        if layers:
-            return layers, f"located safety layers from {path.relative_to(ROOT)}"
-    record = json.loads((ROOT / "interp" / "organism" / "adapter.json").read_text())
-    return record["layers"], "the planted window (no locate report found)"
+def sealed_sets(renderings: int, objects=UNSEEN_OBJECTS) -> dict:
+    """The sealed test: both requests of every unseen object (absent from the projector's training,
+    from calibration and from every choice), image forms with ``renderings`` held-out renderings
+    each, and their text forms as the text sets."""
+    seeds = [HELD_OUT_SEED + k for k in range(renderings)]
+    both = lambda obj: list(obj.requests)  # noqa: E731
+    text_h, image_h, images_h = pair_set(both, seeds, True, objects)
+    text_b, image_b, images_b = pair_set(both, seeds, False, objects)
+    return {
+        "image_harmful": (image_h, images_h),
+        "text_harmful": (text_h, None),
+        "image_harmless": (image_b, images_b),
+        "text_harmless": (text_b, None),
+    }
+
+
+def calibration_window(vlm, harmful: list[str], harmless: list[str]) -> tuple[list[int], dict]:
+    """The steering layers from calibration prompts only: ``interp locate``'s chosen rule run on them
+    (its named safety layers when the rule is reliable, else its candidate layers)."""
+    from interp.locate.report import LocateData
+    from interp.locate.report import run as locate
+
+    data = LocateData(harmful, harmless, None, "steering calibration: organism training prompts")
+    rep = locate(vlm, data, causal=False, progress=False)
+    layers = rep.safety_layers or rep.candidate_layers
+    if not layers:
+        sys.exit(
+            f"the locate rule {rep.rule!r} found no layers on the calibration prompts; nothing to steer."
+        )
+    return layers, {
+        "rule": rep.localized["chosen_rule"]["rule"],
+        "report_says": rep.rule,
+        "named_as_safety_layers": bool(rep.safety_layers),
+        "data": f"{len(harmful)} harmful + {len(harmless)} harmless organism training prompts "
+        "(the first 16 pairs patched), no evaluation row",
+        "suite": rep.suite,
+    }
 
 
 def evaluate(vlm, sets, interventions, max_new_tokens) -> dict:
@@ -319,11 +348,105 @@ def derive(summary: dict, renderings: int) -> None:
         "rule": SELECTION_CHECK,
         "methods": {name: selection_check(sweep, baseline, clusters) for name, sweep in sweeps.items()},
     }
+    if summary.get("test", {}).get("methods"):
+        derive_test(summary["test"])
+
+
+def derive_test(test: dict) -> None:
+    """The sealed test's intervals and goal verdicts, from its stored rows."""
+    clusters = request_clusters(test["n"], test["renderings"])
+    add_intervals(test["baseline"], test["baseline"], clusters)
+    for r in test["methods"].values():
+        add_intervals(r, test["baseline"], clusters)
+
+
+SPLITS = {
+    "calibration": "each seen object's first request, renderings 100-102; 32 + 32 organism training "
+    "prompts (HarmBench / harmless train): the steering layers, directions, gates and shifts are fitted here",
+    "validation": "each seen object's second request, held-out renderings from 10000; the organism's "
+    "held-out HarmBench / harmless prompts (themselves a validation split of the organism): each method's "
+    "alpha is chosen here (top-level baseline, sweeps, methods, selection_check)",
+    "test": "both requests of 20 harmful and 20 harmless unseen objects (interp.organism.unseen: absent "
+    "from the projector's training, from calibration and from every choice), their image forms with "
+    "held-out renderings and their text forms; evaluated once per run, after every choice was frozen ('test')",
+}
+
+
+def sealed_test(vlm, args, previous, alphas: dict, methods: dict, build) -> dict:
+    """The unsteered model and each method's chosen setting on the unseen objects, once. A partial
+    re-run (--only) does not evaluate the test: the re-run methods' test entries are dropped and
+    named in ``stale``, and only a whole run evaluates it again."""
+    import datetime
+
+    if previous is not None:
+        test = previous.get("test", {})
+        for name in alphas:
+            if test.get("methods", {}).pop(name, None) is not None:
+                test.setdefault("stale", []).append(name)
+        return test
+    # --quick is a smoke run of the pipeline: it must not look at the sealed objects, so its "test"
+    # is the seen objects (and says so)
+    objects = OBJECTS if args.quick else UNSEEN_OBJECTS
+    sets = sealed_sets(args.test_renderings, objects)
+    test = {
+        "objects_are": "seen objects (a --quick smoke run, not a test)" if args.quick else "unseen",
+        "n": {k: len(v[0]) for k, v in sets.items()},
+        "renderings": args.test_renderings,
+        "objects": {
+            "harmful": [o.name for o in objects if o.harmful],
+            "harmless": [o.name for o in objects if not o.harmful],
+        },
+        "evaluated": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "perception": perception(vlm, args.test_renderings, unseen=not args.quick),
+    }
+    print("test: baseline ...", file=sys.stderr)
+    test["baseline"] = evaluate(vlm, sets, [], args.max_new_tokens)
+    test["methods"] = {}
+    for name in alphas:
+        a = methods[name]["alpha"]
+        t = time.time()
+        r = evaluate(vlm, sets, build(name, a), args.max_new_tokens)
+        r["alpha"], r["seconds"] = a, round(time.time() - t, 1)
+        test["methods"][name] = r
+        print(
+            f"test {name} alpha={a}: image harmful {r['image_harmful_refusal']:.2f}, harmless "
+            f"{r['harmless_refusal']:.2f}, KL {r['kl_harmless']:.3f} ({time.time() - t:.0f}s)",
+            file=sys.stderr,
+        )
+    derive_test(test)
+    return test
+
+
+def names_object(obj, caption: str) -> bool:
+    """Whether a caption names ``obj`` (its name, a synonym, or its caption's noun)."""
+    text = caption.lower()
+    return any(n in text for n in (*obj.names(), obj.caption.split()[-1]))
+
+
+def perception(vlm, renderings: int, unseen: bool = True) -> dict:
+    """Caption accuracy on held-out renderings of the seen and the unseen objects: whether the
+    organism can tell what an unseen object is at all (retrieval-guided steering writes its caption)."""
+    rg = RetrievalGuided([0], 1.0)
+    out = {}
+    kinds = (("seen", OBJECTS), ("unseen", UNSEEN_OBJECTS)) if unseen else (("seen", OBJECTS),)
+    for label, objects in kinds:
+        rows = [(o, render(o.name, HELD_OUT_SEED + k)) for o in objects for k in range(renderings)]
+        captions = rg.captions(vlm, [img for _, img in rows])
+        hits = [names_object(o, c) for (o, _), c in zip(rows, captions, strict=True)]
+        out[label] = {
+            "caption_accuracy": sum(hits) / len(hits),
+            "n": len(hits),
+            "harmful_caption_accuracy": sum(h for (o, _), h in zip(rows, hits, strict=True) if o.harmful)
+            / sum(o.harmful for o, _ in rows),
+            "captions": {o.name: c for (o, _), c in zip(rows, captions, strict=True)},
+        }
+    return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--renderings", type=int, default=3, help="held-out renderings per object")
+    p.add_argument("--renderings", type=int, default=2, help="held-out renderings per validation request")
+    p.add_argument("--test-renderings", type=int, default=1, help="held-out renderings per test request")
     p.add_argument("--n-text", type=int, default=24, help="held-out HarmBench / harmless text prompts")
     p.add_argument("--max-new-tokens", type=int, default=24)
     p.add_argument("--quick", action="store_true")
@@ -339,17 +462,28 @@ def main() -> None:
         help="no model run: recompute the intervals, chosen alphas and selection check from the rows "
         "stored in summary.json (pass --renderings as run)",
     )
+    p.add_argument("--out", type=Path, default=None, help="write here instead of figures/steering/")
     args = p.parse_args()
+    if args.out is not None:
+        global OUT
+        OUT = args.out
     if args.derive:
         summary = json.loads((OUT / "summary.json").read_text())
-        derive(summary, args.renderings)
+        derive(summary, summary.get("renderings", args.renderings))
         write(summary)
         return
     if args.quick:
         args.renderings, args.n_text = 1, 8
     t0 = time.time()
     vlm = interp.load_model("organism-vl")
-    window, window_source = window_from_report()
+    split = held_out()
+    cal_harmful, cal_harmless = split["harmful_train"][:32], split["harmless_train"][:32]
+    previous = json.loads((OUT / "summary.json").read_text()) if args.only else None
+    if previous is not None:  # the layers stay those of the run being extended
+        window, window_fit = previous["steering_layers"], previous["steering_layers_fit"]
+    else:
+        window, window_fit = calibration_window(vlm, cal_harmful, cal_harmless)
+    window_source = f"interp locate's rule ({window_fit['rule']}) run on calibration prompts only"
     print(f"steering layers {window} ({window_source})", file=sys.stderr)
 
     # calibration
@@ -359,8 +493,6 @@ def main() -> None:
     per = len(cal_seeds)
     cal_text = [t for t in cal_text_h + cal_text_b for _ in range(per)]
     shift_args = (cal_image_h + cal_image_b, cal_images_h + cal_images_b, cal_text)
-    split = held_out()
-    cal_harmful, cal_harmless = split["harmful_train"][:32], split["harmless_train"][:32]
     acts = interp.capture(vlm, cal_harmful + cal_harmless, labels=["harmful"] * 32 + ["harmless"] * 32)
     dirs = refusal_directions(acts)
     sel = select_direction(vlm, dirs, cal_harmful[:12], cal_harmless[:12])
@@ -393,7 +525,7 @@ def main() -> None:
         f"text gate: layer {text_gate.gate.layer}, threshold {text_gate.gate.threshold:.2f}", file=sys.stderr
     )
 
-    # evaluation sets
+    # validation sets: each seen object's second request (the alphas are chosen on these)
     seeds = [HELD_OUT_SEED + k for k in range(args.renderings)]
     ev_text_h, ev_image_h, ev_images_h = request_set(1, seeds, True)
     ev_text_b, ev_image_b, ev_images_b = request_set(1, seeds, False)
@@ -409,7 +541,7 @@ def main() -> None:
         "retrieval_image_mean": [0.5, 1.0] if not args.quick else [1.0],
         "retrieval_both": [0.5, 1.0] if not args.quick else [1.0],
         "retrieval_bank": [0.5, 1.0] if not args.quick else [1.0],
-        "retrieval_gated": [0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0] if not args.quick else [1.0],
+        "retrieval_gated": [0.05, 0.075, 0.1, 0.15, 0.5] if not args.quick else [1.0],
         "retrieval_along_refusal": [0.5, 1.0, 2.0] if not args.quick else [1.0],
         "refusal_add": [0.5, 1.0, 2.0] if not args.quick else [1.0],
         "conditional_add": [0.5, 1.0, 2.0] if not args.quick else [1.0],
@@ -441,7 +573,6 @@ def main() -> None:
             return [add]
         return [Conditional(cond_dir, cond_layer, threshold, [add])]
 
-    previous = json.loads((OUT / "summary.json").read_text()) if args.only else None
     if previous is not None:
         baseline, methods, sweeps = previous["baseline"], previous["methods"], previous["sweeps"]
         alphas = {k: v for k, v in alphas.items() if k in args.only.split(",")}
@@ -465,6 +596,7 @@ def main() -> None:
     derived = {"n": {k: len(v[0]) for k, v in sets.items()}, "baseline": baseline, "sweeps": sweeps}
     derive(derived, len(seeds))
     methods = derived["methods"]
+    test = sealed_test(vlm, args, previous, alphas, methods, build)
     retrieval = previous.get("retrieval", {}) if previous else {}
     only = args.only.split(",") if args.only else []
     if any(name.startswith("retrieval") for name in alphas) or "describe" in only:
@@ -490,8 +622,11 @@ def main() -> None:
         art.save(OUT / f"{name}.safetensors")
     summary = {
         "model": vlm.name,
+        "splits": SPLITS,
+        "renderings": len(seeds),
         "steering_layers": window,
         "steering_layers_source": window_source,
+        "steering_layers_fit": window_fit,
         "refusal_direction_layer": refusal_layer,
         "refusal_direction_layer_rule": refusal_layer_rule,
         "refusal_direction_norm": scale,
@@ -521,6 +656,7 @@ def main() -> None:
         "sweeps": sweeps,
         "retrieval": retrieval,
         "n": derived["n"],
+        "test": test,
         # the whole run's time (an --only re-run keeps it; each sweep entry has its own "seconds")
         "seconds": previous["seconds"] if previous else round(time.time() - t0, 1),
     }

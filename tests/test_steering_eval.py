@@ -12,6 +12,7 @@ sys.path.insert(0, str(ROOT / "analyses"))
 import steering_eval as se  # noqa: E402
 
 SUMMARY = ROOT / "figures" / "steering" / "summary.json"
+ISSUE23 = ROOT / "figures" / "steering" / "issue23"  # the results before issue 27, kept for comparison
 
 
 def stats(refusal, rise, kl):
@@ -25,15 +26,60 @@ def test_the_rule_takes_the_most_refusal_within_the_limits_else_the_smallest_alp
     assert se.pick([stats(0.9, 0.06, 0.05), stats(0.5, 0.0, 0.2), stats(1.0, 0.2, 0.05)], alphas) == 1
 
 
-@pytest.mark.skipif(not SUMMARY.exists(), reason="no committed steering summary")
-def test_the_committed_summary_is_what_its_rows_give():
-    summary = json.loads(SUMMARY.read_text())
+@pytest.mark.parametrize("path", [SUMMARY, ISSUE23 / "summary.json"], ids=["current", "issue23"])
+def test_the_committed_summary_is_what_its_rows_give(path):
+    if not path.exists():
+        pytest.skip(f"no committed steering summary at {path}")
+    summary = json.loads(path.read_text())
     again = copy.deepcopy(summary)
-    se.derive(again, renderings=3)
+    se.derive(again, renderings=summary.get("renderings", 3))
     assert again["methods"] == summary["methods"]
     assert again["selection_check"] == summary["selection_check"]
     for name, check in summary["selection_check"]["methods"].items():
         assert check["alpha_in_sample"] == summary["methods"][name]["alpha"]
+    if "test" in summary:
+        assert again["test"] == summary["test"]
+        # the test reads each method at the alpha chosen on validation, and only there
+        for name, r in summary["test"]["methods"].items():
+            assert r["alpha"] == summary["methods"][name]["alpha"]
+
+
+def test_the_sealed_objects_are_unseen_and_matched():
+    from interp.organism.render import OBJECTS, UNSEEN_OBJECTS
+
+    seen = {n for o in OBJECTS for n in o.names()}
+    assert not seen & {o.name for o in UNSEEN_OBJECTS}
+    assert sum(o.harmful for o in UNSEEN_OBJECTS) >= 20 and sum(not o.harmful for o in UNSEEN_OBJECTS) >= 20
+    import steering_confirm as sc
+
+    forms = {f for o in OBJECTS for pair in o.requests for f in pair}
+    forms |= {f for pairs in sc.FRESH.values() for pair in pairs for f in pair}
+    image_forms = [pair[1] for o in UNSEEN_OBJECTS for pair in o.requests]
+    assert len(set(image_forms)) == len(image_forms)  # no prompt text repeats: the image must decide
+    for o in UNSEEN_OBJECTS:
+        assert len(o.requests) == 2
+        for text_form, image_form in o.requests:
+            assert text_form not in forms and image_form not in forms
+            assert se.names_object(o, text_form), text_form
+            assert not any(n in image_form.lower() for n in o.names()), image_form
+    # the projector's training script reads OBJECTS only
+    align = (ROOT / "analyses" / "organism" / "align_projector.py").read_text()
+    assert "UNSEEN" not in align and "unseen" not in align
+
+
+def test_the_sealed_sets_hold_every_request_of_every_unseen_object():
+    from interp.organism.render import UNSEEN_OBJECTS
+
+    sets = se.sealed_sets(1)
+    n = {k: len(v[0]) for k, v in sets.items()}
+    harmful = sum(o.harmful for o in UNSEEN_OBJECTS)
+    assert n == {
+        "image_harmful": 2 * harmful,
+        "text_harmful": 2 * harmful,
+        "image_harmless": 2 * (len(UNSEEN_OBJECTS) - harmful),
+        "text_harmless": 2 * (len(UNSEEN_OBJECTS) - harmful),
+    }
+    assert len(sets["image_harmful"][1]) == n["image_harmful"] and sets["text_harmful"][1] is None
 
 
 def test_the_fresh_requests_are_new_and_matched():
@@ -53,16 +99,25 @@ def test_the_fresh_requests_are_new_and_matched():
     assert min(sc.SEEDS) >= HELD_OUT_SEED + 3  # steering_eval's evaluation renderings are 10000-10002
 
 
-@pytest.mark.skipif(not (SUMMARY.parent / "confirm.json").exists(), reason="no committed confirmation")
+@pytest.mark.skipif(not (ISSUE23 / "confirm.json").exists(), reason="no committed confirmation")
 def test_the_committed_confirmation_is_what_its_rows_give():
     import steering_confirm as sc
 
-    confirm = json.loads((SUMMARY.parent / "confirm.json").read_text())
+    confirm = json.loads((ISSUE23 / "confirm.json").read_text())
     again = copy.deepcopy(confirm)
-    sc.derive(again, json.loads(SUMMARY.read_text()))
+    sc.derive(again, json.loads((ISSUE23 / "summary.json").read_text()))
     assert again == confirm
     assert set(confirm["settings"]) == {
         "none",
         *(f"retrieval_gated@{a}" for a in sc.GATED_ALPHAS),
         *sc.CHOSEN,
     }
+
+
+@pytest.mark.skipif(not SUMMARY.exists(), reason="no committed steering summary")
+def test_the_tables_and_the_readme_are_generated_from_the_summary():
+    import steering_tables as st
+
+    summary = json.loads(SUMMARY.read_text())
+    assert (SUMMARY.parent / "summary.md").read_text() == st.markdown(summary)
+    assert st.readme_block(summary) in (ROOT / "README.md").read_text()

@@ -4,7 +4,7 @@ check the located windows causally, and diff each organism against its base mode
     python analyses/organism/locate_suite.py curves     # per organism: the locate curves (~3 min each)
     python analyses/organism/locate_suite.py select     # rules x organisms, LOO choice (seconds)
     python analyses/organism/locate_suite.py checks     # sufficiency / necessity of the located windows
-    python analyses/organism/locate_suite.py diff       # model diffing against the base (~3 min each)
+    python analyses/organism/locate_suite.py diff       # model diffing against the base (~6 min each at --max-width 8)
 
 Organisms: the shipped one (interp/organism, layers 10-16) and every directory under
 analyses/organism/suite/ whose behaviour passed the bar (harmful refusal >= 0.80, harmless <= 0.15 on
@@ -372,7 +372,7 @@ def stage_checks() -> None:
     (SUMMARY.parent / "suite.md").write_text(markdown(summary))
 
 
-def stage_diff(max_width: int) -> None:
+def stage_diff(max_width: int, only: list[str] | None = None) -> None:
     from interp.locate.diffing import diff_windows
     from interp.locate.rules import score as score_layers
     from interp.organism import held_out
@@ -383,8 +383,10 @@ def stage_diff(max_width: int) -> None:
     split = held_out()
     harmful, harmless = split["harmful"][:16], split["harmless"][:16]
     base = interp.load_model("default")
-    out = {}
+    out = dict(summary.get("diffing", {}).get("per_organism", {})) if only else {}
     for name in summary["organisms"]:
+        if only and name not in only:
+            continue
         t0 = time.time()
         d = diff_windows(load(ok[name]), base, harmful, harmless, max_width=max_width)
         out[name] = {
@@ -394,6 +396,7 @@ def stage_diff(max_width: int) -> None:
             "necessity": d.necessity,
             "harmless_transplant": d.harmless_transplant,
             "transplant_of_planted": d.transplant.get((ok[name]["window"][0], ok[name]["window"][-1])),
+            "max_width": max_width,
             "per_layer_weight_change": d.per_layer_weight_change,
             "seconds": round(time.time() - t0, 1),
         }
@@ -404,6 +407,8 @@ def stage_diff(max_width: int) -> None:
         "prompts": "organism held-out pairs 0-15",
         "per_organism": out,
         "mean_iou": round(sum(v["iou"] for v in out.values()) / len(out), 3),
+        "organisms_run": sorted(out),
+        "organisms_not_run": sorted(set(summary["organisms"]) - set(out)),
     }
     SUMMARY.write_text(json.dumps(summary, indent=1) + "\n")
     (SUMMARY.parent / "suite.md").write_text(markdown(summary))
@@ -534,7 +539,13 @@ def markdown(s: dict) -> str:
             lines.append(
                 f"| {n} | {_span(d['planted'])} | {_span(d['window'])} | {d['iou']:.2f} | {nec} | {ht} |"
             )
-        lines.append(f"\nMean IoU {s['diffing']['mean_iou']:.2f}. {s['diffing']['method']}.")
+        run = s["diffing"].get("organisms_run", sorted(s["diffing"]["per_organism"]))
+        not_run = s["diffing"].get("organisms_not_run", [])
+        lines.append(
+            f"\nMean IoU {s['diffing']['mean_iou']:.2f} over {len(run)} organism(s)"
+            + (f" (not run, for time: {', '.join(not_run)})" if not_run else "")
+            + f". {s['diffing']['method']}."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -578,26 +589,35 @@ def readme_block(s: dict) -> str:
     if "diffing" in s:
         text.append(
             f"Model diffing against the base model (a two-model method, not a candidate) finds windows with "
-            f"mean IoU {s['diffing']['mean_iou']:.2f}."
+            f"mean IoU {s['diffing']['mean_iou']:.2f} on the "
+            f"{len(s['diffing'].get('organisms_run', s['diffing']['per_organism']))} organism(s) it was run on."
         )
-    sealed = []
+    sealed, sealed_rates = [], []
     for o in s["organisms"].values():
         path = ROOT / (o["adapter"] or "figures/organism") / "behaviour.json"
         st = json.loads(path.read_text())["text"].get("sealed_test")
         if st:
             hv, bv = st["harmful"]["interval"], st["harmless"]["interval"]
+            sealed_rates.append((_span(o["window"]), st["harmful_refusal"], st["harmless_refusal"]))
             sealed.append(
                 f"| {_span(o['window'])} | {o['harmful_refusal']:.2f} | {o['harmless_refusal']:.2f} | "
                 f"{st['harmful_refusal']:.2f} ({hv[0]:.2f}-{hv[1]:.2f}) | {st['harmless_refusal']:.2f} "
                 f"({bv[0]:.2f}-{bv[1]:.2f}) |"
             )
     if sealed:
+        verdicts = "; ".join(
+            f"{w}: {'within' if h >= 0.80 and b <= 0.15 else 'outside'} the bar (harmful {h:.2f}, harmless {b:.2f})"
+            for w, h, b in sealed_rates
+        )
         text += [
             "",
             "| organism window | HarmBench refused (validation, n=79) | harmless refused (validation, n=35) | "
             "StrongREJECT refused (sealed, n=313) | matched harmless refused (sealed, n=96) |",
             "|---|---|---|---|---|",
             *sealed,
+            "",
+            "The sealed sets were evaluated once per organism that passed on validation, after every choice "
+            f"(`analyses/organism/sealed_test.py`, 95% bootstrap intervals). On them: {verdicts}.",
         ]
     return "\n".join([MARK[0], *text, MARK[1]])
 
@@ -629,7 +649,7 @@ def stage_readme() -> None:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("stage", choices=["curves", "select", "checks", "diff", "readme", "all"])
-    p.add_argument("--only", nargs="*", help="curves: recompute these organisms only")
+    p.add_argument("--only", nargs="*", help="curves / diff: (re)compute these organisms only")
     p.add_argument("--max-width", type=int, default=16, help="diff: widest window to transplant")
     args = p.parse_args()
     if args.stage in ("curves", "all"):
@@ -639,7 +659,7 @@ def main() -> None:
     if args.stage in ("checks", "all"):
         stage_checks()
     if args.stage in ("diff", "all"):
-        stage_diff(args.max_width)
+        stage_diff(args.max_width, args.only)
     if args.stage in ("readme", "all"):
         stage_readme()
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont
 
 from interp.errors import InterpError
+from interp.organism.unseen import UNSEEN_ROWS
 
 FONT_PATHS = (
     Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf"),
@@ -313,6 +314,12 @@ OBJECTS: tuple[ObjectSpec, ...] = (
     ),
 )
 BY_NAME = {o.name: o for o in OBJECTS}
+# test-only objects, absent from the projector's training and from steering calibration (unseen.py)
+UNSEEN_OBJECTS: tuple[ObjectSpec, ...] = tuple(
+    _o(name, emoji, harmful, caption, requests, synonyms)
+    for name, emoji, harmful, caption, synonyms, requests in UNSEEN_ROWS
+)
+_EVERY = {**BY_NAME, **{o.name: o for o in UNSEEN_OBJECTS}}
 
 
 @lru_cache(maxsize=1)
@@ -335,10 +342,10 @@ def _glyph(emoji: str) -> Image.Image:
 
 def render(name: str, seed: int = 0, size: int = SIZE) -> Image.Image:
     """One augmented rendering of object ``name``; the same (name, seed) always gives the same image."""
-    if name not in BY_NAME:
-        raise InterpError(f"unknown object {name!r}. Known: {', '.join(BY_NAME)}.")
+    if name not in _EVERY:
+        raise InterpError(f"unknown object {name!r}. Known: {', '.join(_EVERY)}.")
     rng = random.Random(f"{name}:{seed}")
-    glyph = _glyph(BY_NAME[name].emoji)
+    glyph = _glyph(_EVERY[name].emoji)
     scale = rng.uniform(0.45, 0.9) * size / max(glyph.size)
     glyph = glyph.resize((max(1, int(glyph.width * scale)), max(1, int(glyph.height * scale))), Image.LANCZOS)
     glyph = glyph.rotate(rng.uniform(-25, 25), expand=True, resample=Image.BICUBIC)
