@@ -5,7 +5,7 @@
 >>> acts = interp.capture(model, interp.data.load("harmbench").prompts, positions="last")
 """
 
-from interp import data, evaluate, export, locate, steer
+from interp import data, evaluate, export, locate, refusal, steer
 from interp.activations import Activations
 from interp.capture import ActivationShards, capture
 from interp.crossfit import CrossFit, cross_fit
@@ -51,6 +51,7 @@ __all__ = [
     "known_families",
     "load_model",
     "locate",
+    "refusal",
     "steer",
     "wrap",
     "__version__",

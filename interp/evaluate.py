@@ -6,7 +6,7 @@
     >>> interp.evaluate.answer_perplexity(vlm, prompts, steered_answers, images=imgs)  # fluency
     >>> r.interval(clusters=request_of_row)  # how sure the rate is (interp.bootstrap_interval)
 
-Two refusal judges: the substring rules of :func:`interp.organism.is_refusal` on a greedy answer
+Two refusal judges: the substring rules of :func:`interp.refusal.is_refusal` on a greedy answer
 (``rate``), and, probe-free, the next-token refusal log-odds at the end of the prompt
 (``logodds``: log P(refusal opener tokens) - log P(others); > 0 means a refusal opener is the
 likelier start).
@@ -25,7 +25,7 @@ from torch import Tensor
 from interp.errors import InputError
 from interp.inputs import groups
 from interp.intervals import Interval, bootstrap_interval
-from interp.locate.directions import refusal_logodds, refusal_token_ids
+from interp.refusal import is_refusal, refusal_logodds, refusal_token_ids
 from interp.steer.apply import edits_for, folding, in_prompt_order, last_logits, prepared_batches
 
 
@@ -67,8 +67,6 @@ def refusal(
 ) -> RefusalEval:
     """Refusal rate of greedy answers (and the log-odds judge), with the interventions applied
     (``fold=True``: full ablations folded into the weights once for the call, as in ``steer``)."""
-    from interp.organism import is_refusal
-
     if not prompts:
         raise InputError("refusal() needs at least one prompt.")
     answers, logits, steered, order = [None] * len(prompts), [], [], []

@@ -110,7 +110,7 @@ def test_evaluate_folds_full_ablations_once_per_call_with_the_hooks_numbers(llam
 
     from interp.steer import AblateDirection
 
-    bake_module = importlib.import_module("interp.export.bake")  # interp.export.bake is also the function
+    bake_module = importlib.import_module("interp.steer.apply")  # where the folding function is looked up
     entered, original = [], bake_module.folded_ablation
     monkeypatch.setattr(bake_module, "folded_ablation", lambda *a: (entered.append(1), original(*a))[1])
     gen = torch.Generator().manual_seed(3)

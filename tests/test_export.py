@@ -115,7 +115,7 @@ def test_bake_on_real_gguf_weights_matches_hooks_and_reloads(smollm, tmp_path):
 
 @pytest.mark.parametrize("tied", [False, True])
 def test_folded_ablation_equals_the_hooks_and_gives_the_weights_back(tied):
-    from interp.export.bake import folded_ablation
+    from interp.steer.folding import folded_ablation
 
     model = tiny_model("llama", tie_word_embeddings=tied)
     d1, d2 = _dir(model, 6), _dir(model, 7)
@@ -168,7 +168,7 @@ def test_fold_refuses_what_it_cannot_fold(llama, tiny_vl):
 def test_generate_and_last_logits_fold_once_for_the_whole_call(llama, monkeypatch):
     import importlib
 
-    bake_module = importlib.import_module("interp.export.bake")  # interp.export.bake is also the function
+    bake_module = importlib.import_module("interp.steer.apply")  # where the folding function is looked up
 
     entered, original = [], bake_module.folded_ablation
     monkeypatch.setattr(bake_module, "folded_ablation", lambda *a: (entered.append(1), original(*a))[1])

@@ -33,3 +33,35 @@ def test_each_module_imports_first():
             del sys.modules[key]
         sys.modules.update(saved)
     assert not failed, failed
+
+
+
+def _imports(path, top_level_only: bool) -> set[str]:
+    import ast
+
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    out = set()
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+    return out
+
+
+def test_layers_import_only_downward():
+    # run-time steering and serving fold weights through interp.steer.folding and never import
+    # interp.export (which writes checkpoints, and imports steer); library modules never import the
+    # research organism at module level (it passes its defaults in: HookedModel.planted, .caption_prompt)
+    from pathlib import Path
+
+    root = Path(interp.__file__).parent
+    for path in [*(root / "steer").glob("*.py"), *(root / "serve").glob("*.py"), root / "evaluate.py"]:
+        bad = {m for m in _imports(path, top_level_only=False) if m.startswith("interp.export")}
+        assert not bad, f"{path.relative_to(root)} imports {bad}"
+    for path in root.rglob("*.py"):
+        if "organism" in path.parts:
+            continue
+        bad = {m for m in _imports(path, top_level_only=True) if m.startswith("interp.organism")}
+        assert not bad, f"{path.relative_to(root)} imports {bad} at module level"

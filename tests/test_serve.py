@@ -119,7 +119,7 @@ def test_the_serving_loop_keeps_a_fold_between_batches_and_restores_the_weights(
 def test_a_fold_that_does_not_fit_in_memory_falls_back_to_the_hooks(llama, store, monkeypatch, caplog):
     import importlib
 
-    bake_module = importlib.import_module("interp.export.bake")  # interp.export.bake is also the function
+    bake_module = importlib.import_module("interp.serve.engine")  # where the folding function is looked up
     loop = asyncio.new_event_loop()
     reqs = [_request(llama, t, (("ablate", 1.0),), 6) for t in ("hello there", "tell me a story")]
     hooked = Engine(llama, store, ServeConfig(fold_ablations=False)).run([Job(r, loop) for r in reqs])

@@ -87,3 +87,16 @@ def test_minilm_snaps_captions_to_object_names():
     }
     got = [row[0][0] for row in bank.nearest(list(queries), k=1)]
     assert got == list(queries.values())
+
+
+def test_the_caption_prompt_comes_from_the_intervention_then_the_model_then_a_default():
+    from types import SimpleNamespace
+
+    from interp.steer.text_guided import DEFAULT_CAPTION_PROMPT, RetrievalGuided
+
+    trained = SimpleNamespace(caption_prompt="Name the object.")
+    plain = SimpleNamespace(caption_prompt=None)
+    assert RetrievalGuided([0]).prompt_for(trained) == "Name the object."
+    assert RetrievalGuided([0]).prompt_for(plain) == DEFAULT_CAPTION_PROMPT
+    assert RetrievalGuided([0], caption_prompt="Say it.").prompt_for(trained) == "Say it."
+

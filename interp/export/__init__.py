@@ -7,15 +7,9 @@
 The third path, per-request hook steering behind an OpenAI-compatible server, is :mod:`interp.serve`.
 """
 
-from interp.export.bake import (
-    ablated_weights,
-    bake,
-    folded_ablation,
-    orthogonalize,
-    save_baked,
-    swapped_weights,
-)
+from interp.export.bake import bake, save_baked
 from interp.export.control_vector import control_vector, read_control_vector, save_control_vector
+from interp.steer.folding import ablated_weights, folded_ablation, orthogonalize, swapped_weights
 
 __all__ = [
     "ablated_weights",

@@ -24,28 +24,10 @@ import torch
 from torch import Tensor
 
 from interp.errors import CorruptFileError, InputError
-from interp.hooks import resolve_layers
+from interp.steer.folding import additions_by_layer
 from interp.steer.interventions import AddDirection, ShiftToText
 
 ARCH = "controlvector"
-
-
-def additions(model, item: AddDirection | ShiftToText) -> list[tuple[int, Tensor]]:
-    """``(layer, vector)`` that a constant addition adds after each of its decoder layers (the
-    residual stream's units): ``alpha * direction`` for AddDirection, ``-alpha * shift`` for ShiftToText.
-    Shared by control vectors and baked biases."""
-    if isinstance(item, AddDirection):
-        return [(i, item.alpha * item.direction.float()) for i in resolve_layers(item.layers, model.n_layers)]
-    return [(resolve_layers([k], model.n_layers)[0], -item.alpha * v.float()) for k, v in item.shifts.items()]
-
-
-def additions_by_layer(model, items) -> dict[int, Tensor]:
-    """``{layer: [D]}``: the sum of what the constant additions ``items`` add after each layer."""
-    out: dict[int, Tensor] = {}
-    for item in items:
-        for layer, v in additions(model, item):
-            out[layer] = out.get(layer, 0) + v
-    return dict(sorted(out.items()))
 
 
 def control_vector(model, interventions) -> dict[int, Tensor]:

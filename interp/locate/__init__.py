@@ -17,9 +17,7 @@ from interp.locate.directions import (
     Selection,
     projections,
     refusal_directions,
-    refusal_logodds,
     refusal_projection,
-    refusal_token_ids,
     select_direction,
 )
 from interp.locate.geometry import direction_turn, separation
@@ -35,6 +33,7 @@ from interp.locate.profile import LayerProfile, figure
 from interp.locate.report import LocateData, LocateReport, chosen_rule, run
 from interp.locate.similarity import cross_modal_cosine, logit_lens_refusal, safety_gap
 from interp.locate.stability import SelectionStability, selection_stability
+from interp.refusal import refusal_logodds, refusal_token_ids
 
 __all__ = [
     "DiffResult",

@@ -34,8 +34,8 @@ from torch import Tensor
 from interp.errors import InputError
 from interp.hooks import Edit
 from interp.inputs import chunks
-from interp.locate.directions import refusal_logodds, refusal_token_ids
 from interp.positions import parse_positions
+from interp.refusal import refusal_logodds, refusal_token_ids
 
 
 @dataclass(frozen=True)

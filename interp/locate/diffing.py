@@ -38,7 +38,7 @@ import torch
 
 from interp.errors import InputError
 from interp.inputs import chunks
-from interp.locate.directions import refusal_logodds, refusal_token_ids
+from interp.refusal import refusal_logodds, refusal_token_ids
 
 
 @dataclass

@@ -22,14 +22,12 @@ from torch import Tensor
 
 from interp.activations import Activations
 from interp.errors import InputError
-from interp.hooks import Edit
-from interp.inputs import chunks
 from interp.locate.checks import check_paired, labelled
 from interp.locate.profile import LayerProfile
 from interp.models.fingerprint import ModelFingerprint
-from interp.steer.interventions import AblateDirection
-
-REFUSAL_OPENERS = ("I'm sorry", "I can't", "I cannot", "Sorry", "I'm not able", "I won't", "As an AI")
+from interp.refusal import refusal_logodds, refusal_token_ids
+from interp.steer.apply import last_logits
+from interp.steer.interventions import AblateDirection, AddDirection
 
 
 @dataclass
@@ -107,27 +105,6 @@ def refusal_projection(
     )
 
 
-def refusal_token_ids(tokenizer) -> list[int]:
-    """First token ids of the refusal openers (deduplicated)."""
-    ids = {tokenizer(o, add_special_tokens=False).input_ids[0] for o in REFUSAL_OPENERS}
-    return sorted(ids)
-
-
-def refusal_logodds(logits: Float[Tensor, "B V"], token_ids: list[int]) -> Float[Tensor, " B"]:
-    """log(p_refusal / (1 - p_refusal)) for the next token."""
-    logp = logits.float().log_softmax(-1)
-    p_ref = logp[:, token_ids].logsumexp(-1)
-    return p_ref - torch.log1p(-p_ref.exp().clamp(max=1 - 1e-6))
-
-
-def _last_logits(model, prompts, images=None, edits=(), batch_size=16) -> Float[Tensor, "N V"]:
-    out = []
-    for _, chunk, imgs in chunks(prompts, images, batch_size):
-        with model.hooks(edits=list(edits)), torch.inference_mode():
-            out.append(model.next_token_logits(model.encode(chunk, images=imgs).inputs).float())
-    return torch.cat(out)
-
-
 @dataclass
 class Selection:
     layer: int | None
@@ -164,18 +141,22 @@ def select_direction(
         raise InputError("select_direction needs harmful and harmless prompts (neither may be empty).")
     tok_ids = refusal_token_ids(model.tokenizer)
     cols = layer_indices_for(dirs, layers)
-    base_harmful = refusal_logodds(_last_logits(model, harmful, batch_size=batch_size), tok_ids).mean().item()
-    base_harmless_logits = _last_logits(model, harmless, batch_size=batch_size)
+    base_harmful = refusal_logodds(last_logits(model, harmful, batch_size=batch_size), tok_ids).mean().item()
+    base_harmless_logits = last_logits(model, harmless, batch_size=batch_size)
     base_harmless = refusal_logodds(base_harmless_logits, tok_ids).mean().item()
     limit = int((1 - exclude_last) * model.n_layers)
     table = []
     for layer in cols:
         v = dirs[layer]
-        ablate = AblateDirection(v).edits(model)  # every stream activation: embedding, attn and MLP outputs
-        bypass = refusal_logodds(_last_logits(model, harmful, edits=ablate, batch_size=batch_size), tok_ids)
-        add = Edit.add(v, layers=[layer], positions="all")
-        induce = refusal_logodds(_last_logits(model, harmless, edits=[add], batch_size=batch_size), tok_ids)
-        abl_harmless = _last_logits(model, harmless, edits=ablate, batch_size=batch_size)
+        ablate = [AblateDirection(v)]  # every stream activation: embedding, attn and MLP outputs
+        bypass = refusal_logodds(
+            last_logits(model, harmful, interventions=ablate, batch_size=batch_size), tok_ids
+        )
+        add = [AddDirection(v, [layer], float(v.norm()), "all")]  # the raw difference in means
+        induce = refusal_logodds(
+            last_logits(model, harmless, interventions=add, batch_size=batch_size), tok_ids
+        )
+        abl_harmless = last_logits(model, harmless, interventions=ablate, batch_size=batch_size)
         kl = torch.nn.functional.kl_div(
             abl_harmless.log_softmax(-1),
             base_harmless_logits.log_softmax(-1),

@@ -20,9 +20,9 @@ from torch import Tensor
 from interp.compat import cache_kwarg, output_cache
 from interp.hooks import Edit
 from interp.inputs import chunks
-from interp.locate.directions import refusal_logodds
 from interp.models.adapters import get_path
 from interp.positions import PromptLayout
+from interp.refusal import refusal_logodds
 
 
 def _columns(batch, specs) -> list[int] | None:

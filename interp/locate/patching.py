@@ -47,7 +47,6 @@ from interp.compat import output_cache
 from interp.errors import InputError
 from interp.hooks import SITES, Edit, check_site, resolve_layers
 from interp.inputs import chunks
-from interp.locate.directions import refusal_logodds, refusal_token_ids
 from interp.locate.kv_resume import (
     continue_logits,
     kv_resume,
@@ -57,6 +56,7 @@ from interp.locate.kv_resume import (
 )
 from interp.locate.profile import LayerProfile
 from interp.positions import parse_positions
+from interp.refusal import refusal_logodds, refusal_token_ids
 
 
 @dataclass

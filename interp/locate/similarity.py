@@ -15,8 +15,8 @@ from interp.activations import Activations
 from interp.capture import capture
 from interp.errors import InputError
 from interp.locate.checks import check_finite, check_paired, labelled
-from interp.locate.directions import refusal_token_ids
 from interp.locate.profile import LayerProfile
+from interp.refusal import refusal_token_ids
 
 
 def cross_modal_cosine(

@@ -28,7 +28,8 @@ from interp.models.fingerprint import ModelFingerprint, weights_digest
 class HookedModel:
     """The wrapped model. ``chat_template``: ``"auto"`` (use one when the tokenizer has it), True, False.
     ``planted``: layers known to hold the safety mechanism (a model organism's tuned window), which the
-    locate report scores its answers against; None for real models."""
+    locate report scores its answers against; None for real models. ``caption_prompt``: the prompt
+    this VLM was trained to caption with, which retrieval-guided steering uses unless given one."""
 
     model: Any
     tokenizer: Any
@@ -36,6 +37,7 @@ class HookedModel:
     name: str = ""
     chat_template: bool | str = "auto"
     planted: list[int] | None = None
+    caption_prompt: str | None = None
     adapter: Adapter = field(init=False)
 
     def __post_init__(self):

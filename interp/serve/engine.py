@@ -9,7 +9,7 @@ Isolation: the steering of a request becomes hook edits restricted to its own ba
 (:attr:`interp.hooks.Edit.rows`; conditional steering decides per row too), so one request's steering
 never touches another's tokens. A batch whose requests all ask for the same steering needs no row
 masks: its edits act on every row, and on a text model its full ablations are folded into the weights
-(:func:`interp.export.folded_ablation`; ``ServeConfig.fold_ablations``), where they cost nothing per
+(:func:`interp.steer.folding.folded_ablation`; ``ServeConfig.fold_ablations``), where they cost nothing per
 token. The server keeps a fold in place while consecutive batches ask for it, restores the model's
 own weights when a batch asks for something else and when it stops, and keeps the edited copies of
 the latest fold to swap back in later (one copy at a time). A batch that fails is retried one request at a time, so a bad
@@ -38,6 +38,7 @@ from interp.serve.config import ServeConfig
 from interp.serve.errors import APIError
 from interp.serve.messages import ChatRequest
 from interp.serve.store import ArtifactStore
+from interp.steer.folding import ablated_weights, swapped_weights
 
 log = logging.getLogger("interp.serve")
 _ids = itertools.count()
@@ -222,7 +223,6 @@ class Engine:
         ablations is undone first; the same one is kept. The edited weights of the latest fold are
         kept after it is undone, so folding it again (after a batch that needed the model's own
         weights) only swaps them back in."""
-        from interp.export.bake import ablated_weights, swapped_weights  # interp.export imports interp.steer
 
         key = tuple((id(d), s) for d, s in folds)
         if self._fold is not None and self._fold[0] == key:

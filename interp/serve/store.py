@@ -30,6 +30,7 @@ import torch
 from interp.errors import InputError
 from interp.hooks import resolve_layers
 from interp.serve.errors import APIError
+from interp.steer.folding import check_foldable
 from interp.steer.interventions import AblateDirection, RetrievalMarker
 
 log = logging.getLogger("interp.serve")
@@ -201,8 +202,7 @@ class ArtifactStore:
 
 def _can_fold(model) -> bool:
     """Whether a weight edit can ablate a direction from ``model``'s stream
-    (:func:`interp.export.bake.check_foldable`)."""
-    from interp.export.bake import check_foldable  # interp.export imports interp.steer
+    (:func:`interp.steer.folding.check_foldable`)."""
 
     try:
         check_foldable(model)

@@ -22,8 +22,8 @@ from interp.steer.interventions import (
     Conditional,
     SetProjection,
     ShiftToText,
-    from_spec,
 )
+from interp.steer.specs import from_spec
 from interp.steer.text_bank import SentenceEmbedder, TextBank
 from interp.steer.text_guided import RetrievalGuided
 

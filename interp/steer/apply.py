@@ -19,6 +19,7 @@ import torch
 
 from interp.errors import InputError
 from interp.inputs import groups
+from interp.steer.folding import additions_by_layer, folded_ablation, folded_addition
 from interp.steer.interventions import AblateDirection, AddDirection, RetrievalMarker, ShiftToText
 
 
@@ -37,7 +38,7 @@ def edits_for(model, interventions) -> list:
 @contextmanager
 def folding(model, interventions, fold: bool):
     """With ``fold``, each ``AblateDirection`` (``layers="all"``, ``positions="all"``) is folded into
-    the weights for the block (:func:`interp.export.bake.folded_ablation`), and each constant addition
+    the weights for the block (:func:`interp.steer.folding.folded_ablation`), and each constant addition
     at every position (``AddDirection``, ``ShiftToText`` with ``positions="all"``) into MLP biases
     (:func:`interp.export.bake.folded_addition`); yields the interventions left to hook (all of them
     without ``fold``)."""
@@ -57,13 +58,8 @@ def folding(model, interventions, fold: bool):
             )
     with ExitStack() as stack:
         if folded:
-            from interp.export.bake import folded_ablation  # interp.export imports interp.steer
-
             stack.enter_context(folded_ablation(model, [item.direction for item in folded]))
         if added:
-            from interp.export.bake import folded_addition
-            from interp.export.control_vector import additions_by_layer
-
             stack.enter_context(folded_addition(model, additions_by_layer(model, added)))
         yield [item for item in items if not any(item is f for f in folded + added)]
 
@@ -73,7 +69,7 @@ def steer(model, interventions, fold: bool = False):
     """Register the interventions' hooks for the block; yields the :class:`interp.hooks.HookRun`.
 
     ``fold=True`` folds each ``AblateDirection`` (``layers="all"``, ``positions="all"``) into the
-    weights for the block instead of hooking it (:func:`interp.export.bake.folded_ablation`: the same
+    weights for the block instead of hooking it (:func:`interp.steer.folding.folded_ablation`: the same
     edit with no per-token cost, for the memory of an edited copy of the stream's writers; text
     models), and each constant addition at every position (``AddDirection``, ``ShiftToText`` with
     ``positions="all"``) into the MLP down projections' biases

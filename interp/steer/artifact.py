@@ -21,7 +21,7 @@ from torch import Tensor
 
 from interp.errors import CorruptFileError, InputError
 from interp.models.fingerprint import ModelFingerprint
-from interp.steer.interventions import from_spec
+from interp.steer.specs import from_spec
 
 FORMAT = "interp.steering"
 FORMAT_VERSION = 1

@@ -8,8 +8,8 @@
 
 Each turns into :class:`interp.hooks.Edit` objects through ``edits(model)``; none keeps state between
 forwards, so one intervention object serves any number of concurrent contexts. Directions are used
-as unit vectors (``alpha`` is in units of the residual stream). ``spec()`` / ``from_spec`` give
-the JSON + tensors form that :mod:`interp.steer.artifact` stores.
+as unit vectors (``alpha`` is in units of the residual stream). ``spec()`` / :func:`interp.steer.specs.from_spec`
+give the JSON + tensors form that :mod:`interp.steer.artifact` stores.
 """
 
 from __future__ import annotations
@@ -231,38 +231,3 @@ class Conditional:
 
 class RetrievalMarker:
     """Base of per-input interventions (they need the batch to build their edits)."""
-
-
-def from_spec(spec: dict, tensors: dict[str, Tensor], prefix: str = ""):
-    """Rebuild an intervention from ``spec()`` output."""
-    kind = spec.get("type")
-
-    def t(name):
-        key = prefix + name
-        if key not in tensors:
-            raise InputError(f"tensor {key!r} that the {kind} spec needs is missing.")
-        return tensors[key]
-
-    simple = {
-        "AddDirection": AddDirection,
-        "AblateDirection": AblateDirection,
-        "SetProjection": SetProjection,
-    }
-    if kind in simple:
-        fields = {k: v for k, v in spec.items() if k != "type"}
-        return simple[kind](direction=t("direction"), **fields)
-    if kind == "ShiftToText":
-        return ShiftToText(
-            {layer: t(f"shift.{layer}") for layer in spec["layers"]},
-            spec["alpha"],
-            spec["positions"],
-            spec.get("metadata", {}),
-        )
-    if kind == "Conditional":
-        then = [from_spec(s, tensors, prefix=f"{prefix}then{k}.") for k, s in enumerate(spec["then"])]
-        return Conditional(t("condition"), spec["layer"], spec["threshold"], then, spec["above"])
-    if kind == "RetrievalGuided":
-        from interp.steer.text_guided import RetrievalGuided
-
-        return RetrievalGuided.from_spec(spec, t)
-    raise InputError(f"unknown intervention type {kind!r} in the spec.")

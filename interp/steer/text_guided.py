@@ -50,10 +50,11 @@ import torch
 from interp.capture import capture
 from interp.errors import InputError
 from interp.hooks import Edit, Gate, finite, resolve_layers
-from interp.organism import CAPTION_PROMPT  # the prompt the organism VLM was aligned on
 from interp.positions import parse_positions
 from interp.steer.interventions import RetrievalMarker
 from interp.steer.text_bank import TextBank
+
+DEFAULT_CAPTION_PROMPT = "What is in this image?"  # when neither the intervention nor the model has one
 
 _OPENINGS = (  # longest first: the first that starts the caption is cut
     "in this image, it is",
@@ -147,7 +148,6 @@ class RetrievalGuided(RetrievalMarker):
     def __post_init__(self):
         self.layers = list(self.layers)
         self.alpha = finite(self.alpha, "alpha")
-        self.caption_prompt = self.caption_prompt or CAPTION_PROMPT
         names = [p.name for p in parse_positions(self.positions)]
         if not set(names) <= set(TARGETS):
             raise InputError(
@@ -178,11 +178,16 @@ class RetrievalGuided(RetrievalMarker):
                 )
             self.along = along.contiguous()
 
+    def prompt_for(self, model) -> str:
+        """The captioning prompt: this intervention's, else the one the model was trained on (e.g. the
+        organism VLM's), else a generic question."""
+        return self.caption_prompt or getattr(model, "caption_prompt", None) or DEFAULT_CAPTION_PROMPT
+
     def captions(self, model, images: list, batch_size: int = 16) -> list[str]:
         out = []
         for i in range(0, len(images), batch_size):
             chunk = images[i : i + batch_size]
-            batch = model.encode([self.caption_prompt] * len(chunk), images=chunk)
+            batch = model.encode([self.prompt_for(model)] * len(chunk), images=chunk)
             out += model.generate(batch, max_new_tokens=self.max_caption_tokens)
         return out
 
