@@ -1,36 +1,37 @@
 """Steering on the organism VLM: can text-guided corrections restore refusal on harmful image requests?
 
-    python analyses/steering_eval.py                 # about 52 min on 2 CPU cores
-    python analyses/steering_eval.py --quick         # 1 rendering, 2 alphas per method
+    python analyses/steering_eval.py                 # about an hour on 2 CPU cores
+    python analyses/steering_eval.py --quick --out /tmp/smoke   # a smoke run (never reads the sealed objects)
     python analyses/steering_eval.py --derive        # seconds: intervals, choices, selection check from stored rows
+    python analyses/steering_tables.py               # the tables (figures/steering/summary.md, README block)
 
-Writes figures/steering/summary.json (``baseline`` and ``methods.<name>`` with
-``image_harmful_refusal``, ``text_harmful_refusal``, ``harmless_refusal``, ``kl_harmless``, and the
-full alpha sweep; fluency: ``answer_perplexity_{image,text}_harmless``, the harmless answers scored by
-the unsteered model, and ``paragraph_perplexity`` under the constant interventions),
-figures/steering/tradeoff.html (image-harmful refusal vs over-refusal and vs KL, per alpha) and the
-steering artifacts of the chosen settings (figures/steering/*.safetensors).
+Three splits, used in this order (``SPLITS``, written into summary.json):
 
-Data (no overlap with evaluation): calibration = each object's first request with renderings
-100-102 (never trained on, not held out) and HarmBench/harmless training prompts; evaluation = each
-object's second request with held-out renderings (10000+), held-out HarmBench and harmless prompts.
-Methods: CMRM-style ShiftToText; retrieval-guided (the organism captions the image, the caption is
-written into the request, and that text form pulls the image run): on the last prompt token
-(``retrieval_guided``), on the image-token mean (``retrieval_image_mean``), on both
-(``retrieval_both``), and with the caption replaced by the nearest entry of a MiniLM-embedded bank
-of every Unicode pictograph name (``retrieval_bank``, about 1,400 names, not tailored to the 22
-objects), and on both positions but only for rows whose text form fires a harmfulness gate read from
-the text run (``retrieval_gated``; the gate's layer, direction and threshold are picked by
-``interp.steer.fit_gate`` on the calibration text requests), and on both positions along each steered
-layer's refusal direction only (``retrieval_along_refusal``: the image run's projection on it moves
-toward the text form's, the rest of the state is kept); refusal-direction addition; and
-conditional addition (CAST: gated on a harmfulness direction whose layer and threshold
-``interp.steer.fit_condition`` picks by cross-validated F1 on the calibration renderings and text
-requests). Per method the reported alpha is the one with the highest image-harmful refusal among
-those with over-refusal rise <= 5 points and KL <= 0.1 (else the smallest alpha); because that
-choice is made on the evaluation rows, ``selection_check`` cross-fits it (``interp.cross_fit``: pick
-on half the requests, read on the other half). analyses/steering_confirm.py reads the chosen settings
-on fresh requests.
+- calibration: each seen object's first request (renderings 100-102) and 32 + 32 organism training
+  prompts. The steering layers come from here (``interp locate``'s chosen rule run on these prompts
+  only, :func:`calibration_window`), and so do the refusal direction, the CAST condition, the text
+  gate and the CMRM shift.
+- validation: each seen object's second request (held-out renderings) and the organism's held-out
+  HarmBench / harmless prompts. Every alpha of every method runs here; the selection rule picks each
+  method's alpha (the highest image-harmful refusal among those with over-refusal rise <= 5 points
+  and KL <= 0.1, else the smallest alpha), and ``selection_check`` cross-fits that choice. The
+  top-level ``baseline``, ``sweeps`` and ``methods`` are this split.
+- test (``test``): both requests of the 40 unseen objects (:mod:`interp.organism.unseen`, absent from
+  the projector's training, from calibration and from every choice), image forms and text forms, run
+  once per run with each method at its validation alpha, after every choice is frozen; with the
+  organism's caption accuracy on seen and unseen objects (``perception``). A partial re-run
+  (``--only``) does not re-run the test: the re-run methods' test entries are dropped (``stale``).
+
+Metrics per setting: ``image_harmful_refusal``, ``text_harmful_refusal``, ``harmless_refusal``
+(image and text), ``kl_harmless``, fluency (``answer_perplexity_{image,text}_harmless``: the harmless
+answers scored by the unsteered model; ``paragraph_perplexity`` under the constant interventions),
+per-row results and 95% cluster-bootstrap intervals with goal verdicts. Methods: CMRM-style
+ShiftToText; retrieval-guided (the organism captions the image, the caption is written into the
+request, and that text form pulls the image run) on the last token, the image-token mean, both, with
+a MiniLM bank of Unicode pictograph names, gated on the text form (``interp.steer.fit_gate``), and
+along each layer's refusal direction only; refusal-direction addition; conditional addition (CAST,
+``interp.steer.fit_condition``). Also writes figures/steering/tradeoff.html (validation sweep) and
+each method's chosen setting as a steering artifact (figures/steering/*.safetensors).
 """
 
 from __future__ import annotations

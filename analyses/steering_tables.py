@@ -86,7 +86,8 @@ def markdown(s: dict) -> str:
         f"- Intervals: {s['interval_rule']}.",
         f"- {_perception(s)}",
         "",
-        f"## Sealed test: unseen objects ({'evaluated ' + t['evaluated']}; rows: {_n(t['n'])}; "
+        f"## {'Sealed test: unseen objects' if t.get('objects_are', 'unseen') == 'unseen' else t['objects_are']} "
+        f"(evaluated {t['evaluated']}; rows: {_n(t['n'])}; "
         f"{t['renderings']} rendering(s) per image request)",
         "",
         *HEADER,

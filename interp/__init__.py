@@ -20,7 +20,15 @@ from interp.errors import (
 from interp.hooks import Edit, attach
 from interp.inputs import Batch, encode
 from interp.intervals import Interval, bootstrap_interval
-from interp.models import ADAPTERS, HookedModel, ModelFingerprint, known_families, load_model, wrap
+from interp.models import (
+    ADAPTERS,
+    HookedModel,
+    ModelFingerprint,
+    known_families,
+    load_model,
+    register_model,
+    wrap,
+)
 
 __version__ = "0.1.0"
 
@@ -52,6 +60,7 @@ __all__ = [
     "load_model",
     "locate",
     "refusal",
+    "register_model",
     "steer",
     "wrap",
     "__version__",

@@ -65,3 +65,54 @@ def test_layers_import_only_downward():
             continue
         bad = {m for m in _imports(path, top_level_only=True) if m.startswith("interp.organism")}
         assert not bad, f"{path.relative_to(root)} imports {bad} at module level"
+
+
+def _graph() -> dict[str, set[str]]:
+    """Module -> the interp modules it imports, anywhere in its code (in-function imports included:
+    a cycle hidden in a function is still a cycle); ``if TYPE_CHECKING:`` blocks and the root package
+    (always imported first) are left out."""
+    import ast
+    from pathlib import Path
+
+    root = Path(interp.__file__).parent
+    mods = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        mods[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for name, path in mods.items():
+        tree = ast.parse(path.read_text())
+        typing_only = {
+            id(n)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"
+            for n in ast.walk(node)
+        }
+        targets = set()
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                targets |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+            elif isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names}
+        graph[name] = {t for t in targets if t in mods and t not in (name, "interp")}
+    return graph
+
+
+def test_the_import_graph_has_no_cycles():
+    graph, seen, on_path = _graph(), set(), []
+
+    def visit(module):  # depth-first; a module met again on the current path closes a cycle
+        if module in on_path:
+            raise AssertionError("import cycle: " + " -> ".join(on_path[on_path.index(module) :] + [module]))
+        if module in seen:
+            return
+        on_path.append(module)
+        for target in sorted(graph[module]):
+            visit(target)
+        on_path.pop()
+        seen.add(module)
+
+    for module in sorted(graph):
+        visit(module)

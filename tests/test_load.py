@@ -61,3 +61,17 @@ def test_chat_template_takes_only_the_documented_values(tmp_path, value):
     with pytest.raises(interp.InputError, match=r"chat_template="):
         tiny.encode(["hi"], chat_template=value if value is not None else "None")
     assert tiny.encode(["hi"], chat_template=False).texts == ["hi"]
+
+
+def test_named_models_resolve_through_the_registry(monkeypatch):
+    from interp.models import registry
+
+    monkeypatch.setitem(registry.NAMED_MODELS, "fake-organism", "types:SimpleNamespace")
+    got = interp.load_model("fake-organism", adapter="runs/x")  # keywords reach the loader
+    assert (got.adapter, got.chat_template, got.device) == ("runs/x", "auto", "cpu")
+    with pytest.raises(interp.InputError, match="module:function"):
+        interp.register_model("bad", "no_colon_here")
+    monkeypatch.setitem(registry.NAMED_MODELS, "missing", "no_such_package_xyz:load")
+    with pytest.raises(interp.InputError, match="cannot be imported"):
+        interp.load_model("missing")
+    assert registry.NAMED_MODELS["organism"] == "interp.organism:load_organism"

@@ -9,7 +9,8 @@
 Every method returns a :class:`LayerProfile` (or a :class:`PatchingMap` with ``.profile()``).
 """
 
-from interp.locate import rules, windows
+import interp.locate.rules as rules
+import interp.locate.windows as windows
 from interp.locate.causal import WindowChecks, window_checks
 from interp.locate.diffing import DiffResult, diff_windows
 from interp.locate.directions import (

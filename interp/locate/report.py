@@ -37,10 +37,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+import interp.locate.rules as candidate_rules
+import interp.locate.windows as windows
 from interp.capture import capture
 from interp.errors import InputError
-from interp.locate import rules as candidate_rules
-from interp.locate import windows
 from interp.locate.directions import refusal_directions, refusal_projection, select_direction
 from interp.locate.geometry import direction_turn, separation
 from interp.locate.patching import PatchingMap, attribution_patch, patch_activations

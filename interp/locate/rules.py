@@ -47,7 +47,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from interp.locate import windows
+import interp.locate.windows as windows
 
 
 @dataclass

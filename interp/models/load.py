@@ -16,6 +16,7 @@ from interp.errors import InputError
 from interp.inputs import check_chat_template
 from interp.models.adapters import adapter_for
 from interp.models.hooked import HookedModel
+from interp.models.registry import named_loader
 
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -67,14 +68,9 @@ def load_model(
     )
 
     name = name_or_path
-    if name_or_path == "organism-vl":
-        from interp.organism import load_organism_vl
-
-        return load_organism_vl(dtype=dtype, device=device, chat_template=chat_template, **kwargs)
-    if name_or_path == "organism":
-        from interp.organism import load_organism
-
-        return load_organism(dtype=dtype, device=device, chat_template=chat_template, **kwargs)
+    loader = named_loader(str(name_or_path))
+    if loader is not None:  # a registered name (interp.models.registry), e.g. "organism"
+        return loader(dtype=dtype, device=device, chat_template=chat_template, **kwargs)
     if name_or_path == "default":
         path = default_gguf_path()
         name_or_path, gguf_file, name = str(path.parent), path.name, "SmolLM2-135M-Instruct (GGUF Q4_1)"
