@@ -75,3 +75,19 @@ def test_named_models_resolve_through_the_registry(monkeypatch):
     with pytest.raises(interp.InputError, match="cannot be imported"):
         interp.load_model("missing")
     assert registry.NAMED_MODELS["organism"] == "interp.organism:load_organism"
+
+
+@pytest.mark.slow
+def test_loading_prints_nothing():
+    # no GGUF de-quantization bar, no "Loading weights" bar: one quiet line in a notebook
+    import subprocess
+    import sys
+
+    code = "import interp; m = interp.load_model('default'); print('loaded', m.n_layers)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "loaded 30"
+    assert "Converting" not in run.stderr and "Loading weights" not in run.stderr, run.stderr[-500:]
+    from transformers.utils import logging as hf_logging
+
+    interp.load_model("default")
+    assert hf_logging.is_progress_bar_enabled()  # the setting is back after loading

@@ -7,7 +7,9 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -44,21 +46,55 @@ def _dtype(dtype) -> torch.dtype | None:
         raise InputError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16.") from None
 
 
+@contextmanager
+def quiet_loading(quiet: bool = True):
+    """Hide transformers' weight-loading progress bars, the GGUF de-quantization bar included (it
+    uses tqdm directly), for the block; the previous settings come back after it. Re-entrant."""
+    if not quiet:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    try:
+        import transformers.modeling_gguf_pytorch_utils as gguf
+    except ImportError:  # pragma: no cover - a transformers without GGUF support
+        gguf = None
+    bars = hf_logging.is_progress_bar_enabled()
+    converter = getattr(gguf, "tqdm", None)
+    hf_logging.disable_progress_bar()
+    if converter is not None:
+        gguf.tqdm = functools.partial(converter, disable=True)
+    try:
+        yield
+    finally:
+        if converter is not None:
+            gguf.tqdm = converter
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def load_model(
     name_or_path: str = "default",
     dtype=None,
     device: str | torch.device = "cpu",
     gguf_file: str | None = None,
     chat_template: bool | str = "auto",
+    progress: bool = False,
     **kwargs,
 ) -> HookedModel:
     """Load and wrap a model. GGUF weights are dequantized (float32 unless ``dtype`` says otherwise).
 
     ``chat_template``: ``"auto"`` applies the tokenizer's/processor's template when it has one, True
     always, False never (prompts given raw or already templated); any other value is an error.
+    ``progress``: show transformers' loading bars (off by default: loading prints nothing).
     Extra keyword arguments go to ``from_pretrained`` (``attn_implementation``, ``revision``...).
     """
     check_chat_template(chat_template)  # before any weights are read
+    with quiet_loading(not progress):
+        return _load(name_or_path, dtype, device, gguf_file, chat_template, **kwargs)
+
+
+def _load(name_or_path, dtype, device, gguf_file, chat_template, **kwargs) -> HookedModel:
     from transformers import (
         AutoConfig,
         AutoModelForCausalLM,
