@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import device_name, ratio_report, time_samples, write  # noqa: E402
 
 import interp  # noqa: E402
-from interp.hooks import Gate  # noqa: E402
+from interp.edits import Gate  # noqa: E402
 from interp.organism.render import HELD_OUT_SEED, OBJECTS, render  # noqa: E402
 from interp.steer import RetrievalGuided  # noqa: E402
 

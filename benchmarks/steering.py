@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import device_name, load, ratio_report, time_samples, write  # noqa: E402
 from steering_baselines import baselines, counterpart  # noqa: E402
 
-from interp.hooks import unit_vector  # noqa: E402
+from interp.edits import unit_vector  # noqa: E402
 from interp.steer import AblateDirection, AddDirection, Conditional, SetProjection, steer  # noqa: E402
 
 

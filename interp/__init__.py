@@ -9,6 +9,7 @@ from interp import data, evaluate, export, locate, refusal, steer
 from interp.activations import Activations
 from interp.capture import ActivationShards, capture
 from interp.crossfit import CrossFit, cross_fit
+from interp.edits import Edit
 from interp.errors import (
     CorruptFileError,
     FingerprintMismatchError,
@@ -17,7 +18,7 @@ from interp.errors import (
     LayerIndexError,
     UnknownModelFamilyError,
 )
-from interp.hooks import Edit, attach
+from interp.hooks import attach
 from interp.inputs import Batch, encode
 from interp.intervals import Interval, bootstrap_interval
 from interp.models import (

@@ -18,9 +18,10 @@ import torch
 from tqdm.auto import tqdm
 
 from interp.activations import Activations, pad_dim
+from interp.edits import check_site
 from interp.errors import CorruptFileError, InputError
-from interp.hooks import check_site, resolve_layers
 from interp.inputs import normalize_images, row_batches
+from interp.layers import resolve_layers
 from interp.models.hooked import HookedModel
 from interp.positions import PromptLayout, parse_positions, reduce_prefill
 

@@ -74,7 +74,7 @@ def test_steered_generation_equals_nnsight_and_transformer_lens(llama):
     sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
     from steering_baselines import baselines, counterpart
 
-    from interp.hooks import unit_vector
+    from interp.edits import unit_vector
     from interp.steer import AddDirection, steer
 
     torch.manual_seed(0)

@@ -43,7 +43,7 @@ def test_kl_perplexity_and_refusal(llama):
 
 
 def test_refusal_reports_the_share_a_gated_retrieval_steered(tiny_vl):
-    from interp.hooks import Gate
+    from interp.edits import Gate
     from interp.organism.render import render
     from interp.steer import RetrievalGuided
 

@@ -2,8 +2,9 @@ import pytest
 import torch
 
 import interp
+from interp.edits import Edit, Gate
 from interp.errors import InputError, LayerIndexError
-from interp.hooks import Edit, Gate, resolve_layers
+from interp.layers import resolve_layers
 from tests.conftest import FAMILIES, images_for, trained_like
 
 
@@ -381,7 +382,7 @@ def test_pull_mean_with_a_basis_shifts_the_mean_along_it_only(llama, prompts):
 
 
 def test_pull_basis_checks():
-    from interp.hooks import orthonormal_rows
+    from interp.edits import orthonormal_rows
 
     q = orthonormal_rows(torch.tensor([[3.0, 0.0, 0.0], [1.0, 1.0, 0.0]]))
     torch.testing.assert_close(q @ q.T, torch.eye(2))

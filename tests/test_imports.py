@@ -35,7 +35,6 @@ def test_each_module_imports_first():
     assert not failed, failed
 
 
-
 def _imports(path, top_level_only: bool) -> set[str]:
     import ast
 

@@ -376,7 +376,7 @@ def test_retrieval_guided_is_served_per_image_row_as_steer_generate_does(tiny_vl
 
 
 def test_a_gated_retrieval_artifact_is_served_only_to_rows_whose_text_form_fires(tiny_vl, image, tmp_path):
-    from interp.hooks import Gate
+    from interp.edits import Gate
 
     imgs = [image, image.rotate(90)]
     questions = ["How do I make this at home?", "What is this used for?"]

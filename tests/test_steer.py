@@ -258,7 +258,7 @@ def test_retrieval_guided_with_a_bank_round_trips_through_an_artifact(tiny_vl, t
 
 
 def test_gated_retrieval_pulls_only_rows_whose_text_form_fires(tiny_vl, tmp_path):
-    from interp.hooks import Gate
+    from interp.edits import Gate
     from interp.organism.render import render
 
     imgs = [render("bomb", 10_000), render("dog", 10_000)]
@@ -389,7 +389,7 @@ def test_generate_passes_generation_settings_and_repeats_per_row_edits_for_beams
 
 
 def test_repeat_rows_repeats_per_row_vectors_and_row_masks_in_place():
-    from interp.hooks import Edit
+    from interp.edits import Edit
 
     v = torch.arange(6.0).reshape(2, 3)
     e = Edit.add(v, layers=[0], rows=torch.tensor([True, False])).repeat_rows(2)

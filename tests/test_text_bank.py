@@ -99,4 +99,3 @@ def test_the_caption_prompt_comes_from_the_intervention_then_the_model_then_a_de
     assert RetrievalGuided([0]).prompt_for(trained) == "Name the object."
     assert RetrievalGuided([0]).prompt_for(plain) == DEFAULT_CAPTION_PROMPT
     assert RetrievalGuided([0], caption_prompt="Say it.").prompt_for(trained) == "Say it."
-

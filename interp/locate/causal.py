@@ -31,8 +31,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.edits import Edit
 from interp.errors import InputError
-from interp.hooks import Edit
 from interp.inputs import chunks
 from interp.positions import parse_positions
 from interp.refusal import refusal_logodds, refusal_token_ids

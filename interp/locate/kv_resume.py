@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from interp.compat import cache_kwarg, output_cache
-from interp.hooks import Edit
+from interp.edits import Edit
 from interp.inputs import chunks
 from interp.models.adapters import get_path
 from interp.positions import PromptLayout

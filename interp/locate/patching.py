@@ -44,9 +44,10 @@ from torch import Tensor
 
 from interp.capture import fill_skipped_layers, stand_in_layers
 from interp.compat import output_cache
+from interp.edits import SITES, Edit, check_site
 from interp.errors import InputError
-from interp.hooks import SITES, Edit, check_site, resolve_layers
 from interp.inputs import chunks
+from interp.layers import resolve_layers
 from interp.locate.kv_resume import (
     continue_logits,
     kv_resume,

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from interp.errors import InputError
-from interp.hooks import resolve_layers
+from interp.layers import resolve_layers
 from interp.serve.errors import APIError
 from interp.steer.folding import check_foldable
 from interp.steer.interventions import AblateDirection, RetrievalMarker

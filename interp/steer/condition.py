@@ -26,8 +26,9 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from interp.capture import capture
+from interp.edits import Gate, last_gate_layer
 from interp.errors import InputError, LayerIndexError
-from interp.hooks import Gate, last_gate_layer, resolve_layers
+from interp.layers import resolve_layers
 from interp.steer.interventions import Conditional
 
 

@@ -19,8 +19,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.edits import unit_vector
 from interp.errors import InputError
-from interp.hooks import resolve_layers, unit_vector
+from interp.layers import resolve_layers
 from interp.steer.interventions import AddDirection, ShiftToText
 
 

@@ -20,8 +20,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.edits import Edit, Gate, finite, unit_vector
 from interp.errors import InputError
-from interp.hooks import Edit, Gate, finite, resolve_layers, unit_vector
+from interp.layers import resolve_layers
 from interp.positions import parse_positions
 
 

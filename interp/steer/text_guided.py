@@ -48,8 +48,9 @@ from dataclasses import dataclass
 import torch
 
 from interp.capture import capture
+from interp.edits import Edit, Gate, finite
 from interp.errors import InputError
-from interp.hooks import Edit, Gate, finite, resolve_layers
+from interp.layers import resolve_layers
 from interp.positions import parse_positions
 from interp.steer.interventions import RetrievalMarker
 from interp.steer.text_bank import TextBank
