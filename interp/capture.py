@@ -168,10 +168,10 @@ def capture_batch(
     layer_ids = resolve_layers(layers, model.n_layers)
     pos = parse_positions(positions)
     if backend == "native":
-        hooked = sorted({*layer_ids, *stand_in_layers(model, layer_ids)})
+        hooked = sorted({*layer_ids, *model.stand_in_layers(layer_ids)})
         with model.hooks(hooked, pos, stop=True, capture_site=site) as run:
             model.forward(batch)
-        per_layer = fill_skipped_layers(run.take(), hooked, pos, model, site)
+        per_layer = model.fill_skipped_layers(run.take(), hooked, pos, site)
     else:
         full = _backend(backend)(model, batch, layer_ids)
         layout = PromptLayout(batch.attention_mask.bool(), _image_mask(model, batch))
@@ -184,38 +184,6 @@ def capture_batch(
         _check_finite(stacked, p.name)
         stacked = stacked.cpu()
         out[p.name] = (stacked, per_layer[(layer_ids[0], p.name)][1].cpu()) if p.is_span else stacked
-    return out
-
-
-def stand_in_layers(model: HookedModel, layer_ids: list[int]) -> list[int]:
-    """The layers before each requested cross-attention layer, back to one that always runs: what a
-    skipped layer's output is read from (Mllama runs its cross-attention layers only with images)."""
-    extra = set()
-    for i in layer_ids:
-        extra.update(range(max(model.stream_source(i), 0), i))
-    return sorted(extra)
-
-
-def fill_skipped_layers(
-    got: dict, layer_ids: list[int], pos, model: HookedModel, site: str = "resid"
-) -> dict:
-    """Mllama skips its cross-attention layers when a batch carries no image, so their hooks never
-    fire; the residual stream passes them unchanged, so their output is the previous layer's, and
-    their attention and MLP blocks write nothing (zeros at those sites)."""
-    out = {}
-    for i in layer_ids:
-        for p in pos:
-            if (i, p.name) in got:
-                out[(i, p.name)] = got[(i, p.name)][0]
-            elif (i - 1, p.name) in out:
-                states, mask = out[(i - 1, p.name)]
-                out[(i, p.name)] = (states if site == "resid" else torch.zeros_like(states), mask)
-            else:
-                raise InputError(
-                    f"decoder layer {i} of {model.name} did not run in this forward (Mllama skips its "
-                    "cross-attention layers when no image is given). Fix: include layer "
-                    f"{i - 1} in layers=, or give images."
-                )
     return out
 
 

@@ -42,7 +42,6 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.capture import fill_skipped_layers, stand_in_layers
 from interp.compat import output_cache
 from interp.edits import SITES, Edit, check_site
 from interp.errors import InputError
@@ -240,14 +239,14 @@ def _clean_pass(model, prompts, images, specs, layer_ids, site, batch_size, toke
     """One forward per clean batch gives both the states to patch in and the clean metric."""
     states: dict[str, list] = {p.name: [] for p in specs}
     metric = []
-    hooked = sorted({*layer_ids, *stand_in_layers(model, layer_ids)})
+    hooked = sorted({*layer_ids, *model.stand_in_layers(layer_ids)})
     for _, chunk, imgs in chunks(prompts, images, batch_size):
         batch = model.encode(chunk, images=imgs)
         with model.hooks(hooked, specs, capture_site=site) as run, torch.inference_mode():
             logits = model.next_token_logits(batch.inputs)
         # a layer the clean run skipped (Mllama's cross-attention, without images) passes the stream
         # on unchanged: its state is the layer before it's, and its attn/mlp write nothing
-        got = fill_skipped_layers(run.take(), hooked, specs, model, site)
+        got = model.fill_skipped_layers(run.take(), hooked, specs, site)
         for p in specs:
             stacked = torch.stack([got[(layer, p.name)][0] for layer in layer_ids], dim=1)
             states[p.name].append(stacked.float().cpu())

@@ -113,6 +113,35 @@ class HookedModel:
             layer -= 1
         return layer
 
+    def stand_in_layers(self, layer_ids: list[int]) -> list[int]:
+        """The layers before each requested skippable layer, back to one that always runs: what a
+        skipped layer's output is read from when it does not run (hook these too)."""
+        extra = set()
+        for i in layer_ids:
+            extra.update(range(max(self.stream_source(i), 0), i))
+        return sorted(extra)
+
+    def fill_skipped_layers(self, got: dict, layer_ids: list[int], positions, site: str = "resid") -> dict:
+        """Captures ``{(layer, position name): (states, mask)}`` completed for the skippable layers
+        that did not run (their hooks never fired): the stream passes them unchanged, so a skipped
+        layer's residual output is the previous layer's, and its attention and MLP write nothing
+        (zeros). ``layer_ids`` must include the stand-in layers (:meth:`stand_in_layers`)."""
+        out = {}
+        for i in layer_ids:
+            for p in positions:
+                if (i, p.name) in got:
+                    out[(i, p.name)] = got[(i, p.name)][0]
+                elif (i - 1, p.name) in out:
+                    states, mask = out[(i - 1, p.name)]
+                    out[(i, p.name)] = (states if site == "resid" else torch.zeros_like(states), mask)
+                else:
+                    raise InputError(
+                        f"decoder layer {i} of {self.name} did not run in this forward (Mllama skips its "
+                        "cross-attention layers when no image is given). Fix: include layer "
+                        f"{i - 1} in layers=, or give images."
+                    )
+        return out
+
     def write_gain(self, layer: int, site: str) -> Tensor | None:
         """The learned gain between ``writer(layer, site)`` and the stream, or None where the writer's
         output is added as is: Mllama's cross-attention layers add ``tanh(gate) * output`` (their MLP
