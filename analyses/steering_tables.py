@@ -1,6 +1,6 @@
 """The steering evaluation's tables, generated from figures/steering/summary.json (no model run).
 
-    python analyses/steering_tables.py      # writes figures/steering/summary.md and the README's block
+    python analyses/steering_tables.py      # writes figures/steering/summary.md and the block in docs/guide/steer.md
 
 Every number is read from summary.json: the sealed test on unseen objects (each method at the alpha
 chosen on the validation split), the validation split's chosen settings, and what the organism can see.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "figures" / "steering"
-README = ROOT / "README.md"
+README = ROOT / "docs" / "guide" / "steer.md"  # the steering page of the docs site
 MARK = ("<!-- generated: analyses/steering_tables.py -->", "<!-- end generated -->")
 GOALS = (
     ("refusal_gap", "refusal_gap_at_most_0.10"),
@@ -105,7 +105,7 @@ def markdown(s: dict) -> str:
 
 
 def readme_block(s: dict) -> str:
-    """The README's steering paragraph: the sealed test's headline rows."""
+    """The steering page's paragraph (docs/guide/steer.md): the sealed test's headline rows."""
     t = s["test"]
     base = t["baseline"]
     rows = [
@@ -134,11 +134,11 @@ def main() -> None:
     (OUT / "summary.md").write_text(markdown(s))
     text = README.read_text()
     if MARK[0] not in text:
-        raise SystemExit(f"README.md has no {MARK[0]} block to fill")
+        raise SystemExit(f"{README} has no {MARK[0]} block to fill")
     head, rest = text.split(MARK[0], 1)
     _, tail = rest.split(MARK[1], 1)
     README.write_text(head + readme_block(s) + tail)
-    print(f"wrote {OUT / 'summary.md'} and the README block")
+    print(f"wrote {OUT / 'summary.md'} and the block in {README}")
 
 
 if __name__ == "__main__":

@@ -61,4 +61,4 @@ def test_readme_block_is_generated_from_the_results():
     import locate_suite
 
     block = locate_suite.readme_block(json.loads(SUITE.read_text()))
-    assert block in (ROOT / "README.md").read_text()
+    assert block in (ROOT / "docs" / "guide" / "locate.md").read_text()

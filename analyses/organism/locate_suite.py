@@ -549,12 +549,12 @@ def markdown(s: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-README = ROOT / "README.md"
+README = ROOT / "docs" / "guide" / "locate.md"  # the locate page of the docs site
 MARK = ("<!-- generated: analyses/organism/locate_suite.py readme -->", "<!-- end generated -->")
 
 
 def readme_block(s: dict) -> str:
-    """The README's localization paragraph, every number read from suite.json and the behaviour files."""
+    """The locate page's paragraph (docs/guide/locate.md), every number read from suite.json and the behaviour files."""
     names = list(s["leave_one_out"])
     windows = ", ".join(_span(o["window"]) for o in s["organisms"].values())
     lo, hi = s["loo_mean_iou_interval"]
@@ -640,7 +640,7 @@ def stage_readme() -> None:
     s = json.loads(SUMMARY.read_text())
     text = README.read_text()
     if MARK[0] not in text:
-        raise SystemExit(f"README.md has no {MARK[0]} block to fill")
+        raise SystemExit(f"{README} has no {MARK[0]} block to fill")
     head, rest = text.split(MARK[0], 1)
     _, tail = rest.split(MARK[1], 1)
     README.write_text(head + readme_block(s) + tail)

@@ -1,0 +1,53 @@
+"""The documentation: a short README, and a site that builds strictly (broken links, missing
+snippets and bad API references fail it) from pages whose results are generated from the JSON."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_readme_is_short_and_links_the_docs():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 150
+    for link in [line.split("](")[1].split(")")[0] for line in text.splitlines() if "](docs/" in line]:
+        assert (ROOT / link).exists(), link
+
+
+def test_the_site_builds_strictly(tmp_path):
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    run = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (tmp_path / "site" / "reference" / "index.html").exists()
+    # the results pages carry the generated tables, not copies
+    site = tmp_path / "site" / "results"
+    assert "Steering the organism VLM (generated from" in (site / "steering" / "index.html").read_text()
+    assert "Localization on the organism suite" in (site / "locate-suite" / "index.html").read_text()
+    shutil.rmtree(tmp_path / "site")
+
+
+def test_the_generated_pages_are_current():
+    # a page generated from the JSON goes stale when a result is re-run and the page is not
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import tables
+
+    assert (ROOT / "docs" / "results" / "benchmarks.md").read_text() == tables.page()
+
+
+def test_the_site_home_is_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    home = (ROOT / "docs" / "index.md").read_text()
+    intro = (
+        "The user guide and the results live in `docs/` (a MkDocs site: `mkdocs serve`, or read the Markdown\n"
+        "directly; `mkdocs build --strict` runs in the tests):"
+    )
+    assert home == readme.replace("](docs/", "](").replace(intro, "The user guide and the results:")
