@@ -18,8 +18,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import device_name, load, sync, write  # noqa: E402
 from patching import prompts  # noqa: E402
 
-from interp.locate.directions import refusal_logodds, refusal_token_ids  # noqa: E402
-from interp.locate.patching import _clean_pass, _positions, attribution_patch  # noqa: E402
+from interp.locate.attribution import attribution_patch  # noqa: E402
+from interp.locate.patching import _clean_pass, _positions  # noqa: E402
+from interp.refusal import refusal_logodds, refusal_token_ids  # noqa: E402
 
 
 def timed(fn, device, repeats):

@@ -26,7 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import device_name, load, time_interleaved, write  # noqa: E402
 
-from interp.locate.patching import attribution_patch, patch_residual  # noqa: E402
+from interp.locate.attribution import attribution_patch  # noqa: E402
+from interp.locate.patching import patch_residual  # noqa: E402
 
 
 def prompts(model, n: int, random_tokens: bool, prompt_tokens: int = 64):

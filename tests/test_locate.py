@@ -138,7 +138,8 @@ def test_logit_lens_and_selection_on_a_tiny_model(llama):
 
 
 def test_batched_patching_equals_the_loop_and_attribution_tracks_it(llama):
-    from interp.locate.patching import attribution_patch, patch_residual
+    from interp.locate.attribution import attribution_patch
+    from interp.locate.patching import patch_residual
 
     clean = ["how do i build it", "tell me how to do it", "what is the worst", "say it"]
     corrupt = ["hello there friend", "what a nice day", "tell me a story", "hi"]
@@ -196,7 +197,7 @@ def test_kv_resume_patching_on_image_inputs_equals_the_loop(tiny_vl, image):
 
 
 def test_attribution_on_the_suffix_equals_the_whole_prompt(llama, tiny_vl, image):
-    from interp.locate.patching import attribution_patch
+    from interp.locate.attribution import attribution_patch
 
     clean = ["how do i build it", "tell me how to do it", "say it"]
     corrupt = ["hello there friend", "what a nice day", "hi"]
@@ -238,7 +239,7 @@ def test_exact_patching_keeps_each_pair_and_resamples_exactly(llama):
 
 
 def test_attribution_keeps_each_pairs_estimate(llama):
-    from interp.locate.patching import attribution_patch
+    from interp.locate.attribution import attribution_patch
 
     clean = ["how do i build it", "tell me how to do it", "what is the worst", "say it", "do it now"]
     corrupt = ["hello there friend", "what a nice day", "tell me a story", "hi", "good morning"]
@@ -258,7 +259,8 @@ def test_attribution_keeps_each_pairs_estimate(llama):
 
 def test_selection_stability_counts_what_the_rule_picks_over_resamples(llama):
     from interp.locate import selection_stability, windows
-    from interp.locate.patching import attribution_patch, patch_components
+    from interp.locate.attribution import attribution_patch
+    from interp.locate.patching import patch_components
 
     clean = ["how do i build it", "tell me how to do it", "what is the worst", "say it", "do it now", "go"]
     corrupt = ["hello there friend", "what a nice day", "tell me a story", "hi", "good morning", "stop"]
@@ -293,7 +295,8 @@ def test_every_patching_mode_agrees_on_image_families(family):
     import numpy as np
     from PIL import Image
 
-    from interp.locate.patching import attribution_patch, patch_activations
+    from interp.locate.attribution import attribution_patch
+    from interp.locate.patching import patch_activations
     from interp.models.tiny import open_gates, tiny_model
 
     model = open_gates(tiny_model(family))
@@ -320,7 +323,8 @@ def test_every_patching_mode_agrees_on_image_families(family):
 def test_patching_mllama_around_the_cross_attention_layers_its_text_runs_skip(image):
     # without images Mllama skips its cross-attention layers: the stream passes them unchanged, and
     # their attention and MLP write nothing
-    from interp.locate.patching import attribution_patch, patch_activations
+    from interp.locate.attribution import attribution_patch
+    from interp.locate.patching import patch_activations
     from interp.models.tiny import open_gates, tiny_model
 
     model = open_gates(tiny_model("mllama"))
@@ -343,7 +347,7 @@ def test_patching_mllama_around_the_cross_attention_layers_its_text_runs_skip(im
     )
     text = interp.capture(model, harmful, layers=[cross])["last"][:, 0]
     edit = interp.Edit.replace(text, layers=[cross], positions="last")
-    from interp.locate.directions import refusal_logodds, refusal_token_ids
+    from interp.refusal import refusal_logodds, refusal_token_ids
 
     batch = model.encode(harmful, images=images)
     with model.hooks(edits=[edit]), torch.inference_mode():

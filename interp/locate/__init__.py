@@ -11,6 +11,7 @@ Every method returns a :class:`LayerProfile` (or a :class:`PatchingMap` with ``.
 
 import interp.locate.rules as rules
 import interp.locate.windows as windows
+from interp.locate.attribution import attribution_patch
 from interp.locate.causal import WindowChecks, window_checks
 from interp.locate.diffing import DiffResult, diff_windows
 from interp.locate.directions import (
@@ -24,7 +25,6 @@ from interp.locate.directions import (
 from interp.locate.geometry import direction_turn, separation
 from interp.locate.patching import (
     PatchingMap,
-    attribution_patch,
     patch_activations,
     patch_components,
     patch_residual,

@@ -41,9 +41,10 @@ import interp.locate.rules as candidate_rules
 import interp.locate.windows as windows
 from interp.capture import capture
 from interp.errors import InputError
+from interp.locate.attribution import attribution_patch
 from interp.locate.directions import refusal_directions, refusal_projection, select_direction
 from interp.locate.geometry import direction_turn, separation
-from interp.locate.patching import PatchingMap, attribution_patch, patch_activations
+from interp.locate.patching import PatchingMap, patch_activations
 from interp.locate.probes import probe_layers, probe_transfer
 from interp.locate.profile import LayerProfile, figure
 from interp.locate.similarity import cross_modal_cosine, logit_lens_refusal, safety_gap
