@@ -163,16 +163,7 @@ def _curves(saved: dict, idx=None) -> Curves:
     base = Curves.from_report(saved["report"])
     if idx is None:
         return base
-    maps = {k: _map_from(v).resampled(idx) for k, v in saved["maps"].items()}
-    return Curves.from_maps(
-        maps,
-        probe=base.probe,
-        safety_gap=base.safety_gap,
-        lens_first=base.lens_first,
-        direction_layer=base.direction_layer,
-        turn=base.turn,
-        separation=base.separation,
-    )
+    return base.with_maps({k: _map_from(v).resampled(idx) for k, v in saved["maps"].items()})
 
 
 def _interval(values: list[float]) -> list[float]:

@@ -44,6 +44,13 @@ from interp.errors import InputError
 from interp.locate.attribution import attribution_patch
 from interp.locate.directions import refusal_directions, refusal_projection, select_direction
 from interp.locate.geometry import direction_turn, separation
+from interp.locate.localize import (
+    components_profile,
+    curves_of,
+    given_rule,
+    method_windows,
+    window_stability,
+)
 from interp.locate.patching import PatchingMap, patch_activations
 from interp.locate.probes import probe_layers, probe_transfer
 from interp.locate.profile import LayerProfile, figure
@@ -260,7 +267,7 @@ def run(
         steps.append("cross-modal (text vs image)")
     if causal:
         steps.append("causal checks of the located window")
-    card = chosen_rule() if rule is None else _given_rule(rule)
+    card = chosen_rule() if rule is None else given_rule(rule)
     bar = tqdm(steps, desc="locate", disable=not progress)
     for step in bar:
         bar.set_postfix_str(step)
@@ -299,7 +306,7 @@ def run(
                 model, harmful, harmless, positions=positions, batch_size=batch_size
             )
             profiles["attribution"] = maps["attribution"].profile()
-            profiles["patch_components"] = _components(profiles["patch_attn"], profiles["patch_mlp"])
+            profiles["patch_components"] = components_profile(profiles["patch_attn"], profiles["patch_mlp"])
             exact, approx = maps["resid"].effect.flatten(), maps["attribution"].effect.flatten()
             findings["attribution_vs_exact_correlation"] = _corr(exact, approx)
             findings["attribution_forwards"] = maps["attribution"].forwards
@@ -324,20 +331,20 @@ def run(
         seconds[step] = round(time.perf_counter() - t0, 1)
         if step.startswith("patching"):  # the located window, before the steps that check it
             chosen = candidate_rules.RULES[card["rule"]]
-            candidate = chosen.select(_curves(profiles, maps, findings))
+            candidate = chosen.select(curves_of(profiles, maps, findings))
     bar.close()
-    localized = _localize(profiles, findings, layers)
+    localized = method_windows(profiles, findings, layers)
     localized = {
         "chosen_rule": {"layers": candidate, "rule": f"{card['rule']}: {card['description']}"},
         **localized,
     }
-    for name, stab in _stability(maps, layers).items():
+    for name, stab in window_stability(maps, layers).items():
         localized[name]["stability"] = stab.to_dict()
     if chosen.uses_maps:
         sites = {k: maps[k] for k in ("resid", "attn", "mlp", "attribution") if k in maps}
         localized["chosen_rule"]["stability"] = selection_stability(
             sites,
-            lambda ms: chosen.select(_curves(profiles, ms, findings)),
+            lambda ms: chosen.select(curves_of(profiles, ms, findings)),
             rule=card["rule"],
         ).to_dict()
     safety = candidate if card["reliable"] else []
@@ -411,123 +418,6 @@ def _cross_modal(model, pairs, dirs, positions, profiles, maps, findings, batch_
     findings["text_minus_image_metric"] = (
         maps["text_to_image"].clean_metric - maps["text_to_image"].corrupt_metric
     )
-
-
-def _given_rule(name: str) -> dict:
-    if name not in candidate_rules.RULES:
-        raise InputError(f"unknown rule {name!r}. Known: {', '.join(candidate_rules.RULES)}.")
-    return {"rule": name, "description": candidate_rules.RULES[name].description, "reliable": True}
-
-
-def _curves(profiles: dict, maps: dict, findings: dict) -> candidate_rules.Curves:
-    """The numbers the localization rules read, from this run's maps and profiles."""
-    lens = profiles.get("logit_lens_refusal")
-    return candidate_rules.Curves.from_maps(
-        {k: maps[k] for k in ("resid", "attn", "mlp", "attribution") if k in maps},
-        probe=profiles["probe"].scores if "probe" in profiles else None,
-        safety_gap=profiles["safety_gap"].scores if "safety_gap" in profiles else None,
-        lens_first=lens.metadata.get("first_layer_majority_in_top_k") if lens else None,
-        direction_layer=findings.get("selected_direction_layer"),
-        turn=profiles["direction_turn"].scores if "direction_turn" in profiles else None,
-        separation=profiles["separation"].scores if "separation" in profiles else None,
-    )
-
-
-def _components(attn: LayerProfile, mlp: LayerProfile) -> LayerProfile:
-    scores = [max(a, 0.0) + max(m, 0.0) for a, m in zip(attn.scores, mlp.scores, strict=True)]
-    return LayerProfile(
-        method="patch_components",
-        layers=list(attn.layers),
-        scores=scores,
-        score_name="attention + MLP output patching effect (each max over the last positions, clipped at 0)",
-        higher_is="this layer's blocks write the refusal",
-        model=attn.model,
-        metadata={"attn": attn.scores, "mlp": mlp.scores},
-    )
-
-
-# the patching rules, shared by the selection itself and its stability under resampled pairs
-COMPONENT_RULE = "attention + MLP patching effect >= 0.5 x its maximum"
-RESID_RULE = "residual patching effect (last positions) rises from 0.1 to 0.9"
-ATTRIBUTION_RULE = "attribution estimate rises from 0.1 to 0.9"
-TEXT_TO_IMAGE_RULE = "text -> image residual patching effect rises from 0.1 to 0.9"
-
-
-def _component_window(components: LayerProfile, layers: list[int]) -> list[int]:
-    return windows.top_window(components.scores, 0.5, layers)
-
-
-def _rise_window(profile: LayerProfile, layers: list[int]) -> list[int]:
-    return windows.rise_window(profile.scores, layers=layers)
-
-
-def _stability(maps: dict, layers: list[int]) -> dict:
-    """How often each patching rule picks each layer over 1000 resamples of its prompt pairs."""
-
-    def components(ms):
-        return _component_window(_components(ms["attn"].profile(), ms["mlp"].profile()), layers)
-
-    def rise(ms):
-        (m,) = ms.values()
-        return _rise_window(m.profile(), layers)
-
-    out = {}
-    if all(site in maps for site in ("attn", "mlp")):
-        out["patch_components"] = selection_stability(
-            {"attn": maps["attn"], "mlp": maps["mlp"]}, components, rule=COMPONENT_RULE
-        )
-    for name, key, rule in (
-        ("patch_resid", "resid", RESID_RULE),
-        ("attribution", "attribution", ATTRIBUTION_RULE),
-        ("patch_text_to_image", "text_to_image", TEXT_TO_IMAGE_RULE),
-    ):
-        if key in maps:
-            out[name] = selection_stability({key: maps[key]}, rise, rule=rule)
-    return out
-
-
-def _localize(profiles: dict, findings: dict, layers: list[int]) -> dict:
-    out = {
-        "patch_components": {
-            "layers": _component_window(profiles["patch_components"], layers),
-            "rule": COMPONENT_RULE,
-        },
-        "patch_resid": {"layers": _rise_window(profiles["patch_resid"], layers), "rule": RESID_RULE},
-        "attribution": {
-            "layers": _rise_window(profiles["attribution"], layers),
-            "rule": ATTRIBUTION_RULE,
-        },
-        "probe": {
-            "layers": _one(windows.onset(_above_chance(profiles["probe"]), 0.95, layers)),
-            "rule": "first layer where probe accuracy minus 0.5 reaches 0.95 x its maximum",
-        },
-        "safety_gap": {
-            "layers": _one(windows.onset(profiles["safety_gap"].scores, 0.5, layers)),
-            "rule": "first layer where the N-N vs N-M cosine gap reaches 0.5 x its maximum",
-        },
-        "logit_lens_refusal": {
-            "layers": _one(profiles["logit_lens_refusal"].metadata["first_layer_majority_in_top_k"]),
-            "rule": "first layer where most harmful prompts have a refusal token in the lens top-5 (TGA)",
-        },
-        "direction_selection": {
-            "layers": _one(findings["selected_direction_layer"]),
-            "rule": "Arditi et al.: the kept layer whose direction's ablation removes the most refusal",
-        },
-    }
-    if "patch_text_to_image" in profiles:
-        out["patch_text_to_image"] = {
-            "layers": _rise_window(profiles["patch_text_to_image"], layers),
-            "rule": TEXT_TO_IMAGE_RULE,
-        }
-    return out
-
-
-def _above_chance(prof: LayerProfile) -> list[float]:
-    return [s - 0.5 for s in prof.scores]
-
-
-def _one(layer) -> list[int]:
-    return [] if layer is None else [int(layer)]
 
 
 def _corr(a: torch.Tensor, b: torch.Tensor) -> float | None:

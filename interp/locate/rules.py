@@ -83,6 +83,12 @@ class Curves:
             **others,
         )
 
+    def with_maps(self, maps: dict) -> Curves:
+        """These curves with the patching ones recomputed from ``maps`` (e.g. resampled pairs) and
+        the rest kept."""
+        keep = ("probe", "safety_gap", "lens_first", "direction_layer", "turn", "separation")
+        return Curves.from_maps(maps, **{k: getattr(self, k) for k in keep})
+
     @classmethod
     def from_report(cls, report) -> Curves:
         """From a :class:`interp.locate.report.LocateReport` (or its ``to_dict()``)."""
