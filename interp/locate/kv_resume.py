@@ -1,7 +1,7 @@
 """Patching that recomputes only what a patch can change: the tokens from the patched position on,
 against the unpatched run's KV cache, and the layers from the patched one on.
 
-    >>> pairs, corrupt_metrics, forwards = kv_resume(model, corrupt, None, states, specs, layers, "resid", 16, ids)
+    >>> sweep = kv_resume(Job(model, corrupt, None, states, specs, layers, "resid", 16, ids))  # or None
     >>> start = suffix_start(model, batch, specs)     # where a suffix-only run may begin, or None
 
 Causal attention means a change at position ``q`` cannot reach any position before ``q``; a change at
@@ -20,6 +20,7 @@ from torch import Tensor
 from interp.compat import cache_kwarg, output_cache
 from interp.edits import Edit
 from interp.inputs import chunks
+from interp.locate.sweep import Job, Sweep
 from interp.models.adapters import get_path
 from interp.positions import PromptLayout
 from interp.refusal import refusal_logodds
@@ -118,7 +119,7 @@ def _cut(cache, length: int, keep: tuple[int, ...] = ()) -> bool:
     return True
 
 
-def kv_resume(model, corrupt, corrupt_images, states, specs, layer_ids, site, batch_size, token_ids):
+def kv_resume(job: Job) -> Sweep | None:
     """Each patched run recomputes only the tokens from its patched position on, against the corrupt
     run's KV cache, and only the layers from its patched layer on.
 
@@ -126,15 +127,16 @@ def kv_resume(model, corrupt, corrupt_images, states, specs, layer_ids, site, ba
     any layer before ``L``; so one corrupt forward keeps its KV cache and every layer's output, and each
     (layer, position) job feeds the ``T - q`` suffix tokens through layers ``L..`` with the cache cut
     back to ``q`` (layers up to the patched one replay their cached outputs). With ``"last"`` that is one
-    token per job instead of the whole prompt. Returns ``(per-pair metrics [L, P, N], corrupt metrics,
-    forwards)``, or
-    None where this does not apply (positions at different columns across rows, image tokens in the
+    token per job instead of the whole prompt. ``job``: :class:`interp.locate.sweep.Job`; returns a
+    :class:`interp.locate.sweep.Sweep`, or None where this does not apply (positions at different columns across rows, image tokens in the
     suffix, a cache that cannot be cut back): the caller then uses the packed replay instead.
     """
-    pairs = torch.zeros(len(layer_ids), len(specs), len(corrupt))
+    model, states, specs, layer_ids, site = job.model, job.states, job.specs, job.layer_ids, job.site
+    token_ids = job.token_ids
+    pairs = torch.zeros(len(layer_ids), len(specs), len(job.corrupt))
     corrupt_m, forwards = [], 0
     last = max(layer_ids)
-    for i, chunk, imgs in chunks(corrupt, corrupt_images, batch_size):
+    for i, chunk, imgs in chunks(job.corrupt, job.corrupt_images, job.batch_size):
         batch = model.encode(chunk, images=imgs)
         cols = _suffix_columns(model, batch, specs)
         if cols is None:
@@ -168,4 +170,4 @@ def kv_resume(model, corrupt, corrupt_images, states, specs, layer_ids, site, ba
                 pairs[li, pi, i : i + b] = refusal_logodds(logits, token_ids).float().cpu()
                 forwards += 1
         del cache, cached
-    return pairs, corrupt_m, forwards
+    return Sweep(pairs, torch.cat(corrupt_m).float().cpu(), forwards, "kv_resume")

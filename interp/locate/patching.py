@@ -51,6 +51,7 @@ from interp.locate.kv_resume import (
     kv_resume,
 )
 from interp.locate.profile import LayerProfile
+from interp.locate.sweep import Job, Sweep
 from interp.positions import parse_positions
 from interp.refusal import refusal_logodds, refusal_token_ids
 
@@ -261,20 +262,7 @@ def _repeat(batch, times: int, n: int):
     }
 
 
-def _batched(
-    model,
-    corrupt,
-    corrupt_images,
-    states,
-    specs,
-    layer_ids,
-    site,
-    max_rows,
-    batch_size,
-    token_ids,
-    pairs,
-    corrupt_m,
-) -> int:
+def _replay(job: Job) -> Sweep:
     """Patched copies of each corrupt batch, several per forward, each resuming from cached states.
 
     One corrupt forward per batch keeps every decoder layer's output (and gives the corrupt metric).
@@ -282,18 +270,20 @@ def _batched(
     layers before a group's first patched layer are replayed from the cache instead of computed, so
     a full sweep computes about half the layers of one-forward-per-layer. A copy patched at a later
     layer than the group's first computes its unpatched layers again, which gives the cached values.
-    Returns the number of forwards run; writes each job's per-pair metrics into ``pairs`` [L, P, N].
     """
-    forwards = 0
+    model, specs, layer_ids, site = job.model, job.specs, job.layer_ids, job.site
+    pairs = torch.zeros(len(layer_ids), len(specs), len(job.corrupt))
+    corrupt_m, forwards = [], 0
     last = max(layer_ids)
-    for i, chunk, imgs in chunks(corrupt, corrupt_images, batch_size):
+    for i, chunk, imgs in chunks(job.corrupt, job.corrupt_images, job.batch_size):
         batch = model.encode(chunk, images=imgs)
         b = len(batch)
         with model.hooks(keep_layers=list(range(last + 1))) as run, torch.inference_mode():
-            corrupt_m.append(refusal_logodds(model.next_token_logits(batch.inputs), token_ids).float().cpu())
+            logits = model.next_token_logits(batch.inputs)
+        corrupt_m.append(refusal_logodds(logits, job.token_ids).float().cpu())
         cached, as_tuple = run.kept, bool(run.output_is_tuple)
         forwards += 1
-        copies = max(1, max_rows // b)
+        copies = max(1, job.max_rows // b)
         jobs = [(li, pi) for li in range(len(layer_ids)) for pi in range(len(specs))]
         for j in range(0, len(jobs), copies):
             group = jobs[j : j + copies]
@@ -306,7 +296,7 @@ def _batched(
                 rows = torch.zeros(b * g, dtype=torch.bool)
                 rows[c * b : (c + 1) * b] = True
                 value = torch.zeros(b * g, model.d_model)
-                value[c * b : (c + 1) * b] = states[specs[pi].name][i : i + b, li]
+                value[c * b : (c + 1) * b] = job.states[specs[pi].name][i : i + b, li]
                 edits.append(
                     Edit.replace(value, layers=[layer_ids[li]], positions=[specs[pi]], rows=rows, site=site)
                 )
@@ -314,10 +304,30 @@ def _batched(
             with model.hooks(edits=edits, replay=replay, replay_tuple=as_tuple), torch.inference_mode():
                 logits = model.next_token_logits(inputs)
             forwards += 1
-            m = refusal_logodds(logits, token_ids).view(g, b)
+            m = refusal_logodds(logits, job.token_ids).view(g, b)
             for c, (li, pi) in enumerate(group):
                 pairs[li, pi, i : i + b] = m[c].float().cpu()
-    return forwards
+    return Sweep(pairs, torch.cat(corrupt_m).float().cpu(), forwards, "replay_pack")
+
+
+def _loop(job: Job) -> Sweep:
+    """The usual implementation, for comparison: one full patched forward per (layer, position), each batch."""
+    model, specs = job.model, job.specs
+    batches = [
+        (i, model.encode(c, images=imgs))
+        for i, c, imgs in chunks(job.corrupt, job.corrupt_images, job.batch_size)
+    ]
+    corrupt_m = [_metric(model, batch, token_ids=job.token_ids) for _, batch in batches]
+    pairs = torch.zeros(len(job.layer_ids), len(specs), len(job.corrupt))
+    forwards = 1
+    for li in range(len(job.layer_ids)):
+        for pi in range(len(specs)):
+            for i, batch in batches:
+                value = job.states[specs[pi].name][i : i + job.batch_size, li]
+                edit = Edit.replace(value, layers=[job.layer_ids[li]], positions=[specs[pi]], site=job.site)
+                pairs[li, pi, i : i + len(batch)] = _metric(model, batch, [edit], job.token_ids).float().cpu()
+            forwards += 1
+    return Sweep(pairs, torch.cat(corrupt_m).float().cpu(), forwards, "loop")
 
 
 def patch_residual(model, clean: list[str], corrupt: list[str], **kwargs) -> PatchingMap:
@@ -371,47 +381,14 @@ def patch_activations(
     token_ids = refusal_token_ids(model.tokenizer)
     states, clean_m = _clean_pass(model, clean, clean_images, specs, layer_ids, site, batch_size, token_ids)
     n = len(corrupt)
-    jobs = [(li, pi) for li in range(len(layer_ids)) for pi in range(len(specs))]
-    pairs = torch.zeros(len(layer_ids), len(specs), n)
-    corrupt_m, forwards, strategy = [], 1, mode
-    if mode == "loop":  # the usual implementation: one full patched forward per (layer, position) and batch
-        batches = [
-            (i, model.encode(c, images=imgs)) for i, c, imgs in chunks(corrupt, corrupt_images, batch_size)
-        ]
-        corrupt_m += [_metric(model, batch, token_ids=token_ids) for _, batch in batches]
-        forwards += 1
-        for li, pi in jobs:
-            for i, batch in batches:
-                value = states[specs[pi].name][i : i + batch_size, li]
-                edit = Edit.replace(value, layers=[layer_ids[li]], positions=[specs[pi]], site=site)
-                pairs[li, pi, i : i + len(batch)] = _metric(model, batch, [edit], token_ids).float().cpu()
-            forwards += 1
-    elif mode == "batched" and (
-        resumed := kv_resume(
-            model, corrupt, corrupt_images, states, specs, layer_ids, site, batch_size, token_ids
-        )
-    ):
-        strategy = "kv_resume"
-        pairs, corrupt_m, more = resumed
-        forwards += more
-    else:
-        strategy = "replay_pack"
-        forwards += _batched(
-            model,
-            corrupt,
-            corrupt_images,
-            states,
-            specs,
-            layer_ids,
-            site,
-            max_rows,
-            batch_size,
-            token_ids,
-            pairs,
-            corrupt_m,
-        )
+    job = Job(model, corrupt, corrupt_images, states, specs, layer_ids, site, batch_size, token_ids, max_rows)
+    if mode == "loop":
+        sweep = _loop(job)
+    else:  # "batched": resume from the KV cache where that applies, else the packed replay
+        sweep = (kv_resume(job) if mode == "batched" else None) or _replay(job)
+    pairs, corrupt_pairs, strategy = sweep.pairs, sweep.corrupt, sweep.strategy
+    forwards = 1 + sweep.forwards  # + the clean pass
     raw = pairs.mean(-1)
-    corrupt_pairs = torch.cat(corrupt_m).float().cpu()
     m_clean, m_corrupt = clean_m.mean().item(), corrupt_pairs.mean().item()
     effect = _normalized(raw, m_clean, m_corrupt)
     return PatchingMap(
