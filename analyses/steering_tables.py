@@ -70,6 +70,25 @@ def _perception(s: dict) -> str:
     return "Caption accuracy on held-out renderings (the caption names the object): " + "; ".join(parts) + "."
 
 
+def _reading(s: dict) -> str:
+    """What the test can and cannot say, from the perception numbers and the unsteered rows."""
+    t = s["test"]
+    unseen = t["perception"].get("unseen")
+    if unseen is None or unseen["caption_accuracy"] >= 0.5:
+        return ""
+    b = t["baseline"]
+    return (
+        f"The organism names {unseen['caption_accuracy']:.0%} of the unseen objects, so on the test it "
+        "does not know what the image shows: every method acts on the requests' wording and, for retrieval, "
+        "on captions that name other objects. Unsteered, it refuses "
+        f"{b['image_harmful_refusal']:.2f} of the harmful and {b['image_harmless_refusal']:.2f} of the harmless "
+        f"image requests there (their text forms: {b['text_harmful_refusal']:.2f} and "
+        f"{b['text_harmless_refusal']:.2f}): the wording of the harmful requests carries most of the harm, "
+        "and an image it cannot read makes harmless requests look suspect. A method's refusal on the test "
+        "is therefore no evidence that it transfers text safety to what an image shows."
+    )
+
+
 def markdown(s: dict) -> str:
     """figures/steering/summary.md."""
     t = s["test"]
@@ -85,6 +104,7 @@ def markdown(s: dict) -> str:
         f"- Selection rule (validation): {s['selection_rule']}.",
         f"- Intervals: {s['interval_rule']}.",
         f"- {_perception(s)}",
+        *([f"- {_reading(s)}"] if _reading(s) else []),
         "",
         f"## {'Sealed test: unseen objects' if t.get('objects_are', 'unseen') == 'unseen' else t['objects_are']} "
         f"(evaluated {t['evaluated']}; rows: {_n(t['n'])}; "
@@ -118,7 +138,7 @@ def readme_block(s: dict) -> str:
         f"{s['steering_layers']} chosen on calibration prompts only, each method's alpha chosen on a "
         "validation split of seen objects, the test run once after every choice. Unsteered, harmful "
         f"image requests are refused {_iv(base, 'image_harmful_refusal')} and their text forms "
-        f"{base['text_harmful_refusal']:.2f}. {_perception(s)} Full tables (validation too): "
+        f"{base['text_harmful_refusal']:.2f}. {_perception(s)} {_reading(s)} Full tables (validation too): "
         "`figures/steering/summary.md`; the results before issue 27 (layers from the locate report, "
         "alphas chosen on the reported rows): `figures/steering/issue23/`.",
         "",
