@@ -95,3 +95,13 @@ def test_diffing_errors(pair, llama):
     other = tiny_model("llama", num_hidden_layers=llama.n_layers + 1)
     with pytest.raises(InputError, match="differ in shape"):
         diff_windows(other, base, HARMFUL, HARMLESS)
+
+
+def test_a_window_of_skipped_layers_only_is_refused():
+    # Mllama's cross-attention layers do not run on text prompts: a window of only those is empty
+    from interp.models.tiny import tiny_model
+
+    mllama = tiny_model("mllama")
+    skipped = sorted(mllama.skippable_layers)
+    with pytest.raises(InputError, match="skips on text prompts"):
+        window_checks(mllama, HARMFUL, HARMLESS, skipped)

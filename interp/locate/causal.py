@@ -160,6 +160,12 @@ def window_checks(
     if bad:
         raise InputError(f"layers {bad} are outside {model.name}'s 0-{model.n_layers - 1}.")
     window = sorted(set(window))
+    if set(window) <= model.skippable_layers:
+        raise InputError(
+            f"window {window} holds only layers {model.name} skips on text prompts (Mllama's cross-attention "
+            "layers), so nothing in it runs and there is nothing to patch or ablate. Fix: widen the window "
+            "to layers that run on text."
+        )
     positions = [-(i + 1) for i in range(last_positions)][::-1]
     specs = parse_positions(positions)
     token_ids = refusal_token_ids(model.tokenizer)
