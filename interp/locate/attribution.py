@@ -24,7 +24,6 @@ from interp.locate.patching import (
     _check_pairs,
     _clean_pass,
     _fill_skipped,
-    _normalized,
     _positions,
     _ran_layers,
     _skipped,
@@ -104,18 +103,13 @@ def attribution_patch(
                 # row's own gradient: each pair's first-order estimate of its patched metric
                 pairs[li, pi, i : i + len(batch)] = m + (diff * g[:, col].float()).sum(-1).cpu()
     forwards += 2  # the corrupt forward and its backward (weights need no gradient: about one forward)
-    corrupt_pairs = torch.cat(corrupt_m)
-    m_clean, m_corrupt = clean_m.mean().item(), corrupt_pairs.mean().item()
-    raw = pairs.mean(-1)
-    effect = _normalized(raw, m_clean, m_corrupt)
-    return PatchingMap(
+    return PatchingMap.from_pairs(
+        pairs,
+        clean_m,
+        torch.cat(corrupt_m),
         method="attribution_patch",
         layers=layer_ids,
         positions=[p.name for p in specs],
-        effect=effect,
-        raw=raw,
-        clean_metric=m_clean,
-        corrupt_metric=m_corrupt,
         model=model.name,
         forwards=forwards,
         seconds=time.perf_counter() - t0,
@@ -124,7 +118,4 @@ def attribution_patch(
             "estimate": "(h_clean - h_corrupt) . grad of the metric at h_corrupt",
             "backward": "suffix tokens only" if suffix_runs else "whole prompt",
         },
-        pairs=pairs,
-        clean_pairs=clean_m.float().cpu(),
-        corrupt_pairs=corrupt_pairs,
     )

@@ -88,18 +88,15 @@ class PatchingMap:
                 f"this {self.method} map keeps no per-pair numbers (a resampled map, or one built by hand); "
                 "resample the map patching returned."
             )
-        raw = self.pairs[..., idx].mean(-1)
-        m_clean, m_corrupt = float(self.clean_pairs[idx].mean()), float(self.corrupt_pairs[idx].mean())
-        return replace(
-            self,
-            effect=_normalized(raw, m_clean, m_corrupt),
-            raw=raw,
-            clean_metric=m_clean,
-            corrupt_metric=m_corrupt,
-            pairs=None,
-            clean_pairs=None,
-            corrupt_pairs=None,
-        )
+        summary = _summary(self.pairs[..., idx], self.clean_pairs[idx], self.corrupt_pairs[idx])
+        return replace(self, **summary, pairs=None, clean_pairs=None, corrupt_pairs=None)
+
+    @classmethod
+    def from_pairs(cls, pairs: Tensor, clean_pairs: Tensor, corrupt_pairs: Tensor, **fields) -> PatchingMap:
+        """The map of per-pair metrics (patched [L, P, N], clean [N], corrupt [N]), which it keeps;
+        ``fields``: the rest (method, layers, positions, model, forwards, seconds, metadata)."""
+        summary = _summary(pairs, clean_pairs, corrupt_pairs)
+        return cls(**summary, **fields, pairs=pairs, clean_pairs=clean_pairs, corrupt_pairs=corrupt_pairs)
 
     def profile(self, position: str | None = None) -> LayerProfile:
         """Per-layer scores at one position (default: the max over positions per layer)."""
@@ -162,6 +159,19 @@ def _positions(positions) -> list:
                 "must line up across prompts of different lengths."
             )
     return specs
+
+
+def _summary(pairs: Tensor, clean_pairs: Tensor, corrupt_pairs: Tensor) -> dict:
+    """A map's summary fields from its per-pair metrics: mean patched metric, the clean and corrupt
+    means, and the effect normalized between them."""
+    raw = pairs.mean(-1)
+    m_clean, m_corrupt = float(clean_pairs.mean()), float(corrupt_pairs.mean())
+    return {
+        "effect": _normalized(raw, m_clean, m_corrupt),
+        "raw": raw,
+        "clean_metric": m_clean,
+        "corrupt_metric": m_corrupt,
+    }
 
 
 def _normalized(raw: Tensor, m_clean: float, m_corrupt: float) -> Tensor:
@@ -386,31 +396,22 @@ def patch_activations(
         sweep = _loop(job)
     else:  # "batched": resume from the KV cache where that applies, else the packed replay
         sweep = (kv_resume(job) if mode == "batched" else None) or _replay(job)
-    pairs, corrupt_pairs, strategy = sweep.pairs, sweep.corrupt, sweep.strategy
-    forwards = 1 + sweep.forwards  # + the clean pass
-    raw = pairs.mean(-1)
-    m_clean, m_corrupt = clean_m.mean().item(), corrupt_pairs.mean().item()
-    effect = _normalized(raw, m_clean, m_corrupt)
-    return PatchingMap(
+    return PatchingMap.from_pairs(
+        sweep.pairs,
+        clean_m,
+        sweep.corrupt,
         method=f"patch_{site} ({mode})",
         layers=layer_ids,
         positions=[p.name for p in specs],
-        effect=effect,
-        raw=raw,
-        clean_metric=m_clean,
-        corrupt_metric=m_corrupt,
         model=model.name,
-        forwards=forwards,
+        forwards=1 + sweep.forwards,  # + the clean pass
         seconds=time.perf_counter() - t0,
         metadata={
             "n_pairs": n,
             "mode": mode,
             "site": site,
             "max_rows": max_rows,
-            "strategy": strategy,
-            "degenerate": abs(m_clean - m_corrupt) <= 1e-6,
+            "strategy": sweep.strategy,
+            "degenerate": abs(float(clean_m.mean()) - float(sweep.corrupt.mean())) <= 1e-6,
         },
-        pairs=pairs,
-        clean_pairs=clean_m.float().cpu(),
-        corrupt_pairs=corrupt_pairs,
     )
