@@ -35,18 +35,25 @@ def test_each_module_imports_first():
     assert not failed, failed
 
 
+def _imported(nodes) -> set[str]:
+    """The modules these AST nodes import (absolute imports), and ``module.name`` for each name taken
+    from a module (it may be a submodule)."""
+    import ast
+
+    out = set()
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            out |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+    return out
+
+
 def _imports(path, top_level_only: bool) -> set[str]:
     import ast
 
     tree = ast.parse(path.read_text())
-    nodes = tree.body if top_level_only else list(ast.walk(tree))
-    out = set()
-    for node in nodes:
-        if isinstance(node, ast.ImportFrom) and node.module:
-            out.add(node.module)
-        elif isinstance(node, ast.Import):
-            out.update(a.name for a in node.names)
-    return out
+    return _imported(tree.body if top_level_only else ast.walk(tree))
 
 
 def test_layers_import_only_downward():
@@ -87,14 +94,7 @@ def _graph() -> dict[str, set[str]]:
             if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"
             for n in ast.walk(node)
         }
-        targets = set()
-        for node in ast.walk(tree):
-            if id(node) in typing_only:
-                continue
-            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                targets |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
-            elif isinstance(node, ast.Import):
-                targets |= {a.name for a in node.names}
+        targets = _imported(node for node in ast.walk(tree) if id(node) not in typing_only)
         graph[name] = {t for t in targets if t in mods and t not in (name, "interp")}
     return graph
 
