@@ -19,7 +19,7 @@ from common import device_name, load, sync, write  # noqa: E402
 from patching import prompts  # noqa: E402
 
 from interp.locate.attribution import attribution_patch  # noqa: E402
-from interp.locate.patching import _clean_pass, _positions  # noqa: E402
+from interp.locate.patching import clean_pass, patch_positions  # noqa: E402
 from interp.refusal import refusal_logodds, refusal_token_ids  # noqa: E402
 
 
@@ -44,7 +44,7 @@ def main() -> None:
     args = p.parse_args()
     model = load(args.model, args.device, args.dtype)
     clean, corrupt = prompts(model, args.pairs, args.model == "llama3-8b-shape")
-    specs = _positions("last")
+    specs = patch_positions("last")
     layers = list(range(model.n_layers))
     tok = refusal_token_ids(model.tokenizer)
     batch = model.encode(corrupt)
@@ -56,8 +56,8 @@ def main() -> None:
         with torch.inference_mode():
             model.next_token_logits(batch.inputs)
 
-    def clean_pass():
-        _clean_pass(model, clean, None, specs, layers, "resid", args.pairs, tok)
+    def clean_states():
+        clean_pass(model, clean, None, specs, layers, "resid", args.pairs, tok)
 
     def prefix():
         with torch.no_grad():
@@ -86,7 +86,7 @@ def main() -> None:
             torch.autograd.grad(state["m"].sum(), state["kept"])
 
     ms = {"forward": timed(forward, args.device, args.repeats)}
-    ms["clean_pass"] = timed(clean_pass, args.device, args.repeats)
+    ms["clean_pass"] = timed(clean_states, args.device, args.repeats)
     ms["prefix_no_grad"] = timed(prefix, args.device, args.repeats)
     ms["prefix_plus_suffix_forward"] = timed(suffix_forward, args.device, args.repeats)
     bw = []

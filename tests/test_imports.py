@@ -115,3 +115,18 @@ def test_the_import_graph_has_no_cycles():
 
     for module in sorted(graph):
         visit(module)
+
+
+def test_no_module_imports_another_modules_private_names():
+    # a helper two modules share is part of the owner's interface: it gets a public name and a docstring
+    import ast
+    from pathlib import Path
+
+    root = Path(interp.__file__).parent
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("interp"):
+                private = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+                found += [f"{path.relative_to(root)}: {node.module}.{name}" for name in private]
+    assert not found, found

@@ -37,30 +37,29 @@ from torch import Tensor
 
 from interp.errors import InputError
 from interp.steer.folding import (
-    _MLP_OUT,
-    _ablated_weights,
-    _check_mlp_bias_adds,
-    _check_text,
-    _not_bakeable,
-    _writer,
+    ablated_weights,
     additions_by_layer,
     check_foldable,
+    check_mlp_bias_adds,
+    check_text_model,
+    mlp_down,
+    not_foldable,
 )
 from interp.steer.interventions import AblateDirection, AddDirection, ShiftToText
 
 
 def _check(model, interventions) -> tuple[list[Tensor], dict[int, Tensor]]:
     """Split the interventions into directions to ablate and per-layer constants; refuse the rest."""
-    _check_text(model, "bake a text model, or serve the VLM with hooks (interp serve)")
+    check_text_model(model, "bake a text model, or serve the VLM with hooks (interp serve)")
     if not interventions:
         raise InputError("nothing to bake: pass at least one intervention.")
     ablate, added = [], []
     for item in interventions:
         if getattr(item, "positions", "all") != "all":
-            raise _not_bakeable(item, f"it acts on positions {item.positions!r}, weights act on all of them")
+            raise not_foldable(item, f"it acts on positions {item.positions!r}, weights act on all of them")
         if isinstance(item, AblateDirection):
             if item.layers != "all":
-                raise _not_bakeable(
+                raise not_foldable(
                     item,
                     "ablation at chosen layers is not a weight edit (use layers='all', as Arditi et al.)",
                 )
@@ -73,7 +72,7 @@ def _check(model, interventions) -> tuple[list[Tensor], dict[int, Tensor]]:
                 "RetrievalGuided": "its correction is computed per input",
                 "SetProjection": "its change depends on the state it edits",
             }.get(type(item).__name__, "it is not a constant edit of the residual stream")
-            raise _not_bakeable(item, why)
+            raise not_foldable(item, why)
     return ablate, additions_by_layer(model, added)
 
 
@@ -85,7 +84,7 @@ def bake(model, interventions):
     ablate, add = _check(model, interventions)
     family = model.adapter.family
     if add:
-        _check_mlp_bias_adds(model, "serve the addition with hooks (interp serve, interp.steer.steer)")
+        check_mlp_bias_adds(model, "serve the addition with hooks (interp serve, interp.steer.steer)")
     if add and not hasattr(model.text_config, "mlp_bias"):
         raise InputError(
             f"the {family} family's config has no mlp_bias, so a constant addition cannot become a bias "
@@ -105,7 +104,7 @@ def bake(model, interventions):
                 head.weight = torch.nn.Parameter(head.weight.detach().clone())
                 baked.text_config.tie_word_embeddings = False
                 baked.config.tie_word_embeddings = False
-            for module, name, value in _ablated_weights(baked, ablate):
+            for module, name, value in ablated_weights(baked, ablate):
                 getattr(module, name).copy_(value)
         if add:
             baked.text_config.mlp_bias = True
@@ -115,7 +114,7 @@ def bake(model, interventions):
                     lin = getattr(mlp, name, None)
                     if isinstance(lin, torch.nn.Linear) and lin.bias is None:
                         lin.bias = torch.nn.Parameter(torch.zeros(lin.out_features, dtype=lin.weight.dtype))
-                down = _writer(mlp, _MLP_OUT, "MLP output", family)
+                down = mlp_down(mlp, family)
                 if i in add:
                     down.bias.add_(add[i].to(down.bias))
     return baked

@@ -21,12 +21,12 @@ from interp.layers import resolve_layers
 from interp.locate.kv_resume import continue_logits, prompt_positions, suffix_start, token_inputs
 from interp.locate.patching import (
     PatchingMap,
-    _check_pairs,
-    _clean_pass,
-    _fill_skipped,
-    _positions,
-    _ran_layers,
-    _skipped,
+    check_pairs,
+    clean_pass,
+    fill_skipped,
+    patch_positions,
+    ran_layers,
+    skipped_layers,
 )
 from interp.refusal import refusal_logodds, refusal_token_ids
 
@@ -50,22 +50,20 @@ def attribution_patch(
     tokens instead of the whole prompt. It falls back to the whole prompt where positions do not line
     up across rows or image tokens come after the earliest patched position.
     """
-    _check_pairs(clean, corrupt, clean_images, corrupt_images)
-    specs = _positions(positions)
+    check_pairs(clean, corrupt, clean_images, corrupt_images)
+    specs = patch_positions(positions)
     layer_ids = resolve_layers(layers, model.n_layers)
     if model.tokenizer.padding_side != "left":
         raise InputError("attribution patching assumes left padding (interp's default).")
-    skipped = _skipped(model, layer_ids, clean_images, corrupt_images)
+    skipped = skipped_layers(model, layer_ids, clean_images, corrupt_images)
     if skipped:
-        ran = _ran_layers(model, layer_ids, skipped, "resid")
+        ran = ran_layers(model, layer_ids, skipped, "resid")
         kwargs = dict(positions=positions, batch_size=batch_size, suffix=suffix)
         inner = attribution_patch(model, clean, corrupt, layers=ran, **kwargs)
-        return _fill_skipped(model, inner, layer_ids, skipped)
+        return fill_skipped(model, inner, layer_ids, skipped)
     t0 = time.perf_counter()
     token_ids = refusal_token_ids(model.tokenizer)
-    states, clean_m = _clean_pass(
-        model, clean, clean_images, specs, layer_ids, "resid", batch_size, token_ids
-    )
+    states, clean_m = clean_pass(model, clean, clean_images, specs, layer_ids, "resid", batch_size, token_ids)
     n = len(corrupt)
     pairs = torch.zeros(len(layer_ids), len(specs), n)  # estimated patched metric per pair
     corrupt_m, forwards = [], 1  # the clean pass above

@@ -137,7 +137,9 @@ class PatchingMap:
         return fig
 
 
-def _check_pairs(clean, corrupt, clean_images, corrupt_images):
+def check_pairs(clean, corrupt, clean_images, corrupt_images):
+    """Refuse, with the fix, prompt pairs that cannot be patched: none, unequal counts, or a number of
+    images that is not one per prompt (shared by exact and attribution patching)."""
     if not clean or not corrupt:
         raise InputError("patching needs clean and corrupt prompts (neither may be empty).")
     if len(clean) != len(corrupt):
@@ -150,7 +152,9 @@ def _check_pairs(clean, corrupt, clean_images, corrupt_images):
             raise InputError(f"{len(imgs)} {what} images for {len(clean)} prompts; give one per prompt.")
 
 
-def _positions(positions) -> list:
+def patch_positions(positions) -> list:
+    """The parsed positions to patch, refusing any that would not line up across prompts of different
+    lengths (only ``"last"`` and negative indices do)."""
     specs = parse_positions(positions)
     for p in specs:
         if not (p.kind == "last" or (p.kind == "index" and p.index < 0)):
@@ -186,10 +190,10 @@ def _metric(model, batch, edits=(), token_ids=None) -> Float[Tensor, " B"]:
     return refusal_logodds(logits, token_ids)
 
 
-def _skipped(model, layer_ids: list[int], clean_images, corrupt_images) -> set[int]:
+def skipped_layers(model, layer_ids: list[int], clean_images, corrupt_images) -> set[int]:
     """The layers asked for that the corrupt runs skip: Mllama's cross-attention layers when the
     corrupt prompts have no image. Where the clean prompts have none either, the map is made over
-    the layers that run and extended (:func:`_fill_skipped`); with clean images there is no layer to
+    the layers that run and extended (:func:`fill_skipped`); with clean images there is no layer to
     patch them into, which is an error that says so."""
     skipped = set(layer_ids) & model.skippable_layers
     if corrupt_images is not None or not skipped:
@@ -203,7 +207,7 @@ def _skipped(model, layer_ids: list[int], clean_images, corrupt_images) -> set[i
     return skipped
 
 
-def _ran_layers(model, layer_ids: list[int], skipped: set[int], site: str) -> list[int]:
+def ran_layers(model, layer_ids: list[int], skipped: set[int], site: str) -> list[int]:
     """The layers to patch instead: the others, and for the residual stream the layer each skipped
     one passes the stream on from (patching a skipped layer's output is patching that one's)."""
     ran = set(layer_ids) - skipped
@@ -212,7 +216,7 @@ def _ran_layers(model, layer_ids: list[int], skipped: set[int], site: str) -> li
     return sorted(ran)
 
 
-def _fill_skipped(model, inner: PatchingMap, layer_ids: list[int], skipped: set[int]) -> PatchingMap:
+def fill_skipped(model, inner: PatchingMap, layer_ids: list[int], skipped: set[int]) -> PatchingMap:
     """``inner`` (over the layers that ran) extended to ``layer_ids``: a skipped layer's residual
     output is the layer before it's, so its row is that layer's; its attention and MLP write nothing,
     so patching them leaves every pair at its corrupt metric."""
@@ -242,7 +246,7 @@ def _fill_skipped(model, inner: PatchingMap, layer_ids: list[int], skipped: set[
     )
 
 
-def _clean_pass(model, prompts, images, specs, layer_ids, site, batch_size, token_ids):
+def clean_pass(model, prompts, images, specs, layer_ids, site, batch_size, token_ids):
     """One forward per clean batch gives both the states to patch in and the clean metric."""
     states: dict[str, list] = {p.name: [] for p in specs}
     metric = []
@@ -378,18 +382,18 @@ def patch_activations(
     check_site(site)
     if mode not in ("batched", "replay", "loop"):
         raise InputError(f"mode must be 'batched', 'replay' or 'loop', got {mode!r}.")
-    _check_pairs(clean, corrupt, clean_images, corrupt_images)
-    specs = _positions(positions)
+    check_pairs(clean, corrupt, clean_images, corrupt_images)
+    specs = patch_positions(positions)
     layer_ids = resolve_layers(layers, model.n_layers)
-    skipped = _skipped(model, layer_ids, clean_images, corrupt_images)
+    skipped = skipped_layers(model, layer_ids, clean_images, corrupt_images)
     if skipped:
-        ran = _ran_layers(model, layer_ids, skipped, site)
+        ran = ran_layers(model, layer_ids, skipped, site)
         kwargs = dict(positions=positions, mode=mode, max_rows=max_rows, batch_size=batch_size, site=site)
         inner = patch_activations(model, clean, corrupt, layers=ran, **kwargs)
-        return _fill_skipped(model, inner, layer_ids, skipped)
+        return fill_skipped(model, inner, layer_ids, skipped)
     t0 = time.perf_counter()
     token_ids = refusal_token_ids(model.tokenizer)
-    states, clean_m = _clean_pass(model, clean, clean_images, specs, layer_ids, site, batch_size, token_ids)
+    states, clean_m = clean_pass(model, clean, clean_images, specs, layer_ids, site, batch_size, token_ids)
     n = len(corrupt)
     job = Job(model, corrupt, corrupt_images, states, specs, layer_ids, site, batch_size, token_ids, max_rows)
     if mode == "loop":

@@ -47,7 +47,8 @@ _ATTN_OUT = ("o_proj", "out_proj", "dense")
 _MLP_OUT = ("down_proj", "fc2", "dense_4h_to_h")
 
 
-def _not_bakeable(item, why: str) -> InputError:
+def not_foldable(item, why: str) -> InputError:
+    """The error for an intervention that no weight edit can express, with the reason ``why``."""
     return InputError(
         f"{type(item).__name__} cannot be baked into weights: {why}. Fix: serve it with hooks "
         "(interp serve / interp.steer.steer), which support every intervention."
@@ -63,6 +64,12 @@ def _writer(module: torch.nn.Module, names, what: str, family: str) -> torch.nn.
         f"cannot find the {what} projection (one of {names}) as a linear layer in the {family} family; "
         "baking supports Llama-style decoders (Llama, Mistral, Qwen2/3, SmolLM, ...)."
     )
+
+
+def mlp_down(mlp: torch.nn.Module, family: str) -> torch.nn.Linear:
+    """The MLP's down projection (what writes the MLP's output to the residual stream), or an error
+    naming the family whose MLP has none as a linear layer."""
+    return _writer(mlp, _MLP_OUT, "MLP output", family)
 
 
 def orthogonalize(
@@ -119,11 +126,12 @@ def check_foldable(model) -> None:
     """Raise :class:`InputError`, with the reason, where no weight edit can ablate a direction from
     ``model``'s residual stream (a vision-language model; a family whose writers are not plain linear
     layers or are followed by a norm); return where one can."""
-    _check_text(model, "use AblateDirection's hooks (interp.steer.steer without fold=True)")
+    check_text_model(model, "use AblateDirection's hooks (interp.steer.steer without fold=True)")
     _writers(model)
 
 
-def _check_text(model, what: str) -> None:
+def check_text_model(model, what: str) -> None:
+    """Refuse a vision-language model, whose image features no weight edit reaches; ``what``: the fix."""
     if model.adapter.kind != "text":
         raise InputError(
             f"{model.name} is a vision-language model: its image features enter the residual stream after "
@@ -161,7 +169,7 @@ def ablated_weights(model, directions, strengths=None) -> list[tuple[torch.nn.Mo
         >>> new = ablated_weights(model, [refusal])      # keep it to fold again without recomputing
         >>> with swapped_weights(model, new): ...
     """
-    _check_text(model, "use AblateDirection's hooks (interp.steer.steer without fold=True)")
+    check_text_model(model, "use AblateDirection's hooks (interp.steer.steer without fold=True)")
     with torch.no_grad():  # _ablated_weights finds the writers, or says why there are none
         return _ablated_weights(model, [unit_vector(d) for d in directions], strengths)
 
@@ -187,7 +195,7 @@ def folded_addition(model, per_layer: dict[int, Tensor]):
 def added_biases(model, per_layer: dict[int, Tensor]) -> list[tuple[torch.nn.Module, str, Tensor]]:
     """What :func:`folded_addition` swaps in: ``(down projection, "bias", bias + vector)`` per layer."""
     family = model.adapter.family
-    _check_mlp_bias_adds(model, "add it with hooks (interp.steer.steer without fold=True)")
+    check_mlp_bias_adds(model, "add it with hooks (interp.steer.steer without fold=True)")
     out = []
     with torch.no_grad():
         for layer, v in sorted(per_layer.items()):
@@ -197,13 +205,13 @@ def added_biases(model, per_layer: dict[int, Tensor]) -> list[tuple[torch.nn.Mod
                     "per token before adding it (a cross-attention layer), so a bias there is not a constant "
                     "addition. Fix: add it with hooks (fold=False), or at another layer."
                 )
-            down = _writer(model.component(layer, "mlp"), _MLP_OUT, "MLP output", family)
+            down = mlp_down(model.component(layer, "mlp"), family)
             v = torch.as_tensor(v).to(down.weight.device, down.weight.dtype)
             out.append((down, "bias", v.clone() if down.bias is None else down.bias.detach() + v))
     return out
 
 
-def _check_mlp_bias_adds(model, fix: str) -> None:
+def check_mlp_bias_adds(model, fix: str) -> None:
     """Refuse, with the reason, a family where an MLP bias is not a constant addition to the stream."""
     if model.adapter.mlp_out:
         raise InputError(
