@@ -56,7 +56,9 @@ def markdown(report) -> str:
         "",
         "## Methods",
         "",
-        "| method | located layers | rule | agreement with the safety layers (precision / recall)"
+        "| method | located layers | rule | agreement with the "
+        + ("safety" if r.safety_layers else "candidate")
+        + " layers (precision / recall)"
         + (" | inside the planted window (precision / recall)" if r.planted else "")
         + " |",
         "|---|---|---|---|" + ("---|" if r.planted else ""),
