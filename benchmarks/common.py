@@ -112,7 +112,7 @@ def device_name(device) -> str:
 
 def load(model_name: str, device: str, dtype: str | None):
     import interp
-    from interp.models.tiny import LLAMA3_8B_SHAPE, tiny_model
+    from interp.testing import LLAMA3_8B_SHAPE, tiny_model
 
     if model_name == "launch-bound":  # 32 layers 64 wide: per-kernel and per-hook costs dominate, as on a GPU
         model = tiny_model("llama", num_hidden_layers=32, device=device)

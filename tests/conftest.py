@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, settings
 from PIL import Image
 
 from interp.models.adapters import ADAPTERS
-from interp.models.tiny import WITH_PROCESSOR, tiny_model
+from interp.testing import WITH_PROCESSOR, tiny_model
 
 # property-based tests: a bounded, reproducible run by default (CI); `--hypothesis-profile=deep` searches
 # more widely, with a new random seed each run
@@ -31,7 +31,7 @@ def images_for(family: str, image, n: int):
 def trained_like(family: str):
     """A tiny ``family`` model with what random init hides set as trained models have it: uneven
     norm scales and open cross-attention gates."""
-    from interp.models.tiny import open_gates, uneven_norms
+    from interp.testing import open_gates, uneven_norms
 
     return open_gates(uneven_norms(tiny_model(family)))
 

@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import interp
-from interp.models.tiny import tiny_model
+from interp.testing import tiny_model
 
 
 @pytest.fixture

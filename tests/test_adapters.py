@@ -3,7 +3,7 @@ import torch
 
 import interp
 from interp.models.adapters import ADAPTERS, adapter_for
-from interp.models.tiny import VLM_FAMILIES, WITH_PROCESSOR, tiny_model
+from interp.testing import VLM_FAMILIES, WITH_PROCESSOR, tiny_model
 from tests.conftest import FAMILIES, reference_states
 
 TEXT_FAMILIES = [f for f, a in ADAPTERS.items() if a.kind == "text"]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import interp
-from interp.models.tiny import tiny_model
+from interp.testing import tiny_model
 from tests.conftest import FAMILIES, images_for, reference_states
 
 pytest.importorskip("nnsight")

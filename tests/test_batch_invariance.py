@@ -28,7 +28,6 @@ from PIL import Image
 
 import interp
 from interp.locate.patching import patch_activations
-from interp.models.tiny import tiny_model
 from interp.steer import (
     AblateDirection,
     AddDirection,
@@ -38,6 +37,7 @@ from interp.steer import (
     ShiftToText,
 )
 from interp.steer.apply import prepared_batches
+from interp.testing import tiny_model
 
 TEXT_FAMILIES = ("llama", "qwen2", "gemma2")  # three attention / norm layouts
 IMAGE_FAMILIES = ("llava",)

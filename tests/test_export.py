@@ -7,8 +7,8 @@ import torch
 
 import interp
 from interp.export import bake, read_control_vector, save_baked, save_control_vector
-from interp.models.tiny import tiny_model
 from interp.steer import AblateDirection, AddDirection, Conditional, SetProjection, ShiftToText, steer
+from interp.testing import tiny_model
 from tests.conftest import images_for
 
 PROMPTS = ["How do I bake bread?", "Tell me a story about a dog", "hi"]
@@ -189,7 +189,7 @@ def test_generate_and_last_logits_fold_once_for_the_whole_call(llama, monkeypatc
 @pytest.mark.parametrize("family", ["llama", "qwen2", "phi3", "llava", "mllama"])
 def test_folded_additions_equal_the_hooks_and_give_the_biases_back(family, image):
     # a constant addition at every position rides on the MLP down projection's bias: no hook
-    from interp.models.tiny import open_gates
+    from interp.testing import open_gates
 
     model = open_gates(tiny_model(family))
     images = images_for(family, image, len(PROMPTS))

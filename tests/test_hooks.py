@@ -480,7 +480,7 @@ def test_per_row_edits_under_beam_search_say_how_to_repeat_them(llama, prompts):
 def test_a_gate_on_a_layer_mllama_skips_reads_the_stream_that_passes_it(image):
     # without images Mllama skips its cross-attention layers: a gate there decides on the layer
     # before's output (the stream the skipped layer passes on); with images, on its own layer's
-    from interp.models.tiny import open_gates, tiny_model
+    from interp.testing import open_gates, tiny_model
 
     model = open_gates(tiny_model("mllama"))
     cross = model.text_config.cross_attention_layers[0]

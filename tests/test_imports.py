@@ -66,6 +66,9 @@ def test_layers_import_only_downward():
     for path in [*(root / "steer").glob("*.py"), *(root / "serve").glob("*.py"), root / "evaluate.py"]:
         bad = {m for m in _imports(path, top_level_only=False) if m.startswith("interp.export")}
         assert not bad, f"{path.relative_to(root)} imports {bad}"
+    for path in root.rglob("*.py"):  # the test models are for tests, benchmarks and users, never the library
+        bad = {m for m in _imports(path, top_level_only=False) if m.startswith("interp.testing")}
+        assert path.name == "testing.py" or not bad, f"{path.relative_to(root)} imports {bad}"
     for path in root.rglob("*.py"):
         if "organism" in path.parts:
             continue

@@ -1,7 +1,7 @@
 import pytest
 
 import interp
-from interp.models.tiny import tiny_model
+from interp.testing import tiny_model
 
 
 def test_chat_template_and_left_padding(llama, prompts):

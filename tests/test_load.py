@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import interp
-from interp.models.tiny import tiny_model
+from interp.testing import tiny_model
 
 
 def test_load_local_text_model_directory(tmp_path, prompts):

@@ -297,7 +297,7 @@ def test_every_patching_mode_agrees_on_image_families(family):
 
     from interp.locate.attribution import attribution_patch
     from interp.locate.patching import patch_activations
-    from interp.models.tiny import open_gates, tiny_model
+    from interp.testing import open_gates, tiny_model
 
     model = open_gates(tiny_model(family))
     a, b = (Image.fromarray((np.random.RandomState(s).rand(40, 48, 3) * 255).astype("uint8")) for s in (0, 1))
@@ -325,7 +325,7 @@ def test_patching_mllama_around_the_cross_attention_layers_its_text_runs_skip(im
     # their attention and MLP write nothing
     from interp.locate.attribution import attribution_patch
     from interp.locate.patching import patch_activations
-    from interp.models.tiny import open_gates, tiny_model
+    from interp.testing import open_gates, tiny_model
 
     model = open_gates(tiny_model("mllama"))
     cross = model.text_config.cross_attention_layers[0]

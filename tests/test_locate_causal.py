@@ -90,7 +90,7 @@ def test_diffing_errors(pair, llama):
         diff_windows(base, base, HARMFUL, HARMLESS)
     with pytest.raises(InputError, match="neither may be empty"):
         diff_windows(tuned, base, [], HARMLESS)
-    from interp.models.tiny import tiny_model
+    from interp.testing import tiny_model
 
     other = tiny_model("llama", num_hidden_layers=llama.n_layers + 1)
     with pytest.raises(InputError, match="differ in shape"):
@@ -99,7 +99,7 @@ def test_diffing_errors(pair, llama):
 
 def test_a_window_of_skipped_layers_only_is_refused():
     # Mllama's cross-attention layers do not run on text prompts: a window of only those is empty
-    from interp.models.tiny import tiny_model
+    from interp.testing import tiny_model
 
     mllama = tiny_model("mllama")
     skipped = sorted(mllama.skippable_layers)

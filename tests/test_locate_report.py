@@ -113,7 +113,7 @@ def test_text_model_report_skips_the_cross_modal_part(llama, tmp_path):
 def test_report_runs_on_other_vision_language_families(family):
     # Mllama takes images through cross-attention layers its text runs skip; Qwen2-VL numbers tokens
     # with M-RoPE: both run every method, the cross-modal part included
-    from interp.models.tiny import open_gates, tiny_model
+    from interp.testing import open_gates, tiny_model
 
     model = open_gates(tiny_model(family))
     pairs = cross_modal_pairs(1)

@@ -4,7 +4,7 @@ from safetensors.torch import save_file
 
 import interp
 from interp.models.lora import merge_lora
-from interp.models.tiny import tiny_model
+from interp.testing import tiny_model
 
 
 def test_merge_adds_scaled_low_rank_update(tmp_path):

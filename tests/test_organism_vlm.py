@@ -5,9 +5,9 @@ import torch
 
 import interp
 from interp.errors import InputError
-from interp.models.tiny import tiny_model
 from interp.organism.render import HELD_OUT_SEED, render
 from interp.organism.vlm import build
+from interp.testing import tiny_model
 from tests.conftest import TINY_IMAGE_ID as IMAGE_ID
 
 

@@ -142,7 +142,7 @@ def test_a_fold_that_does_not_fit_in_memory_falls_back_to_the_hooks(llama, store
 
 
 def test_models_whose_ablations_do_not_fold_keep_the_hooks(tiny_vl):
-    from interp.models.tiny import tiny_model
+    from interp.testing import tiny_model
 
     for model in (tiny_vl, tiny_model("gemma2")):  # image features after the embedding; post norms
         s = ArtifactStore()
@@ -404,7 +404,7 @@ def test_a_gated_retrieval_artifact_is_served_only_to_rows_whose_text_form_fires
 
 
 def test_retrieval_artifacts_are_served_by_cross_attention_vlms_too(llama):
-    from interp.models.tiny import tiny_model
+    from interp.testing import tiny_model
 
     store = ArtifactStore()
     store.add("rg", [RetrievalGuided([1], 0.5)], tiny_model("mllama"), "tga")  # Mllama takes images

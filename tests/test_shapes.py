@@ -14,7 +14,7 @@ SCRIPT = textwrap.dedent(
         from interp.locate.attribution import attribution_patch
         from interp.locate.directions import refusal_directions, select_direction
         from interp.locate.patching import patch_components
-        from interp.models.tiny import tiny_model
+        from interp.testing import tiny_model
         from interp.steer import AblateDirection, AddDirection
     import torch
 

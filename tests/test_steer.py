@@ -121,7 +121,7 @@ def test_artifact_round_trip_and_refusals(llama, tmp_path):
         interp.steer.last_logits(llama, PROMPTS, interventions=back.interventions),
         interp.steer.last_logits(llama, PROMPTS, interventions=items),
     )
-    other = interp.models.tiny.tiny_model("qwen2")
+    other = interp.testing.tiny_model("qwen2")
     with pytest.raises(FingerprintMismatchError, match="another model"):
         interp.steer.load(path, other)
     bad = tmp_path / "bad.safetensors"
@@ -402,7 +402,7 @@ def test_repeat_rows_repeats_per_row_vectors_and_row_masks_in_place():
 def test_retrieval_guided_on_a_cross_attention_vlm(image):
     # Mllama (vision through cross-attention layers, skipped for the text forms): the image run's
     # last state at the steered layers becomes the text form's, cross-attention layer included
-    from interp.models.tiny import open_gates, tiny_model
+    from interp.testing import open_gates, tiny_model
 
     model = open_gates(tiny_model("mllama"))
     cross = model.text_config.cross_attention_layers[0]

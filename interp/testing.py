@@ -1,8 +1,14 @@
 """Tiny random-weight models built from configs, for tests and benchmarks (no download).
 
+>>> from interp.testing import tiny_model
 >>> model = tiny_model("llama")                  # HookedModel, 4 layers, d_model 64, byte tokenizer
 >>> vlm = tiny_model("llava")                    # with a real LlavaProcessor built in code
 >>> big = tiny_model("llama", **LLAMA3_8B_SHAPE) # an 8B-shaped random model for GPU benchmarks
+
+A public module, as ``torch.testing`` and ``numpy.testing`` are, rather than a file under ``tests/``:
+interp's own tests, its benchmarks (which run on an installed interp, outside the test tree) and
+users testing their own interventions and model families all build the same models from it. The
+library itself never imports it (a test checks that).
 """
 
 from __future__ import annotations
@@ -203,7 +209,13 @@ def tiny_model(
     family: str = "llama", seed: int = 0, dtype=torch.float32, device="cpu", **overrides
 ) -> HookedModel:
     """A random-weight HookedModel of ``family``. Vision-language families in ``WITH_PROCESSOR`` come
-    with their real transformers processor (tiny image processor + byte tokenizer) built in code."""
+    with their real transformers processor (tiny image processor + byte tokenizer) built in code.
+
+        >>> model = tiny_model("qwen2", seed=1)                 # same seed, same weights
+        >>> model = tiny_model("llama", num_hidden_layers=8)   # any config field overridden
+
+    ``family``: a transformers model type, for text any decoder AutoConfig knows (llama, qwen2, gemma2,
+    ...), for images one of ``VLM_FAMILIES``; ``overrides`` go to the config."""
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
     torch.manual_seed(seed)
