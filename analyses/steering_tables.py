@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from docblock import block, fill
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "figures" / "steering"
 README = ROOT / "docs" / "guide" / "steer.md"  # the steering page of the docs site
-MARK = ("<!-- generated: analyses/steering_tables.py -->", "<!-- end generated -->")
 GOALS = (
     ("refusal_gap", "refusal_gap_at_most_0.10"),
     ("over_refusal_rise", "over_refusal_rise_at_most_0.05"),
@@ -146,18 +147,13 @@ def readme_block(s: dict) -> str:
         "|---|---|---|---|",
         *rows,
     ]
-    return "\n".join([MARK[0], *text, MARK[1]])
+    return block("analyses/steering_tables.py", text)
 
 
 def main() -> None:
     s = json.loads((OUT / "summary.json").read_text())
     (OUT / "summary.md").write_text(markdown(s))
-    text = README.read_text()
-    if MARK[0] not in text:
-        raise SystemExit(f"{README} has no {MARK[0]} block to fill")
-    head, rest = text.split(MARK[0], 1)
-    _, tail = rest.split(MARK[1], 1)
-    README.write_text(head + readme_block(s) + tail)
+    fill(README, readme_block(s))
     print(f"wrote {OUT / 'summary.md'} and the block in {README}")
 
 

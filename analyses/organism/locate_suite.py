@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -34,6 +35,9 @@ import interp
 from interp.locate.patching import PatchingMap
 from interp.locate.report import LocateData, run
 from interp.locate.rules import RULES, Curves, score
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # analyses/: the shared docblock helper
+from docblock import block, fill  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITE = ROOT / "analyses" / "organism" / "suite"
@@ -541,7 +545,6 @@ def markdown(s: dict) -> str:
 
 
 README = ROOT / "docs" / "guide" / "locate.md"  # the locate page of the docs site
-MARK = ("<!-- generated: analyses/organism/locate_suite.py readme -->", "<!-- end generated -->")
 
 
 def readme_block(s: dict) -> str:
@@ -610,7 +613,7 @@ def readme_block(s: dict) -> str:
             "The sealed sets were evaluated once per organism that passed on validation, after every choice "
             f"(`analyses/organism/sealed_test.py`, 95% bootstrap intervals). On them: {verdicts}.",
         ]
-    return "\n".join([MARK[0], *text, MARK[1]])
+    return block("analyses/organism/locate_suite.py readme", text)
 
 
 def _failed_text(s: dict) -> str:
@@ -629,12 +632,7 @@ def _failed_text(s: dict) -> str:
 
 def stage_readme() -> None:
     s = json.loads(SUMMARY.read_text())
-    text = README.read_text()
-    if MARK[0] not in text:
-        raise SystemExit(f"{README} has no {MARK[0]} block to fill")
-    head, rest = text.split(MARK[0], 1)
-    _, tail = rest.split(MARK[1], 1)
-    README.write_text(head + readme_block(s) + tail)
+    fill(README, readme_block(s))
 
 
 def main() -> None:
