@@ -43,6 +43,48 @@ def test_the_generated_pages_are_current():
     assert (ROOT / "docs" / "results" / "benchmarks.md").read_text() == tables.page()
 
 
+def _generators() -> dict:
+    """Each script that writes a block into a docs page -> a function giving the block it writes now."""
+    import json
+
+    for folder in ("analyses", "analyses/organism"):
+        if str(ROOT / folder) not in sys.path:
+            sys.path.insert(0, str(ROOT / folder))
+    import locate_suite
+    import organism_tables
+    import steering_tables
+
+    def steering():
+        return steering_tables.readme_block(json.loads((ROOT / "figures/steering/summary.json").read_text()))
+
+    def suite():
+        return locate_suite.readme_block(json.loads(locate_suite.SUMMARY.read_text()))
+
+    return {
+        "analyses/organism/organism_tables.py": organism_tables.page_block,
+        "analyses/steering_tables.py": steering,
+        "analyses/organism/locate_suite.py readme": suite,
+    }
+
+
+def test_every_generated_block_in_the_docs_is_current():
+    # every block a page marks as generated has a script, and holds what that script writes now
+    generators = _generators()
+    from docblock import END, start
+
+    seen = set()
+    for page in sorted((ROOT / "docs").rglob("*.md")):
+        text = page.read_text()
+        for opening in text.split("<!-- generated: ")[1:]:
+            source = opening.split(" -->", 1)[0]
+            assert source in generators, f"{page}: no generator known for the block of {source!r}"
+            block = generators[source]()
+            assert block in text, f"{page}: the block of {source} is stale; run it again"
+            assert block.startswith(start(source)) and block.endswith(END)
+            seen.add(source)
+    assert seen == set(generators), set(generators) - seen
+
+
 def test_the_site_home_is_the_readme():
     readme = (ROOT / "README.md").read_text()
     home = (ROOT / "docs" / "index.md").read_text()
