@@ -104,6 +104,119 @@ def serve_rows() -> list[str]:
     return rows
 
 
+def breakdown_rows() -> list[str]:
+    rows = [
+        "| result file | device, model, batch | no-op hooks | slicing hooks | hooks, no early stop | hooks + early stop | capture | (each / full forward) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, d in _load("capture_breakdown_*.json"):
+        r = d["ratio_vs_forward"]
+        cells = " | ".join(
+            _x(r.get(k)) for k in ("noop_hooks", "slice_hooks", "hooks_no_stop", "hooks_stop", "capture")
+        )
+        rows.append(f"| `{name}` | {d['device']}, {d['model']}, {d['batch']}×{d['seq_len']} | {cells} | |")
+    return rows
+
+
+def attribution_rows() -> list[str]:
+    rows = ["| result file | device, model, prompt tokens | parts, in forward-equivalents |", "|---|---|---|"]
+    for name, d in _load("attribution_breakdown_*.json"):
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in d["forward_equivalents"].items())
+        rows.append(f"| `{name}` | {d['device']}, {d['model']}, {d['prompt_tokens']} | {parts} |")
+    return rows
+
+
+def uniform_rows() -> list[str]:
+    rows = [
+        "| result file | model, batch | noise floor | steered / plain (fastest runs) | answers equal to the hooked ablation | computing the folded weights |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, d in _load("serve_uniform_*.json"):
+        fast = d.get("ratio_of_fastest_runs", {})
+        ratios = ", ".join(
+            f"{k} {v:.3f}×" + (f" ({fast[k]:.3f}×)" if k in fast else "")
+            for k, v in d["ratio_steered_vs_plain"].items()
+        )
+        equal = all(d.get("answers_equal_to_ablate_hooks", {}).values())
+        rows.append(
+            f"| `{name}` | {d['model'].split(' (')[0]}, {d['batch']} requests × {d['new_tokens']} tokens, "
+            f"{d['repeats']} repeats | {_x(d['noise_floor_ratio_plain_again_vs_plain'])} | {ratios} | "
+            f"{'yes' if equal else 'no'} | {d['fold_compute_ms']} ms |"
+        )
+    return rows
+
+
+def _worst(d: dict, keys) -> tuple[str, float]:
+    r = {k: v for k, v in d["ratio_steered_vs_plain"].items() if k in keys}
+    k = max(r, key=r.get)
+    return k, r[k]
+
+
+def reading() -> list[str]:
+    """What the tables say against each target, in sentences built from the same files."""
+    out = []
+    for name, d in _load("capture_[cg]*.json"):
+        r = d["ratio_capture_vs_backbone_forward"]
+        out.append(
+            f"- Capture, like for like (`{name}`): {r:.3f}× the decoder stack, goal ≤ 1.02: "
+            f"{'met' if r <= 1.02 else 'missed'}; streaming memory bounded by one shard: "
+            f"{'yes' if d['streaming_memory_bounded'] else 'no'}."
+        )
+    for name, d in _load("capture_breakdown_*.json"):
+        r = d["ratio_vs_forward"]
+        out.append(
+            f"- Where capture's extra goes (`{name}`): no-op hooks {r['noop_hooks']:.3f}×, slicing hooks "
+            f"{r['slice_hooks']:.3f}× a full forward: the cost is in the slicing, not in hooking."
+        )
+    for name, d in _load("patching_*.json"):
+        out.append(
+            f"- Patching (`{name}`, {d['pairs']} pairs): exact sweep {d['ratio_batched_vs_loop']:.3f}× the loop "
+            f"(goal ≤ 0.5: {'met' if d['ratio_batched_vs_loop'] <= 0.5 else 'missed'}), attribution "
+            f"{d['attribution_forward_equivalents']:.2f} forward-equivalents (goal ≤ 3: "
+            f"{'met' if d['attribution_forward_equivalents'] <= 3 else 'missed'})"
+            + (
+                f", attribution vs exact correlation {d['attribution_vs_exact_correlation']:.2f}"
+                if "random" not in d["model"] and d.get("attribution_vs_exact_correlation") is not None
+                else " (random weights: the attribution-vs-exact correlation means nothing)"
+            )
+            + "."
+        )
+    constant = ("add_one_layer", "add_all_layers", "ablate_all_layers", "set_projection", "conditional_add")
+    for name, d in _load("steering_*.json"):
+        if "ratio_steered_vs_plain" not in d or "noise_floor_ratio_plain_again_vs_plain" not in d:
+            continue
+        k, v = _worst(d, constant)
+        floor = d["noise_floor_ratio_plain_again_vs_plain"]
+        spread = d.get("spread_ms_p10_p90", {}).get("plain")
+        noisy = abs(floor - 1) > 0.02 or (spread and spread[1] / spread[0] > 1.2)
+        verdict = "met" if v <= 1.02 else "missed"
+        if noisy and abs(v - floor) < 0.05:
+            verdict = "not resolved on this host"
+        line = f"- Steering (`{name}`): the costliest hook intervention is {k}, {v:.3f}× plain (goal ≤ 1.02: {verdict})"
+        folded = {kk: vv for kk, vv in d["ratio_steered_vs_plain"].items() if kk.endswith("_folded")}
+        if folded:
+            line += "; folded into the weights: " + ", ".join(f"{kk} {vv:.3f}×" for kk, vv in folded.items())
+        if noisy:
+            line += (
+                f"; a noisy host (noise floor {floor:.3f}"
+                + (
+                    f", plain {spread[0]:.0f} to {spread[1]:.0f} ms between the 10th and 90th percentile"
+                    if spread
+                    else ""
+                )
+                + "), so differences of a few percent are not resolved"
+            )
+        out.append(line + ".")
+    for name, d in _load("serve_cpu_*.json"):
+        out.append(
+            f"- Serving under load (`{name}`): {d['requests']} requests from {d['concurrency']} clients, "
+            f"{d['errors']} errors, {d['mismatches']} answers differing from the same request served alone, "
+            f"{d['throughput_ratio_vs_one_at_a_time']:.2f}× the throughput of one at a time (mean batch "
+            f"{d['mean_batch_size']:.1f})."
+        )
+    return out
+
+
 def page() -> str:
     return "\n".join(
         [
@@ -112,13 +225,25 @@ def page() -> str:
             "Ratios are against a baseline timed in the same process; how each is measured, and what "
             "the numbers mean, is on the [benchmarks page](../benchmarks.md).",
             "",
+            "## Against the goals",
+            "",
+            *reading(),
+            "",
             "## Capture",
             "",
             *capture_rows(),
             "",
+            "Where capture's time goes (`benchmarks/capture_breakdown.py`):",
+            "",
+            *breakdown_rows(),
+            "",
             "## Patching",
             "",
             *patching_rows(),
+            "",
+            "Attribution patching's parts (`benchmarks/attribution_breakdown.py`):",
+            "",
+            *attribution_rows(),
             "",
             "## Steering overhead",
             "",
@@ -131,6 +256,10 @@ def page() -> str:
             "## Serving",
             "",
             *serve_rows(),
+            "",
+            "A batch whose requests all ask for the same steering (`benchmarks/serve_uniform.py`, `Engine.run`):",
+            "",
+            *uniform_rows(),
             "",
         ]
     )

@@ -47,9 +47,10 @@ def _generators() -> dict:
     """Each script that writes a block into a docs page -> a function giving the block it writes now."""
     import json
 
-    for folder in ("analyses", "analyses/organism"):
+    for folder in ("analyses", "analyses/organism", "analyses/export"):
         if str(ROOT / folder) not in sys.path:
             sys.path.insert(0, str(ROOT / folder))
+    import export_tables
     import locate_suite
     import organism_tables
     import steering_tables
@@ -62,6 +63,8 @@ def _generators() -> dict:
 
     return {
         "analyses/organism/organism_tables.py": organism_tables.page_block,
+        "analyses/export/export_tables.py bake": export_tables.bake_block,
+        "analyses/export/export_tables.py control-vector": export_tables.control_vector_block,
         "analyses/steering_tables.py": steering,
         "analyses/organism/locate_suite.py readme": suite,
     }
