@@ -148,25 +148,20 @@ def sealed_sets(renderings: int, objects=UNSEEN_OBJECTS) -> dict:
 
 
 def calibration_window(vlm, harmful: list[str], harmless: list[str]) -> tuple[list[int], dict]:
-    """The steering layers from calibration prompts only: ``interp locate``'s chosen rule run on them
-    (its named safety layers when the rule is reliable, else its candidate layers)."""
-    from interp.locate.report import LocateData
-    from interp.locate.report import run as locate
-
-    data = LocateData(harmful, harmless, None, "steering calibration: organism training prompts")
-    rep = locate(vlm, data, causal=False, progress=False)
-    layers = rep.safety_layers or rep.candidate_layers
-    if not layers:
-        sys.exit(
-            f"the locate rule {rep.rule!r} found no layers on the calibration prompts; nothing to steer."
-        )
-    return layers, {
-        "rule": rep.localized["chosen_rule"]["rule"],
-        "report_says": rep.rule,
-        "named_as_safety_layers": bool(rep.safety_layers),
+    """The steering layers from calibration prompts only: the layers ``interp locate``'s chosen rule
+    finds on them (``interp.locate.find_layers``: the report's patching maps on the first 16 pairs,
+    not the rest of the report), named as safety layers or not."""
+    found = interp.locate.find_layers(vlm, harmful, harmless)
+    if not found.layers:
+        sys.exit(f"the locate rule {found.rule!r} found no layers on the calibration prompts; nothing to steer.")
+    card = interp.locate.chosen_rule()
+    return found.layers, {
+        "rule": f"{found.rule}: {found.description}",
+        "named_as_safety_layers": found.named,
+        "computed": found.computed,
         "data": f"{len(harmful)} harmful + {len(harmless)} harmless organism training prompts "
-        "(the first 16 pairs patched), no evaluation row",
-        "suite": rep.suite,
+        f"(the first {found.n_pairs} pairs patched), no evaluation row",
+        "suite": {k: v for k, v in card.items() if k != "windows"},
     }
 
 

@@ -93,6 +93,30 @@ def test_report_runs_every_method_and_saves(report, tmp_path, tiny_vl):
     assert (out / "plotly.min.js").exists()  # figures open offline
 
 
+def test_find_layers_gives_the_reports_layers_from_the_maps_alone(report, tiny_vl):
+    found = interp.locate.find_layers(tiny_vl, HARMFUL, HARMLESS, last_positions=2)
+    assert found.layers == report.candidate_layers
+    assert found.named == bool(report.safety_layers) or not found.layers
+    assert found.computed.startswith("patching maps")  # the chosen rule reads only patching maps
+    assert found.rule == chosen_rule()["rule"] and found.n_pairs == len(HARMFUL)
+
+
+def test_find_layers_runs_the_report_for_a_rule_that_reads_more(llama):
+    given = interp.locate.run(
+        llama,
+        interp.locate.LocateData(HARMFUL, HARMLESS),
+        last_positions=2,
+        progress=False,
+        causal=False,
+        rule="probe_onset",
+    )
+    found = interp.locate.find_layers(llama, HARMFUL, HARMLESS, last_positions=2, rule="probe_onset")
+    assert found.layers == given.candidate_layers and found.named
+    assert found.computed.startswith("the locate report")
+    with pytest.raises(InputError, match="neither may be empty"):
+        interp.locate.find_layers(llama, [], HARMLESS)
+
+
 def test_report_refuses_pairs_on_a_text_model(llama):
     pairs = cross_modal_pairs(1).rows([0, 1])
     with pytest.raises(InputError, match="text model"):

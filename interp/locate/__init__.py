@@ -22,6 +22,7 @@ from interp.locate.directions import (
     refusal_projection,
     select_direction,
 )
+from interp.locate.find import FoundLayers, find_layers
 from interp.locate.geometry import direction_turn, separation
 from interp.locate.patching import (
     PatchingMap,
@@ -39,6 +40,7 @@ from interp.refusal import refusal_logodds, refusal_token_ids
 __all__ = [
     "DiffResult",
     "Directions",
+    "FoundLayers",
     "LayerProfile",
     "LocateData",
     "LocateReport",
@@ -48,6 +50,7 @@ __all__ = [
     "WindowChecks",
     "attribution_patch",
     "chosen_rule",
+    "find_layers",
     "cross_modal_cosine",
     "diff_windows",
     "direction_turn",

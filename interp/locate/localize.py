@@ -1,5 +1,7 @@
 """What each localization method of the report names as its layers, and how stable that is.
 
+    >>> chosen_rule()["rule"]                           # the rule leave-one-organism-out chose
+    >>> maps = patching_maps(model, harmful, harmless, positions=[-2, -1])   # resid, attn, mlp, attribution
     >>> curves_of(profiles, maps, findings)            # the Curves every candidate rule reads
     >>> method_windows(profiles, findings, layers)     # per method: its layers and its rule, in words
     >>> window_stability(maps, layers)                 # how often each patching rule picks each layer
@@ -10,11 +12,52 @@ The candidate rules themselves (and the one leave-one-organism-out chose) are
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import interp.locate.rules as candidate_rules
 import interp.locate.windows as windows
 from interp.errors import InputError
+from interp.locate.attribution import attribution_patch
+from interp.locate.patching import PatchingMap, patch_activations
 from interp.locate.profile import LayerProfile
 from interp.locate.stability import selection_stability
+
+CHOSEN_RULE = Path(__file__).with_name("chosen_rule.json")
+
+
+def chosen_rule() -> dict:
+    """The rule leave-one-organism-out chose (name, description, held-out scores, reliable or not)."""
+    if not CHOSEN_RULE.exists():
+        raise InputError(
+            f"{CHOSEN_RULE} is missing, so the report has no localization rule. Fix: reinstall interp, or "
+            "run analyses/organism/locate_suite.py select."
+        )
+    card = json.loads(CHOSEN_RULE.read_text())
+    if card["rule"] not in candidate_rules.RULES:
+        raise InputError(
+            f"chosen_rule.json names {card['rule']!r}, which interp.locate.rules does not define."
+        )
+    return card
+
+
+def patching_maps(
+    model, harmful, harmless, positions, batch_size: int = 16, max_rows: int = 64, attribution: bool = True
+) -> dict[str, PatchingMap]:
+    """The report's patching maps, harmful -> harmless at ``positions``: exact patching of the
+    residual stream and of each block's attention and MLP outputs, and attribution patching (unless
+    ``attribution=False``); keyed ``resid``, ``attn``, ``mlp``, ``attribution``."""
+    maps = {
+        site: patch_activations(
+            model, harmful, harmless, positions=positions, site=site, max_rows=max_rows, batch_size=batch_size
+        )
+        for site in ("resid", "attn", "mlp")
+    }
+    if attribution:
+        maps["attribution"] = attribution_patch(
+            model, harmful, harmless, positions=positions, batch_size=batch_size
+        )
+    return maps
 
 
 def given_rule(name: str) -> dict:

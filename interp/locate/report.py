@@ -41,14 +41,15 @@ import interp.locate.rules as candidate_rules
 import interp.locate.windows as windows
 from interp.capture import capture
 from interp.errors import InputError
-from interp.locate.attribution import attribution_patch
 from interp.locate.directions import refusal_directions, refusal_projection, select_direction
 from interp.locate.geometry import direction_turn, separation
 from interp.locate.localize import (
+    chosen_rule,
     components_profile,
     curves_of,
     given_rule,
     method_windows,
+    patching_maps,
     window_stability,
 )
 from interp.locate.patching import PatchingMap, patch_activations
@@ -58,22 +59,6 @@ from interp.locate.similarity import cross_modal_cosine, logit_lens_refusal, saf
 from interp.locate.stability import selection_stability
 
 FORMAT = 2
-CHOSEN_RULE = Path(__file__).with_name("chosen_rule.json")
-
-
-def chosen_rule() -> dict:
-    """The rule leave-one-organism-out chose (name, description, held-out scores, reliable or not)."""
-    if not CHOSEN_RULE.exists():
-        raise InputError(
-            f"{CHOSEN_RULE} is missing, so the report has no localization rule. Fix: reinstall interp, or "
-            "run analyses/organism/locate_suite.py select."
-        )
-    card = json.loads(CHOSEN_RULE.read_text())
-    if card["rule"] not in candidate_rules.RULES:
-        raise InputError(
-            f"chosen_rule.json names {card['rule']!r}, which interp.locate.rules does not define."
-        )
-    return card
 
 
 @dataclass
@@ -291,21 +276,11 @@ def run(
             profiles["direction_selection"] = sel.profile
             findings["selected_direction_layer"] = sel.layer
         elif step.startswith("patching"):
-            for site in ("resid", "attn", "mlp"):
-                maps[site] = patch_activations(
-                    model,
-                    harmful,
-                    harmless,
-                    positions=positions,
-                    site=site,
-                    max_rows=max_rows,
-                    batch_size=batch_size,
-                )
-                profiles[f"patch_{site}"] = maps[site].profile()
-            maps["attribution"] = attribution_patch(
-                model, harmful, harmless, positions=positions, batch_size=batch_size
+            maps.update(
+                patching_maps(model, harmful, harmless, positions, batch_size=batch_size, max_rows=max_rows)
             )
-            profiles["attribution"] = maps["attribution"].profile()
+            for site in ("resid", "attn", "mlp", "attribution"):
+                profiles["attribution" if site == "attribution" else f"patch_{site}"] = maps[site].profile()
             profiles["patch_components"] = components_profile(profiles["patch_attn"], profiles["patch_mlp"])
             exact, approx = maps["resid"].effect.flatten(), maps["attribution"].effect.flatten()
             findings["attribution_vs_exact_correlation"] = _corr(exact, approx)
