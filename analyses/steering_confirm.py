@@ -27,9 +27,11 @@ import interp
 from interp.organism.render import BY_NAME
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import steering_eval as se  # noqa: E402
+import steering_data as sd  # noqa: E402
+import steering_eval  # noqa: E402
+import steering_stats as se  # noqa: E402
 
-OUT = se.OUT
+OUT = steering_eval.OUT
 SEEDS = [10_003, 10_004, 10_005]  # held out (>= HELD_OUT_SEED) and unused by steering_eval (10000-10002)
 GATED_ALPHAS = [0.05, 0.075, 0.1, 0.15]
 CHOSEN = ["retrieval_both", "cmrm_shift", "conditional_add"]  # their chosen settings, as saved
@@ -152,7 +154,7 @@ def fresh_sets() -> dict:
     """The four evaluation sets of steering_eval, from the fresh requests."""
     sets = {}
     for harmful, kind in ((True, "harmful"), (False, "harmless")):
-        text, image, images = se.pair_set(lambda obj: FRESH[obj.name], SEEDS, harmful)
+        text, image, images = sd.pair_set(lambda obj: FRESH[obj.name], SEEDS, harmful)
         sets[f"image_{kind}"], sets[f"text_{kind}"] = (image, images), (text, None)
     return sets
 
@@ -200,7 +202,7 @@ def pooled(summary: dict, fresh: dict, alpha: float) -> dict:
     for src, (rows, kl_rows) in runs.items():
         for k in rows:
             refusal[f"{k}/{src}"] = part(src, k, rows[k])
-        for k in se.HARMLESS:
+        for k in sd.HARMLESS:
             rise[f"{k}/{src}"] = part(src, k, [a - b for a, b in zip(rows[k], bases[src][k], strict=True)])
             kl[f"{k}/{src}"] = part(src, k, kl_rows[k])
 
@@ -267,7 +269,7 @@ def main() -> None:
     }
     for name, items in settings(vlm).items():
         t = time.time()
-        r = se.evaluate(vlm, sets, items, 24)
+        r = steering_eval.evaluate(vlm, sets, items, 24)
         fresh = {k: r[k] for k in ("rows", "kl_rows", "steered_rate", "examples")}
         out["settings"][name] = {"fresh": fresh, "evaluation": reported(summary, name)}
         rates = {k: sum(v) / len(v) for k, v in r["rows"].items()}

@@ -1,4 +1,5 @@
-"""analyses/steering_eval.py's selection rule, and its committed summary re-derived from its own rows."""
+"""analyses/steering_eval.py's selection rule, its table of methods, and its committed summary
+re-derived from its own rows."""
 
 import copy
 import json
@@ -9,7 +10,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "analyses"))
-import steering_eval as se  # noqa: E402
+import steering_data as sd  # noqa: E402
+import steering_stats as se  # noqa: E402
 
 SUMMARY = ROOT / "figures" / "steering" / "summary.json"
 ISSUE23 = ROOT / "figures" / "steering" / "issue23"  # the results before issue 27, kept for comparison
@@ -60,7 +62,7 @@ def test_the_sealed_objects_are_unseen_and_matched():
         assert len(o.requests) == 2
         for text_form, image_form in o.requests:
             assert text_form not in forms and image_form not in forms
-            assert se.names_object(o, text_form), text_form
+            assert sd.names_object(o, text_form), text_form
             assert not any(n in image_form.lower() for n in o.names()), image_form
     # the projector's training script reads OBJECTS only
     align = (ROOT / "analyses" / "organism" / "align_projector.py").read_text()
@@ -70,7 +72,7 @@ def test_the_sealed_objects_are_unseen_and_matched():
 def test_the_sealed_sets_hold_every_request_of_every_unseen_object():
     from interp.organism.render import UNSEEN_OBJECTS
 
-    sets = se.sealed_sets(1)
+    sets = sd.sealed_sets(1)
     n = {k: len(v[0]) for k, v in sets.items()}
     harmful = sum(o.harmful for o in UNSEEN_OBJECTS)
     assert n == {
@@ -121,3 +123,61 @@ def test_the_tables_and_the_readme_are_generated_from_the_summary():
     summary = json.loads(SUMMARY.read_text())
     assert (SUMMARY.parent / "summary.md").read_text() == st.markdown(summary)
     assert st.readme_block(summary) in (ROOT / "docs" / "guide" / "steer.md").read_text()
+
+
+def _calibration():
+    from types import SimpleNamespace
+
+    import steering_methods as sm
+    import torch
+
+    from interp.edits import Gate
+    from interp.steer import ShiftToText
+
+    d = torch.randn(16)
+    return sm.Calibration(
+        window=[1, 2],
+        window_fit={"rule": "r"},
+        refusal=d,
+        refusal_layer=1,
+        refusal_layer_rule="rule",
+        scale=float(d.norm()),
+        condition=SimpleNamespace(layer=0, conditional=SimpleNamespace(direction=d, threshold=0.5), table=[]),
+        text_gate=SimpleNamespace(gate=Gate(d, layer=1, threshold=0.2), table=[]),
+        shift=ShiftToText({1: torch.randn(16)}, 1.0, "last"),
+        along=torch.randn(2, 16),
+        text_harmful=["h"],
+        text_harmless=["b"],
+        data_hash="x",
+        images="y",
+    )
+
+
+def test_each_method_of_the_table_builds_its_interventions_at_each_alpha():
+    import steering_methods as sm
+
+    from interp.steer import AddDirection, Conditional, RetrievalGuided, ShiftToText
+
+    cal = _calibration()
+    kinds = {"cmrm_shift": ShiftToText, "refusal_add": AddDirection, "conditional_add": Conditional}
+    for name, method in sm.METHODS.items():
+        for a in method.alphas:
+            (item,) = method.build(cal, a)
+            assert isinstance(item, kinds.get(name, RetrievalGuided)), name
+            if isinstance(item, RetrievalGuided):
+                assert item.alpha == a and list(item.layers) == cal.window
+                assert (item.gate is not None) == (name == "retrieval_gated")
+                assert (item.along is not None) == (name == "retrieval_along_refusal")
+    (add,) = sm.METHODS["refusal_add"].build(cal, 2.0)
+    assert add.alpha == pytest.approx(2.0 * cal.scale)  # alphas of additions are in units of the raw norm
+    assert sm.alphas(quick=True, only=["refusal_add"]) == {"refusal_add": [1.0]}
+
+
+@pytest.mark.skipif(not SUMMARY.exists(), reason="no committed steering summary")
+def test_the_committed_run_swept_the_table_of_methods():
+    import steering_methods as sm
+
+    summary = json.loads(SUMMARY.read_text())
+    assert {name: [r["alpha"] for r in sweep] for name, sweep in summary["sweeps"].items()} == sm.alphas(
+        quick=False
+    )
