@@ -1,5 +1,13 @@
-"""Writes notebooks/*.ipynb from the cell lists below (outputs come from executing them: tests/test_notebooks.py)."""
+"""Writes notebooks/*.ipynb from the cell lists below; with --execute, also runs them and writes the
+executed copies, outputs included, to docs/notebooks/ for the documentation site.
 
+    python notebooks/build_notebooks.py             # the sources (no outputs; tests/test_notebooks.py runs them)
+    python notebooks/build_notebooks.py --execute   # + docs/notebooks/*.ipynb (minutes: real models)
+
+tests/test_docs.py checks that each executed copy holds the current source's cells, run without error.
+"""
+
+import sys
 from pathlib import Path
 
 import nbformat as nbf
@@ -9,8 +17,9 @@ def nb(cells):
     n = nbf.v4.new_notebook()
     n.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     n.cells = [
-        nbf.v4.new_markdown_cell(c[3:]) if c.startswith("md:") else nbf.v4.new_code_cell(c) for c in cells
-    ]
+        nbf.v4.new_markdown_cell(c[3:], id=f"c{i:02d}") if c.startswith("md:") else nbf.v4.new_code_cell(c, id=f"c{i:02d}")
+        for i, c in enumerate(cells)
+    ]  # fixed cell ids: rebuilding changes nothing that did not change
     return n
 
 
@@ -91,14 +100,13 @@ from interp.steer import RetrievalGuided, ShiftToText, SteeringArtifact
 vlm = interp.load_model("organism-vl")
 calib = cross_modal_pairs(renderings=1, first_seed=100)      # renderings never used in training or evaluation
 test = cross_modal_pairs(renderings=1).select("harmful")        # held-out renderings""",
-    """md:## 1. Where: component patching on text requests (a quick version of `interp locate`)""",
+    """md:## 1. Where: the layers `interp locate`'s rule finds (from its patching maps alone: `find_layers`)""",
     """from interp.organism import held_out
 
 split = held_out()
-maps = interp.locate.patch_components(vlm, split["harmful"][:8], split["harmless"][:8], sites=("attn", "mlp"), positions=[-2, -1])
-scores = [max(a, 0) + max(m, 0) for a, m in zip(maps["attn"].profile().scores, maps["mlp"].profile().scores, strict=True)]
-window = interp.locate.windows.top_window(scores, 0.5) or list(range(10, 17))  # planted window as a fallback
-print("safety window:", window)""",
+found = interp.locate.find_layers(vlm, split["harmful"][:8], split["harmless"][:8], last_positions=2)
+print(found.layers, "(safety layers)" if found.named else "(candidate layers: the rule is not reliable on the organism suite)")
+window = found.layers or list(range(10, 17))  # the planted window where the rule finds none""",
     """md:## 2. Build the corrections""",
     """shift = ShiftToText.fit(vlm, calib.image, calib.images, calib.text, layers=window[:1], positions="last")  # one layer: later layers already carry it
 rg = RetrievalGuided(layers=window, alpha=1.0)""",
@@ -118,3 +126,14 @@ loaded = interp.steer.load(path, vlm)
 loaded.method, [type(i).__name__ for i in loaded.interventions]""",
 ]
 nbf.write(nb(steer_nb), out / "03_steering.ipynb")
+
+if "--execute" in sys.argv:
+    from nbclient import NotebookClient
+
+    docs = out.parent / "docs" / "notebooks"
+    docs.mkdir(parents=True, exist_ok=True)
+    for name in ("01_quickstart.ipynb", "02_cross_modal.ipynb", "03_steering.ipynb"):
+        book = nbf.read(out / name, as_version=4)
+        NotebookClient(book, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(out)}}).execute()
+        nbf.write(book, docs / name)
+        print(f"executed {name} -> {docs / name}")

@@ -32,6 +32,7 @@ def test_the_site_builds_strictly(tmp_path):
     site = tmp_path / "site" / "results"
     assert "Steering the organism VLM (generated from" in (site / "steering" / "index.html").read_text()
     assert "Localization on the organism suite" in (site / "locate-suite" / "index.html").read_text()
+    assert "find_layers" in (site / "notebooks" / "03_steering" / "index.html").read_text()  # rendered with its code
     shutil.rmtree(tmp_path / "site")
 
 
@@ -51,15 +52,15 @@ def _generators() -> dict:
         if str(ROOT / folder) not in sys.path:
             sys.path.insert(0, str(ROOT / folder))
     import export_tables
-    import locate_suite
     import organism_tables
     import steering_tables
+    import suite_tables
 
     def steering():
         return steering_tables.readme_block(json.loads((ROOT / "figures/steering/summary.json").read_text()))
 
     def suite():
-        return locate_suite.readme_block(json.loads(locate_suite.SUMMARY.read_text()))
+        return suite_tables.readme_block(json.loads((ROOT / "figures/locate/suite.json").read_text()))
 
     return {
         "analyses/organism/organism_tables.py": organism_tables.page_block,
@@ -86,6 +87,23 @@ def test_every_generated_block_in_the_docs_is_current():
             assert block.startswith(start(source)) and block.endswith(END)
             seen.add(source)
     assert seen == set(generators), set(generators) - seen
+
+
+def test_the_rendered_notebooks_are_the_current_ones_executed():
+    # docs/notebooks/ holds notebooks/*.ipynb executed (build_notebooks.py --execute): the same cells,
+    # every code cell run, no error; a changed notebook goes red here until it is executed again
+    import nbformat
+
+    for source in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        executed = ROOT / "docs" / "notebooks" / source.name
+        assert executed.exists(), f"{executed} is missing: run python notebooks/build_notebooks.py --execute"
+        src, run = nbformat.read(source, as_version=4), nbformat.read(executed, as_version=4)
+        assert [(c.cell_type, c.source) for c in src.cells] == [(c.cell_type, c.source) for c in run.cells], (
+            f"{executed.name} is stale: run python notebooks/build_notebooks.py --execute"
+        )
+        code = [c for c in run.cells if c.cell_type == "code"]
+        assert all(c.execution_count is not None for c in code), executed.name
+        assert not [o for c in code for o in c.outputs if o.output_type == "error"], executed.name
 
 
 def test_the_site_home_is_the_readme():

@@ -44,7 +44,9 @@ def test_tables_are_recomputed_from_the_committed_curves(tmp_path, monkeypatch):
     shipped = json.loads((ROOT / "interp" / "locate" / "chosen_rule.json").read_text())
     assert json.loads((tmp_path / "chosen_rule.json").read_text()) == shipped
     # the committed table is the committed JSON rendered (numbers in prose come from the file)
-    assert locate_suite.markdown(committed) == (ROOT / "figures" / "locate" / "suite.md").read_text()
+    import suite_tables
+
+    assert suite_tables.markdown(committed) == (ROOT / "figures" / "locate" / "suite.md").read_text()
 
 
 def test_each_adapter_is_its_recorded_window(suite):
@@ -58,7 +60,7 @@ def test_each_adapter_is_its_recorded_window(suite):
 
 
 def test_readme_block_is_generated_from_the_results():
-    import locate_suite
+    import suite_tables
 
-    block = locate_suite.readme_block(json.loads(SUITE.read_text()))
+    block = suite_tables.readme_block(json.loads(SUITE.read_text()))
     assert block in (ROOT / "docs" / "guide" / "locate.md").read_text()
