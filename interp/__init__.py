@@ -30,12 +30,14 @@ from interp.models import (
     register_model,
     wrap,
 )
+from interp.spec import ModelSpec
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ADAPTERS",
     "ActivationShards",
+    "ModelSpec",
     "Activations",
     "Batch",
     "CorruptFileError",

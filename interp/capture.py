@@ -4,14 +4,16 @@
 >>> acts = interp.capture(vlm, prompts, images=images, positions=["last", "image_mean"])
 >>> acts = interp.capture(vlm, ["What is this?", "What is a bomb?"], images=[img, None])  # mixed is fine
 >>> shards = interp.capture(model, big_list, out_dir="runs/acts")   # resumable; shards.load()
+>>> shards = interp.capture("organism-vl", big_list, out_dir="runs/acts", engine="ray", workers=2)
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -26,10 +28,11 @@ from interp.models.hooked import HookedModel
 from interp.positions import PromptLayout, parse_positions, reduce_prefill
 
 BACKENDS = ("native", "nnsight", "transformer_lens")
+ENGINES = ("local", "ray")
 
 
 def capture(
-    model: HookedModel,
+    model,
     prompts: Sequence[str],
     images=None,
     positions="last",
@@ -45,6 +48,11 @@ def capture(
     dtype: torch.dtype = torch.float32,
     progress: bool | None = None,
     site: str = "resid",
+    engine: str = "local",
+    workers: int = 1,
+    gpus_per_worker: float = 0,
+    cpus_per_worker: float = 1,
+    max_retries: int = 3,
 ) -> Activations | ActivationShards:
     """Capture hidden states at decoder-layer outputs for every prompt (and image).
 
@@ -55,6 +63,12 @@ def capture(
     its output, or the norm's after it in Gemma 2/3, :meth:`HookedModel.writer`; native only).
     ``images`` may mix image and text-only prompts (``None`` entries): they run in separate forwards,
     since a processor batch cannot mix them, and come back in prompt order.
+
+    ``engine="ray"`` spreads the shards of an ``out_dir`` capture over ``workers`` Ray actors
+    (:mod:`interp.ray_capture`): ``model`` is then how to load it (a name or path, an
+    :class:`interp.ModelSpec` or a factory function), each worker loads its own copy, and the shards
+    are those the local engine writes. ``max_retries``: restarts of a worker that dies, and retries of
+    its shard.
     """
     if isinstance(prompts, str):
         prompts = [prompts]
@@ -68,12 +82,48 @@ def capture(
         raise InputError(f"site={site!r} is captured by the native backend only. Fix: backend='native'.")
     if batch_size < 1:
         raise InputError(f"batch_size={batch_size}; it must be at least 1.")
-    layer_ids = resolve_layers(layers, model.n_layers)
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine {engine!r}; choose one of {ENGINES}.")
     pos = parse_positions(positions)
     per_image = normalize_images(images, len(prompts))
     ids = [str(i) for i in (prompt_ids if prompt_ids is not None else range(len(prompts)))]
     if len(ids) != len(prompts) or (labels is not None and len(labels) != len(prompts)):
         raise InputError("prompt_ids and labels need one entry per prompt.")
+    if engine == "ray":
+        if out_dir is None:
+            raise InputError(
+                "engine='ray' writes shards: pass out_dir= (a directory every worker can reach)."
+            )
+        from interp.ray_capture import capture_on_ray
+
+        return capture_on_ray(
+            model,
+            prompts,
+            per_image,
+            pos,
+            layers,
+            batch_size,
+            ids,
+            labels,
+            chat_template,
+            system,
+            backend,
+            dtype,
+            site,
+            Path(out_dir),
+            shard_size,
+            workers,
+            gpus_per_worker,
+            cpus_per_worker,
+            max_retries,
+            progress,
+        )
+    if not isinstance(model, HookedModel):
+        raise InputError(
+            f"capture needs a loaded model (interp.load_model), got {type(model).__name__}; a name or spec is "
+            "for engine='ray', whose workers load the model themselves."
+        )
+    layer_ids = resolve_layers(layers, model.n_layers)
     job = _Job(
         model, prompts, per_image, pos, layer_ids, batch_size, chat_template, system, backend, dtype, site
     )
@@ -217,10 +267,13 @@ def _bar(progress: bool | None, total: int, desc: str):
 # --- streaming to disk ----------------------------------------------------------------------------
 @dataclass
 class ActivationShards:
-    """Handle on a sharded capture directory. ``load()`` joins the shards (optionally some layers)."""
+    """Handle on a sharded capture directory. ``load()`` joins the shards (optionally some layers).
+    ``timing``, after a capture: its engine and workers, the seconds spent starting (workers loading
+    the model) and capturing, and the prompts captured per second (shards found finished excluded)."""
 
     directory: Path
     manifest: dict
+    timing: dict = field(default_factory=dict)
 
     @property
     def shard_paths(self) -> list[Path]:
@@ -278,51 +331,122 @@ def _read_manifest(directory: Path) -> dict | None:
 
 
 def _job_key(job: _Job, ids, labels, shard_size: int) -> dict:
+    return shard_key(
+        job.model.fingerprint.to_dict(),
+        job.prompts,
+        job.images,
+        ids,
+        labels,
+        job.layers,
+        job.positions,
+        job.chat_template,
+        job.system,
+        shard_size,
+        job.backend,
+        job.dtype,
+        job.site,
+    )
+
+
+def shard_key(
+    fingerprint: dict,
+    prompts,
+    images,
+    ids,
+    labels,
+    layers,
+    positions,
+    chat_template,
+    system,
+    shard_size,
+    backend,
+    dtype,
+    site,
+) -> dict:
+    """What a sharded capture directory holds (its manifest's ``key``): a directory of another model,
+    prompt set or setting is refused, whichever engine wrote it."""
     h = hashlib.sha256()
-    for i, p in enumerate(job.prompts):
-        h.update(f"{ids[i]}\x00{p}\x00{len(job.images[i]) if job.images else 0}\x01".encode())
+    for i, p in enumerate(prompts):
+        h.update(f"{ids[i]}\x00{p}\x00{len(images[i]) if images else 0}\x01".encode())
     return {
-        "fingerprint": job.model.fingerprint.to_dict(),
-        "layers": job.layers,
-        "positions": [p.name for p in job.positions],
+        "fingerprint": fingerprint,
+        "layers": list(layers),
+        "positions": [p.name for p in positions],
         "prompts_digest": h.hexdigest(),
         "labels": list(labels) if labels is not None else None,
-        "chat_template": str(job.chat_template),
-        "system": job.system,
+        "chat_template": str(chat_template),
+        "system": system,
         "shard_size": shard_size,
-        "backend": job.backend,
-        "dtype": str(job.dtype),
-        **({"site": job.site} if job.site != "resid" else {}),  # resid keys stay as before
+        "backend": backend,
+        "dtype": str(dtype),
+        **({"site": site} if site != "resid" else {}),  # resid keys stay as before
     }
 
 
+@dataclass
+class ShardPlan:
+    """A sharded capture directory and the shards still to compute, ``(name, start, stop)`` each; a
+    finished shard is never computed again (its file is complete: writes are atomic)."""
+
+    directory: Path
+    manifest: dict
+    todo: list[tuple[str, int, int]]
+    skipped: int  # prompts in shards found finished
+
+    @classmethod
+    def make(cls, directory: Path, key: dict, n: int, shard_size: int) -> ShardPlan:
+        if shard_size < 1:
+            raise InputError(f"shard_size={shard_size}; it must be at least 1.")
+        directory.mkdir(parents=True, exist_ok=True)
+        manifest = _read_manifest(directory)
+        if manifest is not None and manifest["key"] != key:
+            raise InputError(
+                f"{directory} holds a capture of different prompts, model or settings. Nothing was overwritten. "
+                "Fix: choose another out_dir, or delete that directory to start over."
+            )
+        names = [f"shard_{k:05d}.safetensors" for k in range((n + shard_size - 1) // shard_size)]
+        plan = cls(directory, {"key": key, "n_prompts": n, "shards": names, "done": []}, [], 0)
+        for k, name in enumerate(names):
+            start, stop = k * shard_size, min((k + 1) * shard_size, n)
+            if (directory / name).exists() and _shard_ok(directory / name, stop - start):
+                plan.done(name)
+                plan.skipped += stop - start
+            else:
+                plan.todo.append((name, start, stop))
+        plan.write()
+        return plan
+
+    def done(self, name: str) -> None:
+        self.manifest["done"].append(name)
+
+    def write(self) -> None:
+        (self.directory / "manifest.json").write_text(json.dumps(self.manifest))
+
+    def shards(self, engine: str, workers: int, startup_s: float, capture_s: float) -> ActivationShards:
+        rows = self.manifest["n_prompts"] - self.skipped
+        timing = {
+            "engine": engine,
+            "workers": workers,
+            "startup_s": round(startup_s, 3),
+            "capture_s": round(capture_s, 3),
+            "prompts_captured": rows,
+            "prompts_per_s": round(rows / capture_s, 3) if capture_s > 0 else None,
+        }
+        return ActivationShards(self.directory, self.manifest, timing)
+
+
 def _capture_sharded(job: _Job, directory: Path, shard_size: int, ids, labels, progress) -> ActivationShards:
-    if shard_size < 1:
-        raise InputError(f"shard_size={shard_size}; it must be at least 1.")
-    directory.mkdir(parents=True, exist_ok=True)
-    key = _job_key(job, ids, labels, shard_size)
-    manifest = _read_manifest(directory)
-    if manifest is not None and manifest["key"] != key:
-        raise InputError(
-            f"{directory} holds a capture of different prompts, model or settings. Nothing was overwritten. "
-            "Fix: choose another out_dir, or delete that directory to start over."
-        )
-    n = len(job.prompts)
-    names = [f"shard_{k:05d}.safetensors" for k in range((n + shard_size - 1) // shard_size)]
-    manifest = {"key": key, "n_prompts": n, "shards": names, "done": []}
-    bar = _bar(progress, n, "capture")
+    plan = ShardPlan.make(directory, _job_key(job, ids, labels, shard_size), len(job.prompts), shard_size)
+    t0 = time.perf_counter()
+    bar = _bar(progress, len(job.prompts), "capture")
+    bar.update(plan.skipped)
     labels = list(labels) if labels is not None else None
-    for k, name in enumerate(names):
-        start, stop = k * shard_size, min((k + 1) * shard_size, n)
-        path = directory / name
-        if path.exists() and _shard_ok(path, stop - start):
-            bar.update(stop - start)
-        else:
-            job.run(start, stop, ids, labels, bar).save(path)
-        manifest["done"].append(name)
-        (directory / "manifest.json").write_text(json.dumps(manifest))
+    for name, start, stop in plan.todo:
+        job.run(start, stop, ids, labels, bar).save(directory / name)
+        plan.done(name)
+        plan.write()
     bar.close()
-    return ActivationShards(directory, manifest)
+    return plan.shards("local", 1, 0.0, time.perf_counter() - t0)
 
 
 def _shard_ok(path: Path, n: int) -> bool:

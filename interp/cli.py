@@ -1,8 +1,10 @@
 """Command line: ``interp summary`` (capture on shipped prompts, per-layer summary), ``interp locate``
-(every localization method, report + figures), ``interp serve`` (OpenAI-compatible API with per-request
+(every localization method, report + figures), ``interp capture`` (a prompt file's states to disk,
+in-process or on Ray workers), ``interp serve`` (OpenAI-compatible API with per-request
 steering), ``interp export bake|control-vector`` (steering for other engines), ``interp families``.
 
 $ interp summary --model default --n 64 --out runs/summary
+$ interp capture --model organism-vl --prompts data/prompts.jsonl --images-column image --out runs/acts --workers 2
 $ interp locate --model organism-vl --out figures/locate
 $ interp serve --model organism-vl --artifacts runs/artifacts --port 8000
 $ interp export bake --model organism --artifact runs/ablate.safetensors --out runs/organism-ablated
@@ -48,6 +50,39 @@ def _summary(args) -> int:
         acts.save(out / "activations.safetensors")
         (out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=1))
         print(f"wrote {out}/activations.safetensors and summary.json", file=sys.stderr)
+    return 0
+
+
+def _capture(args) -> int:
+    import interp
+    from interp.data.prompt_files import read_prompt_file
+
+    rows = read_prompt_file(args.prompts, args.prompt_column, args.images_column)
+    layers = "all" if args.layers == "all" else [int(x) for x in args.layers.split(",")]
+    kw = dict(
+        images=rows.images,
+        prompt_ids=rows.ids,
+        labels=rows.labels,
+        positions=args.positions.split(","),
+        layers=layers,
+        batch_size=args.batch_size,
+        out_dir=args.out,
+        shard_size=args.shard_size,
+        progress=True,
+    )
+    spec = interp.ModelSpec(args.model, dtype=args.dtype, device=args.device)
+    if args.workers > 0:
+        shards = interp.capture(
+            spec, rows.prompts, engine="ray", workers=args.workers, gpus_per_worker=args.gpus_per_worker, **kw
+        )
+    else:
+        shards = interp.capture(spec.load(), rows.prompts, **kw)
+    t = shards.timing
+    print(
+        f"{len(shards)} prompts from {rows.source} in {len(shards.shard_paths)} shards under {args.out} "
+        f"({t['prompts_captured']} captured now at {t['prompts_per_s']} prompts/s; start-up {t['startup_s']} s)",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -151,6 +186,23 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--device", default="cpu")
     s.add_argument("--out", default=None, help="directory for activations.safetensors and summary.json")
     s.set_defaults(func=_summary)
+    c = sub.add_parser(
+        "capture", help="a prompt file's hidden states to sharded files (resumable; Ray workers)"
+    )
+    c.add_argument("--model", default="default")
+    c.add_argument("--prompts", required=True, help="a .jsonl or .parquet file, one prompt a row")
+    c.add_argument("--prompt-column", default="prompt")
+    c.add_argument("--images-column", default=None, help="a column of image paths (relative to the file)")
+    c.add_argument("--layers", default="all", help="'all' or comma-separated layer indices")
+    c.add_argument("--positions", default="last", help="comma-separated: last, mean, image_mean, -2, ...")
+    c.add_argument("--out", required=True, help="the shard directory (reachable by every worker)")
+    c.add_argument("--shard-size", type=int, default=1024)
+    c.add_argument("--batch-size", type=int, default=16)
+    c.add_argument("--workers", type=int, default=0, help="Ray workers (0: in this process)")
+    c.add_argument("--gpus-per-worker", type=float, default=0)
+    c.add_argument("--dtype", default=None)
+    c.add_argument("--device", default="cpu")
+    c.set_defaults(func=_capture)
     lo = sub.add_parser("locate", help="run every localization method and write the report")
     lo.add_argument("--model", default="organism-vl")
     lo.add_argument("--out", default="figures/locate")

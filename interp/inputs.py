@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -194,6 +195,7 @@ def tokenize(model: HookedModel, texts: list[str], per_prompt: list[list] | None
                 "images. Fix: encode text-only and image prompts in separate calls, or use interp.capture, "
                 "interp.steer.generate / last_logits or interp.evaluate, which group a mixed list by themselves."
             )
+        per_prompt = [[_opened(x) for x in imgs] for imgs in per_prompt]
         inputs = model.processor(text=texts, images=per_prompt, padding=True, return_tensors="pt")
     else:
         tok = model.tokenizer
@@ -202,6 +204,21 @@ def tokenize(model: HookedModel, texts: list[str], per_prompt: list[list] | None
     inputs.setdefault("attention_mask", torch.ones_like(inputs["input_ids"]))
     _check_lengths(model, inputs)
     return Batch(inputs, texts).to(model.device)
+
+
+def _opened(image):
+    """An image given as a file path, read now (as RGB); anything else as it is."""
+    if isinstance(image, (str, os.PathLike)):
+        from PIL import Image
+
+        try:
+            with Image.open(image) as im:
+                return im.convert("RGB")
+        except OSError as e:
+            raise InputError(
+                f"cannot read the image {str(image)!r} ({e}). Fix: give a path to an image file."
+            ) from e
+    return image
 
 
 def _adds_bos(tok, texts: list[str]) -> bool:

@@ -388,3 +388,30 @@ def open_gates(model: HookedModel, seed: int = 0) -> HookedModel:
                 if gate is not None:
                     gate.copy_((0.3 + 0.9 * torch.rand(gate.shape, generator=g)).to(gate))
     return model
+
+
+def dies_once(marker: str, family: str = "llama", after_forwards: int = 1, **overrides) -> HookedModel:
+    """:func:`tiny_model`, whose process exits (as a killed worker does) at its forward number
+    ``after_forwards + 1`` when the file ``marker`` does not exist yet, creating it first: across
+    processes that share the file system, exactly one dies, once, in the middle of its work.
+
+        >>> spec = interp.ModelSpec(factory=functools.partial(dies_once, "/tmp/died"))
+    """
+    import os
+
+    model = tiny_model(family, **overrides)
+    seen = {"forwards": 0}
+
+    def maybe_die(module, args, kwargs):
+        seen["forwards"] += 1
+        if seen["forwards"] > after_forwards:
+            try:
+                fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # only the first process gets it
+            except FileExistsError:
+                return None
+            os.close(fd)
+            os._exit(1)
+        return None
+
+    model.model.register_forward_pre_hook(maybe_die, with_kwargs=True)
+    return model
