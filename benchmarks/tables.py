@@ -146,6 +146,24 @@ def uniform_rows() -> list[str]:
     return rows
 
 
+def scale_rows() -> list[str]:
+    rows = [
+        "| result file | device, model, prompts | prompts/s: in-process, 1 Ray worker, 2 | **in-process / 1 worker** (goal ≤ 1.10) | 2 workers / 1 | start-up s: in-process (model load), 1 worker, 2 | max difference vs in-process |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, d in _load("scale_*.json"):
+        r, runs = d["prompts_per_s"], d["runs"]
+        diff = max(v.get("max_abs_diff_vs_inprocess", 0.0) for v in runs.values())
+        rows.append(
+            f"| `{name}` | {d['device']}, {d['model']}, {d['prompts']} | "
+            + ", ".join(f"{r[k]:.1f}" for k in ("inprocess", "ray1", "ray2") if k in r)
+            + f" | **{_x(d['ratio_ray1_vs_inprocess'])}** | {_x(d['scaling_2_vs_1'])} | "
+            + ", ".join(f"{runs[k]['startup_s']:.1f}" for k in ("inprocess", "ray1", "ray2") if k in runs)
+            + f" | {diff:.3g} |"
+        )
+    return rows
+
+
 def _worst(d: dict, keys) -> tuple[str, float]:
     r = {k: v for k, v in d["ratio_steered_vs_plain"].items() if k in keys}
     k = max(r, key=r.get)
@@ -207,6 +225,15 @@ def reading() -> list[str]:
                 + "), so differences of a few percent are not resolved"
             )
         out.append(line + ".")
+    for name, d in _load("scale_*.json"):
+        r = d["ratio_ray1_vs_inprocess"]
+        diff = max(v.get("max_abs_diff_vs_inprocess", 0.0) for v in d["runs"].values())
+        out.append(
+            f"- Capture on Ray (`{name}`): in-process over one worker's prompts/s {r:.3f} (goal ≤ 1.10: "
+            f"{'met' if r <= 1.10 else 'missed'}; start-up excluded, {d['runs']['ray1']['startup_s']:.1f} s for "
+            f"one worker); two workers {d['scaling_2_vs_1']:.2f}× one on {d['cpus']} CPU cores; shards equal to "
+            f"in-process capture (max difference {diff:.3g})."
+        )
     for name, d in _load("serve_cpu_*.json"):
         out.append(
             f"- Serving under load (`{name}`): {d['requests']} requests from {d['concurrency']} clients, "
@@ -260,6 +287,10 @@ def page() -> str:
             "A batch whose requests all ask for the same steering (`benchmarks/serve_uniform.py`, `Engine.run`):",
             "",
             *uniform_rows(),
+            "",
+            "## Capture across Ray workers",
+            "",
+            *scale_rows(),
             "",
         ]
     )
