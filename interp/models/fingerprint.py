@@ -50,15 +50,30 @@ class ModelFingerprint:
 
 def weights_digest(model: torch.nn.Module, embed: torch.nn.Module, layers: torch.nn.ModuleList) -> str:
     """SHA-256 over a strided sample of the embedding and of four weight matrices of every layer:
-    cheap on an 8B model, and different for a fine-tune that touched only a window of layers."""
+    cheap on an 8B model, and different for a fine-tune that touched only a window of layers. Weights
+    offloaded by a device map (to the CPU or disk, ``meta`` in the module) are read from where they are."""
     h = hashlib.sha256()
-    tensors = [embed.weight]
+    owned = [(embed, "weight")]
     for layer in layers:
-        tensors += [p for _, p in sorted(layer.named_parameters()) if p.ndim == 2][:4]
+        names = [n for n, p in sorted(layer.named_parameters()) if p.ndim == 2][:4]
+        owned += [
+            (layer.get_submodule(n.rpartition(".")[0]) if "." in n else layer, n.rpartition(".")[2])
+            for n in names
+        ]
     with torch.no_grad():
-        for t in tensors:
-            flat = t.detach().reshape(-1)
+        for module, name in owned:
+            flat = _read(module, name).reshape(-1)
             step = max(1, flat.numel() // 4096)
             sample = flat[::step][:4096].float().cpu().contiguous()
             h.update(sample.numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def _read(module: torch.nn.Module, name: str) -> torch.Tensor:
+    t = getattr(module, name).detach()
+    if not t.is_meta:
+        return t
+    from accelerate.utils import align_module_device  # offloaded: accelerate holds the weights
+
+    with align_module_device(module, torch.device("cpu")):
+        return getattr(module, name).detach().clone()

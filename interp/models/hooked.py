@@ -163,7 +163,14 @@ class HookedModel:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        """Where inputs go: the embedding's device (its execution device when a device map offloads it)."""
+        hook = getattr(self.embed, "_hf_hook", None)
+        if getattr(hook, "execution_device", None) is not None:
+            return torch.device(hook.execution_device)
+        weight = self.embed.weight
+        if not weight.is_meta:
+            return weight.device
+        return next(p.device for p in self.model.parameters() if not p.is_meta)
 
     @property
     def dtype(self) -> torch.dtype:

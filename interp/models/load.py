@@ -132,7 +132,9 @@ def _load(name_or_path, dtype, device, gguf_file, chat_template, **kwargs) -> Ho
         ) from e
     adapter = adapter_for(config)  # fail fast, before downloading weights, on an unknown family
     auto = AutoModelForCausalLM if adapter.kind == "text" else AutoModelForImageTextToText
-    model = auto.from_pretrained(name_or_path, dtype=torch_dtype, **extra).to(device)
+    model = auto.from_pretrained(name_or_path, dtype=torch_dtype, **extra)
+    if "device_map" not in extra:  # a device map places the layers itself (accelerate); moving would undo it
+        model = model.to(device)
     processor = None
     if adapter.kind == "text":
         tokenizer = AutoTokenizer.from_pretrained(

@@ -127,7 +127,19 @@ def check_foldable(model) -> None:
     ``model``'s residual stream (a vision-language model; a family whose writers are not plain linear
     layers or are followed by a norm); return where one can."""
     check_text_model(model, "use AblateDirection's hooks (interp.steer.steer without fold=True)")
+    check_not_offloaded(model)
     _writers(model)
+
+
+def check_not_offloaded(model) -> None:
+    """Refuse a model whose device map offloads weights (to the CPU or disk: ``meta`` in the module):
+    accelerate reloads those for every forward, so an edited copy swapped in would not be used."""
+    if any(p.is_meta for p in model.model.parameters()):
+        raise InputError(
+            f"{model.name} has weights offloaded by its device map, which accelerate streams in for every "
+            "forward, so edited copies cannot be swapped in. Fix: steer with hooks (fold=False), which work "
+            "on offloaded layers, or load the model without offloading."
+        )
 
 
 def check_text_model(model, what: str) -> None:
@@ -170,6 +182,7 @@ def ablated_weights(model, directions, strengths=None) -> list[tuple[torch.nn.Mo
         >>> with swapped_weights(model, new): ...
     """
     check_text_model(model, "use AblateDirection's hooks (interp.steer.steer without fold=True)")
+    check_not_offloaded(model)
     with torch.no_grad():  # _ablated_weights finds the writers, or says why there are none
         return _ablated_weights(model, [unit_vector(d) for d in directions], strengths)
 
@@ -196,6 +209,7 @@ def added_biases(model, per_layer: dict[int, Tensor]) -> list[tuple[torch.nn.Mod
     """What :func:`folded_addition` swaps in: ``(down projection, "bias", bias + vector)`` per layer."""
     family = model.adapter.family
     check_mlp_bias_adds(model, "add it with hooks (interp.steer.steer without fold=True)")
+    check_not_offloaded(model)
     out = []
     with torch.no_grad():
         for layer, v in sorted(per_layer.items()):
