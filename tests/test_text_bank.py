@@ -99,3 +99,13 @@ def test_the_caption_prompt_comes_from_the_intervention_then_the_model_then_a_de
     assert RetrievalGuided([0]).prompt_for(trained) == "Name the object."
     assert RetrievalGuided([0]).prompt_for(plain) == DEFAULT_CAPTION_PROMPT
     assert RetrievalGuided([0], caption_prompt="Say it.").prompt_for(trained) == "Say it."
+
+
+def test_loading_the_embedder_prints_nothing():
+    # the retrieval bank's MiniLM loads without a "Loading weights" bar in the user's output
+    import subprocess
+    import sys
+
+    code = "from interp.steer.text_bank import _load, DEFAULT_EMBEDDER; _load(DEFAULT_EMBEDDER); print('ok')"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "ok" and "Loading weights" not in run.stderr, run.stderr[-500:]

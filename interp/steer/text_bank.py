@@ -91,10 +91,13 @@ class SentenceEmbedder:
 def _load(name_or_path: str) -> SentenceEmbedder:
     from transformers import AutoModel, AutoTokenizer
 
+    from interp.models.load import quiet_loading
+
     path = default_embedder_dir() if name_or_path == DEFAULT_EMBEDDER else name_or_path
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
-        model = AutoModel.from_pretrained(str(path), dtype=torch.float32).eval()
+        with quiet_loading():  # no weight-loading bar in a user's output
+            tokenizer = AutoTokenizer.from_pretrained(str(path))
+            model = AutoModel.from_pretrained(str(path), dtype=torch.float32).eval()
     except OSError as e:
         raise InputError(
             f"could not load the sentence embedder {name_or_path!r}: {e}. Fix: give a directory with a "
