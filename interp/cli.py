@@ -98,6 +98,8 @@ def _locate(args) -> int:
     print(f"loaded {model} in {time.time() - t0:.1f}s", file=sys.stderr)
     report = interp.locate.run(
         model,
+        engine="ray" if args.workers > 0 else "local",
+        workers=max(args.workers, 1),
         causal=not args.no_causal,
         n=args.n,
         renderings=args.renderings,
@@ -219,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         "--adapter", default=None, help="organism models: a safety adapter directory (safety_tune.py --out)"
     )
     lo.add_argument("--no-causal", action="store_true", help="skip the causal checks of the located window")
+    lo.add_argument("--workers", type=int, default=0, help="Ray workers for the captures (0: in this process)")
     lo.set_defaults(func=_locate)
     sv = sub.add_parser("serve", help="OpenAI-compatible HTTP API with per-request steering")
     sv.add_argument("--model", default="organism-vl")

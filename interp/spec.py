@@ -2,6 +2,7 @@
 
     >>> spec = interp.ModelSpec("llava-hf/llava-1.5-7b-hf", dtype="bfloat16", device="cuda")
     >>> spec = interp.ModelSpec.of("organism-vl")                   # a name or path: load_model's arguments
+    >>> spec = interp.ModelSpec.of(interp.load_model("default", dtype="bfloat16"))   # as it was loaded
     >>> spec = interp.ModelSpec(factory=functools.partial(tiny_model, "llama"))   # any importable function
     >>> model = spec.load()                                          # in the worker
 
@@ -43,8 +44,10 @@ class ModelSpec:
         if isinstance(model, str):
             return cls(model)
         if isinstance(model, HookedModel):
+            if model.spec is not None:  # loaded by interp.load_model: the workers load it the same way
+                return model.spec
             raise InputError(
-                f"a loaded model ({model.name}) cannot be sent to workers: each worker loads its own copy. "
+                f"a model you wrapped yourself ({model.name}) cannot be sent to workers: each worker loads its own copy. "
                 f"Fix: pass how to load it, interp.ModelSpec({model.name!r}, dtype=..., device=...) or its "
                 "name, or a factory function."
             )

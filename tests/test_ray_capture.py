@@ -137,3 +137,16 @@ def test_two_workers_on_smollm2_equal_a_local_capture(tmp_path, smollm):
     kw = dict(layers=[3, 10, 20], shard_size=4, batch_size=4)
     shards = interp.capture("default", prompts, out_dir=tmp_path / "ray", engine="ray", workers=2, **kw)
     _same(shards, interp.capture(smollm, prompts, out_dir=tmp_path / "local", **kw), atol=1e-5)
+
+
+def test_the_locate_reports_captures_on_ray_give_the_same_numbers(tmp_path):
+    # a model loaded by interp.load_model carries its spec: the workers load it the same way
+    from interp.locate.report import capture_rows
+
+    model = interp.load_model("default")
+    assert interp.ModelSpec.of(model) == interp.ModelSpec("default")
+    kw = dict(labels=LABELS[:20], positions="last", batch_size=4)
+    here = capture_rows(model, PROMPTS[:20], "local", 1, **kw)
+    there = capture_rows(model, PROMPTS[:20], "ray", 2, **kw)  # shards of 12 and 8: whole batches
+    assert here.prompt_ids == there.prompt_ids and here.labels == there.labels
+    torch.testing.assert_close(here["last"], there["last"], rtol=0, atol=0)

@@ -30,6 +30,8 @@ method's localization and its agreement with the located layers are reported bes
 from __future__ import annotations
 
 import json
+import math
+import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -215,6 +217,8 @@ def run(
     progress: bool = True,
     causal: bool = True,
     rule: str | None = None,
+    engine: str = "local",
+    workers: int = 1,
 ) -> LocateReport:
     """Run every method on ``model`` and return the :class:`LocateReport` (see the module docstring).
 
@@ -223,7 +227,9 @@ def run(
     causal checks (``causal=True``) use the next ``patch_pairs`` pairs where ``data`` has them (else the
     same pairs, which the report then says). ``rule``: locate with this candidate of
     :data:`interp.locate.rules.RULES` instead of the suite's choice (its layers are then named as given,
-    with no suite score).
+    with no suite score). ``engine="ray"``: the captures run on ``workers`` Ray workers, which load
+    the model again from how :func:`interp.load_model` loaded it (the same numbers; patching and the
+    rest stay in this process).
     """
     is_vlm = model.adapter.kind != "text"
     if data is None:
@@ -258,9 +264,11 @@ def run(
         bar.set_postfix_str(step)
         t0 = time.perf_counter()
         if step.startswith("text"):
-            acts = capture(
+            acts = capture_rows(
                 model,
                 data.harmful + data.harmless,
+                engine,
+                workers,
                 labels=["harmful"] * len(data.harmful) + ["harmless"] * len(data.harmless),
                 positions="last",
                 batch_size=batch_size,
@@ -288,7 +296,19 @@ def run(
             findings["exact_resid_forwards"] = maps["resid"].forwards
             findings["clean_minus_corrupt_metric"] = maps["resid"].clean_metric - maps["resid"].corrupt_metric
         elif step.startswith("cross"):
-            _cross_modal(model, data.pairs, dirs, positions, profiles, maps, findings, batch_size, max_rows)
+            _cross_modal(
+                model,
+                data.pairs,
+                dirs,
+                positions,
+                profiles,
+                maps,
+                findings,
+                batch_size,
+                max_rows,
+                engine,
+                workers,
+            )
         else:
             window = candidate or []
             if window:
@@ -364,11 +384,25 @@ def run(
     )
 
 
-def _cross_modal(model, pairs, dirs, positions, profiles, maps, findings, batch_size, max_rows) -> None:
-    text = capture(model, pairs.text, labels=pairs.labels, positions="last", batch_size=batch_size)
-    image = capture(
-        model, pairs.image, images=pairs.images, labels=pairs.labels, positions="last", batch_size=batch_size
-    )
+def capture_rows(model, prompts, engine: str, workers: int, **kw):
+    """:func:`interp.capture` in this process (``engine="local"``), or split across ``workers`` Ray
+    workers that load the model again from how it was loaded (one shard each, a whole number of
+    batches, so every forward holds the rows it holds in this process: the same numbers)."""
+    if engine == "local":
+        return capture(model, prompts, **kw)
+    batch = kw.get("batch_size", 16)
+    shard = math.ceil(math.ceil(len(prompts) / workers) / batch) * batch  # n / workers, in whole batches
+    with tempfile.TemporaryDirectory() as tmp:
+        shards = capture(model, prompts, out_dir=tmp, engine=engine, workers=workers, shard_size=shard, **kw)
+        return shards.load()
+
+
+def _cross_modal(
+    model, pairs, dirs, positions, profiles, maps, findings, batch_size, max_rows, engine, workers
+) -> None:
+    kw = dict(labels=pairs.labels, positions="last", batch_size=batch_size)
+    text = capture_rows(model, pairs.text, engine, workers, **kw)
+    image = capture_rows(model, pairs.image, engine, workers, images=pairs.images, **kw)
     profiles["cross_modal_cosine"] = cross_modal_cosine(text, image)
     profiles["probe_transfer"] = probe_transfer(text, image)
     harmful_rows = [i for i, lab in enumerate(pairs.labels) if lab == "harmful"]

@@ -38,6 +38,7 @@ class HookedModel:
     chat_template: bool | str = "auto"
     planted: list[int] | None = None
     caption_prompt: str | None = None
+    spec: Any | None = None  # how it was loaded (interp.ModelSpec), so workers can load it again; None: wrapped
     adapter: Adapter = field(init=False)
 
     def __post_init__(self):

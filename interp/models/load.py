@@ -91,7 +91,15 @@ def load_model(
     """
     check_chat_template(chat_template)  # before any weights are read
     with quiet_loading(not progress):
-        return _load(name_or_path, dtype, device, gguf_file, chat_template, **kwargs)
+        model = _load(name_or_path, dtype, device, gguf_file, chat_template, **kwargs)
+    from interp.spec import ModelSpec
+
+    given = dict(dtype=dtype, device=device, gguf_file=gguf_file, chat_template=chat_template)
+    defaults = dict(dtype=None, device="cpu", gguf_file=None, chat_template="auto")
+    model.spec = ModelSpec(
+        str(name_or_path), **{k: v for k, v in given.items() if v != defaults[k]}, **kwargs
+    )  # Ray workers load the same model from it
+    return model
 
 
 def _load(name_or_path, dtype, device, gguf_file, chat_template, **kwargs) -> HookedModel:
