@@ -3,6 +3,7 @@ executed copies, outputs included, to docs/notebooks/ for the documentation site
 
     python notebooks/build_notebooks.py             # the sources (no outputs; tests/test_notebooks.py runs them)
     python notebooks/build_notebooks.py --execute   # + docs/notebooks/*.ipynb (minutes: real models)
+    python notebooks/build_notebooks.py --execute 01_quickstart.ipynb   # one of them
 
 tests/test_docs.py checks that each executed copy holds the current source's cells, run without error.
 """
@@ -128,11 +129,16 @@ loaded.method, [type(i).__name__ for i in loaded.interventions]""",
 nbf.write(nb(steer_nb), out / "03_steering.ipynb")
 
 if "--execute" in sys.argv:
+    import os
+
     from nbclient import NotebookClient
 
+    # figures as plotly's JSON for Jupyter and as HTML for the static site (plotly.js from its CDN)
+    os.environ["PLOTLY_RENDERER"] = "plotly_mimetype+notebook_connected"
     docs = out.parent / "docs" / "notebooks"
     docs.mkdir(parents=True, exist_ok=True)
-    for name in ("01_quickstart.ipynb", "02_cross_modal.ipynb", "03_steering.ipynb"):
+    names = [a for a in sys.argv[1:] if a.endswith(".ipynb")]  # some of them, or all
+    for name in names or ("01_quickstart.ipynb", "02_cross_modal.ipynb", "03_steering.ipynb"):
         book = nbf.read(out / name, as_version=4)
         NotebookClient(book, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(out)}}).execute()
         nbf.write(book, docs / name)

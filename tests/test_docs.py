@@ -32,7 +32,10 @@ def test_the_site_builds_strictly(tmp_path):
     site = tmp_path / "site" / "results"
     assert "Steering the organism VLM (generated from" in (site / "steering" / "index.html").read_text()
     assert "Localization on the organism suite" in (site / "locate-suite" / "index.html").read_text()
-    assert "find_layers" in (site / "notebooks" / "03_steering" / "index.html").read_text()  # rendered with its code
+    notebook = (tmp_path / "site" / "notebooks" / "03_steering" / "index.html").read_text()
+    assert "find_layers" in notebook and "candidate layers" in notebook  # its code and its outputs
+    quick = (tmp_path / "site" / "notebooks" / "01_quickstart" / "index.html").read_text()
+    assert "Plotly.newPlot" in quick  # the figures render on the page
     shutil.rmtree(tmp_path / "site")
 
 
