@@ -23,9 +23,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from interp.capture import ShardPlan, _bar, _Job, shard_key
+from interp.capture_job import CaptureJob, progress_bar
 from interp.errors import InputError
 from interp.layers import resolve_layers
+from interp.shards import ShardPlan, shard_key
 from interp.spec import ModelSpec
 
 
@@ -41,8 +42,8 @@ class CaptureWorker:
 
     def capture_shard(self, settings: dict, prompts, images, ids, labels, path: str) -> dict:
         t0 = time.perf_counter()
-        job = _Job(self.model, prompts, images, **settings)
-        job.run(0, len(prompts), ids, labels, _bar(False, len(prompts), "shard")).save(Path(path))
+        job = CaptureJob(self.model, prompts, images, **settings)
+        job.run(0, len(prompts), ids, labels, progress_bar(False, len(prompts), "shard")).save(Path(path))
         return {"rows": len(prompts), "seconds": time.perf_counter() - t0}
 
 
@@ -135,7 +136,7 @@ def capture_on_ray(
         "dtype": dtype,
         "site": site,
     }
-    bar = _bar(progress, len(prompts), f"capture (ray, {workers} workers)")
+    bar = progress_bar(progress, len(prompts), f"capture (ray, {workers} workers)")
     bar.update(plan.skipped)
     labels = list(labels) if labels is not None else None
     t0, rows = time.perf_counter(), 0

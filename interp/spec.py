@@ -61,9 +61,9 @@ class ModelSpec:
         """The model, loaded here."""
         if self.factory is not None:
             return self.factory()
-        from interp.models.load import load_model
+        import interp  # the package's load_model: interp.models.load records its specs with this class
 
-        return load_model(self.name, **self.kwargs)
+        return interp.load_model(self.name, **self.kwargs)
 
     def describe(self) -> str:
         if self.factory is not None:

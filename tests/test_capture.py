@@ -2,7 +2,8 @@ import pytest
 import torch
 
 import interp
-from interp.capture import ActivationShards, _Job
+from interp.capture import ActivationShards
+from interp.capture_job import CaptureJob
 
 
 def test_shapes_labels_and_batching(llama, prompts):
@@ -46,7 +47,7 @@ def test_sharded_capture_resumes_without_recomputing(tmp_path, llama, monkeypatc
     prompts = [f"prompt number {i}" for i in range(10)]
     full = interp.capture(llama, prompts, layers=[1, 2], batch_size=3)
     calls = []
-    original = _Job.run
+    original = CaptureJob.run
 
     def counting(self, start, stop, *args):
         calls.append(start)
@@ -54,7 +55,7 @@ def test_sharded_capture_resumes_without_recomputing(tmp_path, llama, monkeypatc
             raise KeyboardInterrupt  # interrupted during the third shard
         return original(self, start, stop, *args)
 
-    monkeypatch.setattr(_Job, "run", counting)
+    monkeypatch.setattr(CaptureJob, "run", counting)
     with pytest.raises(KeyboardInterrupt):
         interp.capture(llama, prompts, layers=[1, 2], batch_size=3, out_dir=tmp_path, shard_size=4)
     assert sorted(p.name for p in tmp_path.glob("shard_*")) == [
@@ -62,7 +63,7 @@ def test_sharded_capture_resumes_without_recomputing(tmp_path, llama, monkeypatc
         "shard_00001.safetensors",
     ]
     calls.clear()
-    monkeypatch.setattr(_Job, "run", lambda self, *a: (calls.append(a[0]), original(self, *a))[1])
+    monkeypatch.setattr(CaptureJob, "run", lambda self, *a: (calls.append(a[0]), original(self, *a))[1])
     shards = interp.capture(llama, prompts, layers=[1, 2], batch_size=3, out_dir=tmp_path, shard_size=4)
     assert calls == [8]  # only the unfinished shard ran
     loaded = shards.load(model=llama)
