@@ -23,7 +23,7 @@ from interp.inputs import normalize_images
 from interp.layers import resolve_layers
 from interp.models.hooked import HookedModel
 from interp.positions import parse_positions
-from interp.shards import ActivationShards, ShardPlan, shard_key
+from interp.shards import ActivationShards, ShardPlan
 
 __all__ = ["ENGINES", "ActivationShards", "capture", "capture_batch"]
 
@@ -134,28 +134,11 @@ def capture(
     return _capture_sharded(job, Path(out_dir), shard_size, ids, labels, progress)
 
 
-def _job_key(job: CaptureJob, ids, labels, shard_size: int) -> dict:
-    return shard_key(
-        job.model.fingerprint.to_dict(),
-        job.prompts,
-        job.images,
-        ids,
-        labels,
-        job.layers,
-        job.positions,
-        job.chat_template,
-        job.system,
-        shard_size,
-        job.backend,
-        job.dtype,
-        job.site,
-    )
-
-
 def _capture_sharded(
     job: CaptureJob, directory: Path, shard_size: int, ids, labels, progress
 ) -> ActivationShards:
-    plan = ShardPlan.make(directory, _job_key(job, ids, labels, shard_size), len(job.prompts), shard_size)
+    key = job.key(job.model.fingerprint.to_dict(), ids, labels, shard_size)
+    plan = ShardPlan.make(directory, key, len(job.prompts), shard_size)
     t0 = time.perf_counter()
     bar = progress_bar(progress, len(job.prompts), "capture")
     bar.update(plan.skipped)

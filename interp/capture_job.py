@@ -10,6 +10,7 @@ each worker. Both give the same rows in the same batches.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import torch
@@ -30,7 +31,7 @@ class CaptureJob:
     """One capture's prompts and settings on a loaded model: ``run(start, stop)`` captures rows
     ``[start, stop)`` in the batches every engine uses (consecutive rows, images apart)."""
 
-    model: HookedModel
+    model: HookedModel | None  # None on a driver that only plans (the Ray engine's)
     prompts: list[str]
     images: list[list] | None
     positions: list
@@ -88,6 +89,27 @@ class CaptureJob:
             masks,
             meta,
         )
+
+    def key(self, fingerprint: dict, ids, labels, shard_size: int) -> dict:
+        """What a sharded capture directory of this job holds (its manifest's ``key``), for the model
+        whose fingerprint is ``fingerprint``: a directory of another model, prompt set or setting is
+        refused, whichever engine wrote it. ``batch_size`` is not in it (it changes no value)."""
+        h = hashlib.sha256()
+        for i, p in enumerate(self.prompts):
+            h.update(f"{ids[i]}\x00{p}\x00{len(self.images[i]) if self.images else 0}\x01".encode())
+        return {
+            "fingerprint": fingerprint,
+            "layers": list(self.layers),
+            "positions": [p.name for p in self.positions],
+            "prompts_digest": h.hexdigest(),
+            "labels": list(labels) if labels is not None else None,
+            "chat_template": str(self.chat_template),
+            "system": self.system,
+            "shard_size": shard_size,
+            "backend": self.backend,
+            "dtype": str(self.dtype),
+            **({"site": self.site} if self.site != "resid" else {}),  # resid keys stay as before
+        }
 
     def capture_batch(self, batch) -> dict:
         return capture_batch(

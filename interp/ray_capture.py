@@ -26,7 +26,7 @@ from pathlib import Path
 from interp.capture_job import CaptureJob, progress_bar
 from interp.errors import InputError
 from interp.layers import resolve_layers
-from interp.shards import ShardPlan, shard_key
+from interp.shards import ShardPlan
 from interp.spec import ModelSpec
 
 
@@ -95,70 +95,52 @@ def capture_on_ray(
         max_task_retries=max_retries,
     )(CaptureWorker)
     pool = [actor.remote(spec) for _ in range(workers)]
-    try:
-        infos = ray.get([w.info.remote() for w in pool])
-    except Exception as e:  # a worker that cannot load the model: fail now, with its error
-        for w in pool:
-            ray.kill(w)
-        raise InputError(
-            f"a Ray worker could not load the model {spec.describe()}: {_cause(e)}. Nothing was captured. "
-            "Fix: check that the name, path or factory loads in a plain `interp.load_model` on the worker's machine."
-        ) from e
-    if len({str(i["fingerprint"]) for i in infos}) != 1:
-        raise InputError(
-            "the Ray workers loaded different models (their fingerprints differ); give one spec."
-        )
-    info = infos[0]
-    layer_ids = resolve_layers(layers, info["n_layers"])
-    key = shard_key(
-        info["fingerprint"],
-        prompts,
-        per_image,
-        ids,
-        labels,
-        layer_ids,
-        positions,
-        chat_template,
-        system,
-        shard_size,
-        backend,
-        dtype,
-        site,
-    )
-    plan = ShardPlan.make(out_dir, key, len(prompts), shard_size)
-    settings = {
-        "positions": positions,
-        "layers": layer_ids,
-        "batch_size": batch_size,
-        "chat_template": chat_template,
-        "system": system,
-        "backend": backend,
-        "dtype": dtype,
-        "site": site,
-    }
-    bar = progress_bar(progress, len(prompts), f"capture (ray, {workers} workers)")
-    bar.update(plan.skipped)
-    labels = list(labels) if labels is not None else None
-    t0, rows = time.perf_counter(), 0
-    startup = t0 - t_start
-    pending, queue, free = {}, list(plan.todo), list(pool)
-
-    def submit(worker, item):
-        name, start, stop = item
-        ref = worker.capture_shard.remote(
-            settings,
-            prompts[start:stop],
-            per_image[start:stop] if per_image is not None else None,
-            ids[start:stop],
-            labels[start:stop] if labels is not None else None,
-            str(out_dir / name),
-        )
-        pending[ref] = (worker, item)
-
-    try:
+    bar = None
+    try:  # the workers go whatever happens: done, refused, failed or interrupted
+        try:
+            infos = ray.get([w.info.remote() for w in pool])
+        except Exception as e:  # a worker that cannot load the model: fail now, with its error
+            raise InputError(
+                f"a Ray worker could not load the model {spec.describe()}: {_cause(e)}. Nothing was captured. "
+                "Fix: check that the name, path or factory loads in a plain `interp.load_model` on the worker's "
+                "machine."
+            ) from e
+        if len({str(i["fingerprint"]) for i in infos}) != 1:
+            raise InputError(
+                "the Ray workers loaded different models (their fingerprints differ); give one spec."
+            )
+        info = infos[0]
+        settings = {
+            "positions": positions,
+            "layers": resolve_layers(layers, info["n_layers"]),
+            "batch_size": batch_size,
+            "chat_template": chat_template,
+            "system": system,
+            "backend": backend,
+            "dtype": dtype,
+            "site": site,
+        }
+        planned = CaptureJob(None, prompts, per_image, **settings)  # the workers run this job, by shard
+        key = planned.key(info["fingerprint"], ids, labels, shard_size)
+        plan = ShardPlan.make(out_dir, key, len(prompts), shard_size)
+        bar = progress_bar(progress, len(prompts), f"capture (ray, {workers} workers)")
+        bar.update(plan.skipped)
+        labels = list(labels) if labels is not None else None
+        t0, rows = time.perf_counter(), 0
+        startup = t0 - t_start
+        pending, queue, free = {}, list(plan.todo), list(pool)
         while queue or pending:
             while queue and free:
-                submit(free.pop(), queue.pop(0))
+                worker, (name, start, stop) = free.pop(), queue.pop(0)
+                ref = worker.capture_shard.remote(
+                    settings,
+                    prompts[start:stop],
+                    per_image[start:stop] if per_image is not None else None,
+                    ids[start:stop],
+                    labels[start:stop] if labels is not None else None,
+                    str(out_dir / name),
+                )
+                pending[ref] = (worker, (name, start, stop))
             ready, _ = ray.wait(list(pending), num_returns=1)
             worker, (name, start, stop) = pending.pop(ready[0])
             try:
@@ -176,11 +158,12 @@ def capture_on_ray(
             bar.update(stop - start)
             bar.set_postfix_str(f"{rows / (time.perf_counter() - t0):.1f} prompts/s")
             free.append(worker)
+        return plan.shards("ray", workers, startup, time.perf_counter() - t0)
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
         for w in pool:
             ray.kill(w)
-    return plan.shards("ray", workers, startup, time.perf_counter() - t0)
 
 
 def _cause(e: Exception) -> str:

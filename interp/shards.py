@@ -11,7 +11,6 @@ the other resumes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -85,41 +84,6 @@ def _read_manifest(directory: Path) -> dict | None:
         raise CorruptFileError(
             f"{path} is not valid JSON ({e}). Fix: delete the directory and capture again."
         ) from e
-
-
-def shard_key(
-    fingerprint: dict,
-    prompts,
-    images,
-    ids,
-    labels,
-    layers,
-    positions,
-    chat_template,
-    system,
-    shard_size,
-    backend,
-    dtype,
-    site,
-) -> dict:
-    """What a sharded capture directory holds (its manifest's ``key``): a directory of another model,
-    prompt set or setting is refused, whichever engine wrote it."""
-    h = hashlib.sha256()
-    for i, p in enumerate(prompts):
-        h.update(f"{ids[i]}\x00{p}\x00{len(images[i]) if images else 0}\x01".encode())
-    return {
-        "fingerprint": fingerprint,
-        "layers": list(layers),
-        "positions": [p.name for p in positions],
-        "prompts_digest": h.hexdigest(),
-        "labels": list(labels) if labels is not None else None,
-        "chat_template": str(chat_template),
-        "system": system,
-        "shard_size": shard_size,
-        "backend": backend,
-        "dtype": str(dtype),
-        **({"site": site} if site != "resid" else {}),  # resid keys stay as before
-    }
 
 
 @dataclass
