@@ -4,7 +4,8 @@
     python benchmarks/capture.py --model llama3-8b-shape --device cuda --batch 32 --seq-len 128
 
 Writes benchmarks/results/capture_<device>_<model>.json. Timings are medians over interleaved
-repeats. ``ratio_capture_vs_forward``: interp.capture_batch (all layers, last token, states copied to
+repeats; each ratio is the median of the per-repeat ratios (``paired_ratios`` adds its 95% bootstrap
+interval and the number of repeats). ``ratio_capture_vs_forward``: interp.capture_batch (all layers, last token, states copied to
 the CPU) over ``model(**inputs)``. Capture stops the forward after the last captured layer, so it also
 skips the final norm and LM head; ``ratio_capture_vs_backbone_forward`` compares against the decoder
 stack alone, which isolates the cost of the hooks themselves. The streaming part captures
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -23,7 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import PeakRSS, device_name, load, model_args, rss_bytes, time_interleaved, write  # noqa: E402
+from common import PeakRSS, device_name, load, model_args, paired_ratio, rss_bytes, time_samples, write  # noqa: E402
 
 import interp  # noqa: E402
 from interp.capture import capture_batch  # noqa: E402
@@ -39,7 +41,7 @@ def random_batch(model, batch: int, seq_len: int, seed: int = 0) -> Batch:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    model_args(p)
+    model_args(p, repeats=30)
     p.add_argument("--backends", default="nnsight,transformer_lens")
     p.add_argument("--stream-prompts", type=int, default=10000)
     p.add_argument("--stream-batch", type=int, default=64)
@@ -84,7 +86,17 @@ def main() -> None:
             )
         except Exception as e:  # an optional extra missing on this machine
             skipped[backend] = f"{type(e).__name__}: {e}"[:300]
-    ms = time_interleaved(fns, args.repeats, args.device)
+    samples = time_samples(fns, args.repeats, args.device)
+    ms = {k: statistics.median(v) for k, v in samples.items()}
+    paired = {
+        f"{k}_vs_{base}": paired_ratio(samples, k, base)
+        for k, base in [
+            ("capture", "backbone_forward"),
+            ("capture", "forward"),
+            ("output_hidden_states", "forward"),
+        ]
+        + [(b, "forward") for b in ("nnsight", "transformer_lens") if b in fns]
+    }
 
     ref = capture_batch(model, batch, layers="all", positions="last")["last"]
     agree = {}
@@ -104,18 +116,19 @@ def main() -> None:
         "load_s": round(load_s, 1),
         "forward_ms": ms["forward"],
         "capture_ms": ms["capture"],
-        "ratio_capture_vs_forward": ms["capture"] / ms["forward"],
+        "ratio_capture_vs_forward": paired["capture_vs_forward"]["median"],
         "backbone_forward_ms": ms["backbone_forward"],
-        "ratio_capture_vs_backbone_forward": ms["capture"] / ms["backbone_forward"],
+        "ratio_capture_vs_backbone_forward": paired["capture_vs_backbone_forward"]["median"],
         "output_hidden_states_ms": ms["output_hidden_states"],
-        "ratio_output_hidden_states_vs_forward": ms["output_hidden_states"] / ms["forward"],
+        "ratio_output_hidden_states_vs_forward": paired["output_hidden_states_vs_forward"]["median"],
+        "paired_ratios": paired,
         "backends_max_rel_diff_vs_native": agree,
         "backends_skipped": skipped,
     }
     for backend in ("nnsight", "transformer_lens"):
         if backend in ms:
             result[f"{backend}_ms"] = ms[backend]
-            result[f"ratio_{backend}_vs_forward"] = ms[backend] / ms["forward"]
+            result[f"ratio_{backend}_vs_forward"] = paired[f"{backend}_vs_forward"]["median"]
     if args.stream_prompts:
         small = stream(model, args, max(args.stream_prompts // 10, args.shard_size))
         large = stream(model, args, args.stream_prompts)

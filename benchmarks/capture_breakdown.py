@@ -1,11 +1,15 @@
 """Where capture time goes: forward with no-op hooks, with capture hooks, with and without early stop.
 
+Each ratio is the median of per-repeat ratios against the plain forward (``paired_ratios_vs_forward``
+adds the 95% bootstrap interval and the number of repeats).
+
 python benchmarks/capture_breakdown.py --model llama3-8b-shape --device cuda --batch 32 --seq-len 128
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from pathlib import Path
 
@@ -13,14 +17,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from capture import random_batch  # noqa: E402
-from common import device_name, load, model_args, time_interleaved, write  # noqa: E402
+from common import device_name, load, model_args, paired_ratio, time_samples, write  # noqa: E402
 
 from interp.capture import capture_batch  # noqa: E402
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    model_args(p)
+    model_args(p, repeats=30)
     p.add_argument("--profile", action="store_true")
     args = p.parse_args()
     model = load(args.model, args.device, args.dtype)
@@ -72,14 +76,18 @@ def main() -> None:
         hooks_stop=hooks_stop,
         capture=capture,
     )
-    ms = time_interleaved(fns, args.repeats, args.device)
+    samples = time_samples(fns, args.repeats, args.device)
+    ms = {k: statistics.median(v) for k, v in samples.items()}
+    paired = {k: paired_ratio(samples, k, "forward") for k in fns if k != "forward"}
     result = {
         "device": device_name(args.device),
         "model": model.name,
         "batch": args.batch,
         "seq_len": args.seq_len,
         "ms": ms,
-        "ratio_vs_forward": {k: v / ms["forward"] for k, v in ms.items()},
+        "repeats": args.repeats,
+        "ratio_vs_forward": {"forward": 1.0, **{k: v["median"] for k, v in paired.items()}},
+        "paired_ratios_vs_forward": paired,
     }
     if args.profile:
         from torch.profiler import ProfilerActivity, profile

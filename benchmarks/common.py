@@ -59,6 +59,22 @@ def ratio_report(samples: dict[str, list[float]], keys, baseline: str = "plain")
     }
 
 
+def paired_ratio(samples: dict[str, list[float]], key: str, baseline: str, seed: int = 0) -> dict:
+    """``key`` against ``baseline`` repeat by repeat (the two ran back to back in each repeat of
+    :func:`time_samples`): the median of the per-repeat ratios, a 95% bootstrap interval of that
+    median, and the number of repeats. Pairing cancels drift that a ratio of medians keeps."""
+    import random
+
+    ratios = [a / b for a, b in zip(samples[key], samples[baseline])]
+    rng = random.Random(seed)
+    boots = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(2000))
+    return {
+        "median": round(statistics.median(ratios), 4),
+        "ci95": [round(boots[49], 4), round(boots[1949], 4)],
+        "n": len(ratios),
+    }
+
+
 def _spread(v: list[float]) -> list[float]:
     """10th and 90th percentile (one repeat: its time twice)."""
     q = statistics.quantiles(v, n=10) if len(v) > 1 else [v[0]]

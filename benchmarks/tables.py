@@ -27,6 +27,12 @@ def _x(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}×"
 
 
+def _ci(d: dict, key: str) -> str:
+    """ `` [lo, hi], n repeats`` from a result's paired ratios (older files have none: empty)."""
+    r = d.get("paired_ratios", {}).get(key)
+    return f" [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}], n={r['n']}" if r else ""
+
+
 def capture_rows() -> list[str]:
     rows = [
         "| result file | device, model, dtype, batch | **capture / decoder stack** (like for like) | capture / full forward (early stop) | nnsight / forward | TransformerLens / forward | `output_hidden_states` / forward | streaming 10,000 prompts: results on disk, RSS growth (1,000 prompts) |",
@@ -36,7 +42,7 @@ def capture_rows() -> list[str]:
         s, small = d["streaming"], d["streaming_small"]
         rows.append(
             f"| `{name}` | {d['device']}, {d['model']}, {d['dtype'].replace('torch.', '')}, "
-            f"{d['batch']}×{d['seq_len']} tokens | **{_x(d['ratio_capture_vs_backbone_forward'])}** | "
+            f"{d['batch']}×{d['seq_len']} tokens | **{_x(d['ratio_capture_vs_backbone_forward'])}**{_ci(d, 'capture_vs_backbone_forward')} | "
             f"{_x(d['ratio_capture_vs_forward'])} | {_x(d.get('ratio_nnsight_vs_forward'))} | "
             f"{_x(d.get('ratio_transformer_lens_vs_forward'))} | {_x(d['ratio_output_hidden_states_vs_forward'])} | "
             f"{s['result_bytes_on_disk'] / GB:.2f} GB, {s['peak_rss_growth_bytes'] / GB:.2f} GB "
@@ -175,16 +181,27 @@ def reading() -> list[str]:
     out = []
     for name, d in _load("capture_[cg]*.json"):
         r = d["ratio_capture_vs_backbone_forward"]
+        paired = d.get("paired_ratios", {}).get("capture_vs_backbone_forward")
+        interval = ""
+        if paired:
+            lo, hi = paired["ci95"]
+            interval = (
+                f" (median of {paired['n']} paired repeats, 95% interval [{lo:.3f}, {hi:.3f}]"
+                + ("" if hi <= 1.02 else ": the interval does not exclude more than 1.02")
+                + ")"
+            )
         out.append(
-            f"- Capture, like for like (`{name}`): {r:.3f}× the decoder stack, goal ≤ 1.02: "
+            f"- Capture, like for like (`{name}`): {r:.3f}× the decoder stack{interval}, goal ≤ 1.02: "
             f"{'met' if r <= 1.02 else 'missed'}; streaming memory bounded by one shard: "
             f"{'yes' if d['streaming_memory_bounded'] else 'no'}."
         )
     for name, d in _load("capture_breakdown_*.json"):
         r = d["ratio_vs_forward"]
         out.append(
-            f"- Where capture's extra goes (`{name}`): no-op hooks {r['noop_hooks']:.3f}×, slicing hooks "
-            f"{r['slice_hooks']:.3f}× a full forward: the cost is in the slicing, not in hooking."
+            f"- Where capture's time goes (`{name}`, each against a full forward): no-op hooks "
+            f"{r['noop_hooks']:.3f}×, hooks keeping a view of each layer's last token {r['slice_hooks']:.3f}×, "
+            f"interp's capture hooks without the early stop {r['hooks_no_stop']:.3f}×, with it "
+            f"{r['hooks_stop']:.3f}×."
         )
     for name, d in _load("patching_*.json"):
         out.append(

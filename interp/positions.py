@@ -25,7 +25,7 @@ the same tokens with and without the cache. A forward on any other ids is a new 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -86,6 +86,9 @@ class PromptLayout:
 
     mask: Bool[Tensor, "b t"]  # real (non-pad) prompt tokens
     image: Bool[Tensor, "b t"] | None  # image-token positions (None for text models)
+    # what a capture reduction needs, per (position, device), made once per prefill rather than once
+    # per captured layer
+    _gathers: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def prompt_len(self) -> int:
@@ -127,22 +130,32 @@ def reduce_prefill(
     hidden: Float[Tensor, "b t d"], layout: PromptLayout, pos: Position
 ) -> tuple[Float[Tensor, "b ..."], Bool[Tensor, "b p"] | None]:
     """Capture reduction at prefill: ``[B, D]`` for reduced kinds, ``([B, P, D], mask)`` for spans."""
-    b = hidden.shape[0]
-    rows = torch.arange(b, device=hidden.device)
-    if pos.kind == "last":
-        return hidden[rows, layout.last_real().to(hidden.device)], None
-    if pos.kind == "index":
-        return hidden[rows, layout.index(pos.index).to(hidden.device)], None
+    if pos.kind in ("last", "index"):
+        rows, cols = _gather(layout, pos, hidden.device)
+        return hidden[rows, cols], None
     if pos.kind in ("mean", "image_mean"):
-        sel = layout.mask if pos.kind == "mean" else layout.image_or_raise()
-        w = sel.to(hidden.device, hidden.dtype).unsqueeze(-1)
-        return (hidden * w).sum(1) / w.sum(1), None
+        key = (pos.name, hidden.device, hidden.dtype)
+        if key not in layout._gathers:
+            sel = layout.mask if pos.kind == "mean" else layout.image_or_raise()
+            w = sel.to(hidden.device, hidden.dtype).unsqueeze(-1)
+            layout._gathers[key] = (w, w.sum(1))
+        w, total = layout._gathers[key]
+        return (hidden * w).sum(1) / total, None
     if pos.kind in ("all", "image"):
         sel = layout.mask if pos.kind == "all" else layout.image_or_raise()
         return _pack_span(hidden, sel.to(hidden.device))
     raise InputError(
         f"position {pos.name!r} selects tokens to edit, not to capture. Fix: use 'last' or 'all'."
     )
+
+
+def _gather(layout: PromptLayout, pos: Position, device) -> tuple[Tensor, Tensor]:
+    """Row and column indices of a one-token position, made once per layout and device."""
+    key = (pos.name, device)
+    if key not in layout._gathers:
+        cols = layout.last_real() if pos.kind == "last" else layout.index(pos.index)
+        layout._gathers[key] = (torch.arange(len(cols), device=device), cols.to(device))
+    return layout._gathers[key]
 
 
 def _pack_span(hidden: Float[Tensor, "b t d"], sel: Bool[Tensor, "b t"]):
