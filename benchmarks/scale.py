@@ -10,6 +10,12 @@ in-process prompts/s over one worker's (goal <= 1.10), ``scaling_2_vs_1`` two wo
 one worker's. Every run is checked equal to the in-process shards. On a CPU the workers share its
 cores (Ray gives each worker ``--cpus`` / workers threads), so two workers cannot beat one by much
 there; the ratio says what the Ray layer costs and whether splitting shards loses anything.
+
+``generation``: the steering evaluation's generation step (``interp.evaluate.refusal``: greedy
+answers under a steering vector, and the next-token refusal log-odds) on ``--generate`` prompts, in
+this process and on a :class:`interp.RayPool` of one and of two workers (started before the timing:
+the pool is what ``steering_eval.py --engine ray`` keeps for its whole run). Same ratios, and whether
+every answer equals the in-process one (``same_answers``).
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--cpus", type=int, default=2, help="CPU cores split among the workers")
     p.add_argument("--gpus-per-worker", type=float, default=0)
+    p.add_argument("--generate", type=int, default=64, help="prompts for the generation part (0: skip it)")
+    p.add_argument("--max-new-tokens", type=int, default=16)
     args = p.parse_args()
     import ray
 
@@ -58,6 +66,13 @@ def main() -> None:
     load_s = time.perf_counter() - t
     local = interp.capture(model, rows, out_dir=work / "local", **kw)
     reference = local.load()
+    if args.generate:
+        steering = [interp.steer.AddDirection(torch.randn(model.d_model, generator=torch.Generator().manual_seed(0)),
+                                              [model.n_layers // 2], alpha=4.0)]  # fmt: skip
+        gen_kw = dict(interventions=steering, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+        t = time.perf_counter()
+        gen_ref = interp.evaluate.refusal(model, rows[: args.generate], **gen_kw)
+        generation = {"inprocess": {"seconds": round(time.perf_counter() - t, 3)}}
     del model
     runs = {"inprocess": {**local.timing, "startup_s": round(load_s, 3)}}
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
@@ -81,6 +96,24 @@ def main() -> None:
             "same_ids": got.prompt_ids == reference.prompt_ids,
         }
         print(n, runs[f"ray{n}"], file=sys.stderr)
+    if args.generate:
+        for n in args.workers:
+            t = time.perf_counter()
+            with interp.RayPool(spec, n, args.gpus_per_worker, args.cpus / n) as pool:
+                startup = time.perf_counter() - t
+                t = time.perf_counter()
+                got = interp.evaluate.refusal(spec, rows[: args.generate], engine=pool, **gen_kw)
+                seconds = time.perf_counter() - t
+            generation[f"ray{n}"] = {
+                "startup_s": round(startup, 3),
+                "seconds": round(seconds, 3),
+                "same_answers": got.answers == gen_ref.answers,
+                "same_refused": got.refused == gen_ref.refused,
+                "mean_logodds_diff": abs(got.mean_logodds - gen_ref.mean_logodds),
+            }
+            print("generation", n, generation[f"ray{n}"], file=sys.stderr)
+        for v in generation.values():
+            v["prompts_per_s"] = round(args.generate / v["seconds"], 3)
     ray.shutdown()
     shutil.rmtree(work)
     rate = {k: v["prompts_per_s"] for k, v in runs.items()}
@@ -96,6 +129,7 @@ def main() -> None:
         "prompts_per_s": rate,
         "ratio_ray1_vs_inprocess": round(rate["inprocess"] / rate["ray1"], 3) if "ray1" in rate else None,
         "scaling_2_vs_1": round(rate["ray2"] / rate["ray1"], 3) if {"ray1", "ray2"} <= set(rate) else None,
+        "generation": _generation_summary(generation, args) if args.generate else None,
         "startup_note": "startup_s: Ray starting and each worker loading the model (in-process: the model's "
         "load); the ratios exclude it",
         "torch": torch.__version__,
@@ -103,6 +137,19 @@ def main() -> None:
     }
     tag = "cpu" if args.device == "cpu" else "gpu"
     print(write(f"scale_{tag}_{args.model}", result))
+
+
+def _generation_summary(runs: dict, args) -> dict:
+    rate = {k: v["prompts_per_s"] for k, v in runs.items()}
+    return {
+        "prompts": args.generate,
+        "max_new_tokens": args.max_new_tokens,
+        "runs": runs,
+        "prompts_per_s": rate,
+        "ratio_ray1_vs_inprocess": round(rate["inprocess"] / rate["ray1"], 3) if "ray1" in rate else None,
+        "scaling_2_vs_1": round(rate["ray2"] / rate["ray1"], 3) if {"ray1", "ray2"} <= set(rate) else None,
+        "same_answers": all(v["same_answers"] for k, v in runs.items() if k != "inprocess"),
+    }
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from interp.models import (
     register_model,
     wrap,
 )
+from interp.ray_pool import RayPool
 from interp.spec import ModelSpec
 
 __version__ = "0.1.0"
@@ -38,6 +39,7 @@ __all__ = [
     "ADAPTERS",
     "ActivationShards",
     "ModelSpec",
+    "RayPool",
     "Activations",
     "Batch",
     "CorruptFileError",

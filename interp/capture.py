@@ -23,6 +23,7 @@ from interp.inputs import normalize_images
 from interp.layers import resolve_layers
 from interp.models.hooked import HookedModel
 from interp.positions import parse_positions
+from interp.ray_pool import RayPool
 from interp.shards import ActivationShards, ShardPlan
 
 __all__ = ["ENGINES", "ActivationShards", "capture", "capture_batch"]
@@ -47,7 +48,7 @@ def capture(
     dtype: torch.dtype = torch.float32,
     progress: bool | None = None,
     site: str = "resid",
-    engine: str = "local",
+    engine="local",
     workers: int = 1,
     gpus_per_worker: float = 0,
     cpus_per_worker: float = 1,
@@ -67,7 +68,8 @@ def capture(
     (:mod:`interp.ray_capture`): ``model`` is then how to load it (a name or path, an
     :class:`interp.ModelSpec` or a factory function), each worker loads its own copy, and the shards
     are those the local engine writes. ``max_retries``: restarts of a worker that dies, and retries of
-    its shard.
+    its shard. ``engine=<interp.RayPool>`` runs on a pool the caller keeps across calls (the models
+    load once); ``workers`` and the resources are then the pool's.
     """
     if isinstance(prompts, str):
         prompts = [prompts]
@@ -81,42 +83,32 @@ def capture(
         raise InputError(f"site={site!r} is captured by the native backend only. Fix: backend='native'.")
     if batch_size < 1:
         raise InputError(f"batch_size={batch_size}; it must be at least 1.")
-    if engine not in ENGINES:
-        raise InputError(f"unknown engine {engine!r}; choose one of {ENGINES}.")
+    if engine not in ENGINES and not isinstance(engine, RayPool):
+        raise InputError(f"unknown engine {engine!r}; choose one of {ENGINES}, or pass an interp.RayPool.")
     pos = parse_positions(positions)
     per_image = normalize_images(images, len(prompts))
     ids = [str(i) for i in (prompt_ids if prompt_ids is not None else range(len(prompts)))]
     if len(ids) != len(prompts) or (labels is not None and len(labels) != len(prompts)):
         raise InputError("prompt_ids and labels need one entry per prompt.")
-    if engine == "ray":
+    if engine != "local":
         if out_dir is None:
             raise InputError(
                 "engine='ray' writes shards: pass out_dir= (a directory every worker can reach)."
             )
         from interp.ray_capture import capture_on_ray
 
+        settings = dict(
+            positions=pos, layers=layers, batch_size=batch_size, chat_template=chat_template,
+            system=system, backend=backend, dtype=dtype, site=site,
+        )  # fmt: skip
+        pool_options = dict(
+            workers=workers, gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
+            max_retries=max_retries,
+        )  # fmt: skip
         return capture_on_ray(
-            model,
-            prompts,
-            per_image,
-            pos,
-            layers,
-            batch_size,
-            ids,
-            labels,
-            chat_template,
-            system,
-            backend,
-            dtype,
-            site,
-            Path(out_dir),
-            shard_size,
-            workers,
-            gpus_per_worker,
-            cpus_per_worker,
-            max_retries,
-            progress,
-        )
+            model, engine, settings, prompts, per_image, ids, labels, Path(out_dir), shard_size,
+            pool_options, progress,
+        )  # fmt: skip
     if not isinstance(model, HookedModel):
         raise InputError(
             f"capture needs a loaded model (interp.load_model), got {type(model).__name__}; a name or spec is "

@@ -23,7 +23,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp.errors import InputError
-from interp.inputs import groups
+from interp.inputs import groups, normalize_images
 from interp.intervals import Interval, bootstrap_interval
 from interp.refusal import is_refusal, refusal_logodds, refusal_token_ids
 from interp.steer.apply import edits_for, folding, in_prompt_order, last_logits, prepared_batches
@@ -56,6 +56,24 @@ class RefusalEval:
         }
 
 
+@dataclass
+class RefusalRows:
+    """What :func:`refusal` computes per prompt, before it summarizes: the greedy answers, the
+    next-token refusal log-odds, and whether a gated per-input intervention steered each image row."""
+
+    answers: list[str]
+    logodds: Float[Tensor, " n"]
+    steered: list[bool]
+
+    @classmethod
+    def concat(cls, parts: list[RefusalRows]) -> RefusalRows:
+        return cls(
+            [a for p in parts for a in p.answers],
+            torch.cat([p.logodds for p in parts]),
+            [s for p in parts for s in p.steered],
+        )
+
+
 def refusal(
     model,
     prompts: list[str],
@@ -64,11 +82,59 @@ def refusal(
     max_new_tokens: int = 32,
     batch_size: int = 16,
     fold: bool = False,
+    engine="local",
+    workers: int = 2,
+    gpus_per_worker: float = 0,
+    cpus_per_worker: float = 1,
+    max_retries: int = 3,
 ) -> RefusalEval:
     """Refusal rate of greedy answers (and the log-odds judge), with the interventions applied
-    (``fold=True``: full ablations folded into the weights once for the call, as in ``steer``)."""
+    (``fold=True``: full ablations folded into the weights once for the call, as in ``steer``).
+
+    ``engine="ray"`` splits the prompts into chunks of whole batches across ``workers`` Ray actors
+    that each load the model (``model``: a model loaded by ``load_model``, a name or a
+    :class:`interp.ModelSpec`); the interventions travel to them. ``engine=<interp.RayPool>`` uses
+    a pool kept across calls. Answers do not depend on their batch companions, so the result is the
+    local one (the log-odds to float rounding).
+    """
     if not prompts:
         raise InputError("refusal() needs at least one prompt.")
+    if engine == "local":
+        rows = refusal_rows(model, prompts, images, interventions, max_new_tokens, batch_size, fold)
+    else:
+        from interp.ray_pool import RayPool, pool_for
+
+        if engine != "ray" and not isinstance(engine, RayPool):
+            raise InputError(f"unknown engine {engine!r}; use 'local', 'ray' or an interp.RayPool.")
+        pool, owned = pool_for(engine, model, workers, gpus_per_worker, cpus_per_worker, max_retries)
+        try:
+            rows = _refusal_rows_on(pool, prompts, images, interventions, max_new_tokens, batch_size, fold)
+        finally:
+            if owned:
+                pool.close()
+    refused = [is_refusal(a) for a in rows.answers]
+    return RefusalEval(
+        rate=sum(refused) / len(refused),
+        logodds_rate=float((rows.logodds > 0).float().mean()),
+        mean_logodds=float(rows.logodds.mean()),
+        n=len(prompts),
+        examples=[{"prompt": p, "answer": a} for p, a in list(zip(prompts, rows.answers, strict=True))[:3]],
+        answers=rows.answers,
+        steered_rate=sum(rows.steered) / len(rows.steered) if rows.steered else None,
+        refused=refused,
+    )
+
+
+def refusal_rows(
+    model,
+    prompts: list[str],
+    images=None,
+    interventions=(),
+    max_new_tokens: int = 32,
+    batch_size: int = 16,
+    fold: bool = False,
+) -> RefusalRows:
+    """:func:`refusal`'s per-prompt results on ``model`` in this process."""
     answers, logits, steered, order = [None] * len(prompts), [], [], []
     # one preparation per batch serves both judges (a per-input intervention retrieves once)
     with folding(model, interventions, fold) as rest:
@@ -81,17 +147,28 @@ def refusal(
                     answers[i] = answer
             order += rows
     lo = refusal_logodds(in_prompt_order(torch.cat(logits), order), refusal_token_ids(model.tokenizer))
-    refused = [is_refusal(a) for a in answers]
-    return RefusalEval(
-        rate=sum(refused) / len(refused),
-        logodds_rate=float((lo > 0).float().mean()),
-        mean_logodds=float(lo.mean()),
-        n=len(prompts),
-        examples=[{"prompt": p, "answer": a} for p, a in list(zip(prompts, answers, strict=True))[:3]],
-        answers=answers,
-        steered_rate=sum(steered) / len(steered) if steered else None,
-        refused=refused,
-    )
+    return RefusalRows(answers, lo, steered)
+
+
+def _refusal_rows_on(pool, prompts, images, interventions, max_new_tokens, batch_size, fold) -> RefusalRows:
+    """The prompts in chunks of whole batches (about four per worker), one task each, in order."""
+    n = len(prompts)
+    per_image = normalize_images(images, n)
+    chunk = batch_size * max(1, math.ceil(n / (batch_size * 4 * pool.workers)))
+    settings = {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "fold": fold}
+    tasks = [
+        (
+            f"prompts {i}-{min(i + chunk, n) - 1}",
+            (
+                prompts[i : i + chunk],
+                per_image[i : i + chunk] if per_image is not None else None,
+                list(interventions),
+            ),
+            settings,
+        )
+        for i in range(0, n, chunk)
+    ]
+    return RefusalRows.concat(pool.run(refusal_rows, tasks))
 
 
 def kl_next_token(

@@ -415,3 +415,28 @@ def dies_once(marker: str, family: str = "llama", after_forwards: int = 1, **ove
 
     model.model.register_forward_pre_hook(maybe_die, with_kwargs=True)
     return model
+
+
+TINY_IMAGE_ID = 5  # a byte-tokenizer id that no test prompt contains
+
+
+def tiny_organism_vl() -> HookedModel:
+    """The organism VLM's architecture on :func:`tiny_model`'s Llama: the real EfficientNet shape and
+    projector, random weights, the same weights on every call (a factory a Ray worker can call).
+
+        >>> vlm = tiny_organism_vl()
+    """
+    from interp.organism.vlm import OrganismVLProcessor, build
+
+    text = tiny_model("llama")
+    torch.manual_seed(0)
+    vlm = build(text.model, pool=2, image_token_id=TINY_IMAGE_ID).eval()
+    # at PyTorch's default init the random EfficientNet shrinks the signal block by block (features
+    # ~1e-9), so every image gave the same image tokens; He-normal convolutions keep images apart
+    g = torch.Generator().manual_seed(0)
+    for module in vlm.model.vision_tower.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            with torch.no_grad():
+                module.weight.normal_(0.0, (2.0 / module.weight[0].numel()) ** 0.5, generator=g)
+    processor = OrganismVLProcessor(text.tokenizer, vlm.config.n_image_tokens, image_token_id=TINY_IMAGE_ID)
+    return HookedModel(vlm, text.tokenizer, processor, name="tiny-organism-vl", chat_template=False)

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, settings
 from PIL import Image
 
 from interp.models.adapters import ADAPTERS
-from interp.testing import WITH_PROCESSOR, tiny_model
+from interp.testing import TINY_IMAGE_ID, WITH_PROCESSOR, tiny_model, tiny_organism_vl  # noqa: F401
 
 # property-based tests: a bounded, reproducible run by default (CI); `--hypothesis-profile=deep` searches
 # more widely, with a new random seed each run
@@ -46,27 +46,10 @@ def llava():
     return tiny_model("llava")
 
 
-TINY_IMAGE_ID = 5  # a byte-tokenizer id that no test prompt contains
-
-
 @pytest.fixture(scope="session")
 def tiny_vl():
     """The organism VLM's architecture on a tiny random Llama (real EfficientNet shape, random weights)."""
-    from interp.models.hooked import HookedModel
-    from interp.organism.vlm import OrganismVLProcessor, build
-
-    text = tiny_model("llama")
-    torch.manual_seed(0)
-    vlm = build(text.model, pool=2, image_token_id=TINY_IMAGE_ID).eval()
-    # at PyTorch's default init the random EfficientNet shrinks the signal block by block (features
-    # ~1e-9), so every image gave the same image tokens; He-normal convolutions keep images apart
-    g = torch.Generator().manual_seed(0)
-    for module in vlm.model.vision_tower.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            with torch.no_grad():
-                module.weight.normal_(0.0, (2.0 / module.weight[0].numel()) ** 0.5, generator=g)
-    processor = OrganismVLProcessor(text.tokenizer, vlm.config.n_image_tokens, image_token_id=TINY_IMAGE_ID)
-    return HookedModel(vlm, text.tokenizer, processor, name="tiny-organism-vl", chat_template=False)
+    return tiny_organism_vl()
 
 
 @pytest.fixture(scope="session")

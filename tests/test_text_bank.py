@@ -109,3 +109,15 @@ def test_loading_the_embedder_prints_nothing():
     code = "from interp.steer.text_bank import _load, DEFAULT_EMBEDDER; _load(DEFAULT_EMBEDDER); print('ok')"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.strip() == "ok" and "Loading weights" not in run.stderr, run.stderr[-500:]
+
+
+def test_a_pickled_bank_leaves_the_embedder_behind_and_loads_it_again(tiny_bert):
+    import pickle
+
+    bank = TextBank.with_embedder(TEXTS, tiny_bert)
+    blob = pickle.dumps(bank)
+    assert len(blob) < 20_000  # texts and embeddings, not the encoder's weights
+    back = pickle.loads(blob)
+    assert back._embedder is None and back.texts == bank.texts
+    torch.testing.assert_close(back.embeddings, bank.embeddings)
+    assert back.nearest(TEXTS[:2]) == bank.nearest(TEXTS[:2])  # the embedder loaded again, by its name

@@ -144,6 +144,11 @@ class TextBank:
         """A bank embedded by an already loaded embedder."""
         return cls(texts, embedder.name, embedder.encode(list(texts)), embedder)
 
+    def __getstate__(self) -> dict:
+        """Pickled (to a Ray worker, say) without the embedder's weights: the other side loads it by
+        name when a query needs it, once per process."""
+        return {**self.__dict__, "_embedder": None}
+
     @property
     def embedder(self) -> SentenceEmbedder:
         if self._embedder is None:
