@@ -28,7 +28,7 @@ def _x(v: float | None) -> str:
 
 
 def _ci(d: dict, key: str) -> str:
-    """ `` [lo, hi], n repeats`` from a result's paired ratios (older files have none: empty)."""
+    """`` [lo, hi], n repeats`` from a result's paired ratios (older files have none: empty)."""
     r = d.get("paired_ratios", {}).get(key)
     return f" [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}], n={r['n']}" if r else ""
 
@@ -167,6 +167,16 @@ def scale_rows() -> list[str]:
             + ", ".join(f"{runs[k]['startup_s']:.1f}" for k in ("inprocess", "ray1", "ray2") if k in runs)
             + f" | {diff:.3g} |"
         )
+        g = d.get("generation")
+        if g:  # steered generation on a pool, its start-up outside the timing
+            gr = g["prompts_per_s"]
+            rows.append(
+                f"| `{name}`, steered generation | {d['device']}, {d['model']}, {g['prompts']} | "
+                + ", ".join(f"{gr[k]:.1f}" for k in ("inprocess", "ray1", "ray2") if k in gr)
+                + f" | **{_x(g['ratio_ray1_vs_inprocess'])}** | {_x(g['scaling_2_vs_1'])} | "
+                + ", ".join(f"{g['runs'][k]['startup_s']:.1f}" for k in ("ray1", "ray2") if k in g["runs"])
+                + f" (pool) | answers equal: {'yes' if g['same_answers'] else 'no'} |"
+            )
     return rows
 
 
@@ -251,6 +261,14 @@ def reading() -> list[str]:
             f"one worker); two workers {d['scaling_2_vs_1']:.2f}× one on {d['cpus']} CPU cores; shards equal to "
             f"in-process capture (max difference {diff:.3g})."
         )
+        g = d.get("generation")
+        if g:
+            out.append(
+                f"- Steered generation on a Ray pool (`{name}`, {g['prompts']} prompts, {g['max_new_tokens']} new "
+                f"tokens): in-process over one worker's prompts/s {g['ratio_ray1_vs_inprocess']:.3f}, two workers "
+                f"{g['scaling_2_vs_1']:.2f}× one; every answer equal to in-process: "
+                f"{'yes' if g['same_answers'] else 'no'}."
+            )
     for name, d in _load("serve_cpu_*.json"):
         out.append(
             f"- Serving under load (`{name}`): {d['requests']} requests from {d['concurrency']} clients, "
@@ -305,7 +323,7 @@ def page() -> str:
             "",
             *uniform_rows(),
             "",
-            "## Capture across Ray workers",
+            "## Capture and steered generation across Ray workers",
             "",
             *scale_rows(),
             "",

@@ -47,9 +47,10 @@ class Edit:
     >>> Edit.replace(states, layers=[12], positions="last")   # states: [D] or [B, D]
     >>> Edit.replace(states, layers=[3], rows=group == 3)      # only some batch rows (batched patching)
     >>> Edit.replace(states, layers=[3], site="mlp")           # the MLP block's output, not the stream
+    >>> Edit.affine(scale, bias, layers=[12], positions="last") # h <- scale * h + bias, per neuron
     """
 
-    op: Literal["add", "replace", "ablate", "set", "pull", "pull_mean"]
+    op: Literal["add", "replace", "ablate", "set", "pull", "pull_mean", "affine"]
     vector: Tensor  # [D] or per-row [B, D]
     layers: Sequence[int] | str
     positions: list[Position]
@@ -58,6 +59,7 @@ class Edit:
     site: str = "resid"
     gate: Gate | None = None  # rows decided per forward from the stream (conditional steering)
     basis: Tensor | None = None  # pull, pull_mean: [K, D] orthonormal rows; the move stays in their span
+    scale: Tensor | None = None  # affine: [D] per-neuron scale (``vector`` is the bias)
 
     @classmethod
     def _vector_edit(cls, op, vector, layers, alpha, positions, rows, site, basis=None) -> Edit:
@@ -125,6 +127,33 @@ class Edit:
         )
 
     @classmethod
+    def affine(
+        cls,
+        scale: Float[Tensor, " d"],
+        bias: Float[Tensor, " d"],
+        layers,
+        alpha: float = 1.0,
+        positions="all",
+        site: str = "resid",
+    ) -> Edit:
+        """h <- h + alpha * ((scale - 1) * h + bias), per neuron: at ``alpha`` 1 the map
+        ``scale * h + bias``, at 0 nothing (the transport maps of :class:`interp.steer.LinearTransport`)."""
+        bias, scale = _check_vector(bias).float(), _check_vector(scale).float()
+        if bias.ndim != 1 or scale.shape != bias.shape:
+            raise InputError(
+                f"an affine edit needs a [D] scale and a [D] bias, got {tuple(scale.shape)} and {tuple(bias.shape)}."
+            )
+        return cls(
+            "affine",
+            bias,
+            layers,
+            parse_positions(positions),
+            finite(alpha, "alpha"),
+            site=check_site(site),
+            scale=scale,
+        )
+
+    @classmethod
     def pull(
         cls,
         target: Float[Tensor, "*b d"],
@@ -161,8 +190,11 @@ class Edit:
 
     def prepare(self, h: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """The vector in ``h``'s device and dtype, the rows mask on its device, and the basis (float32
-        on ``h``'s device; the pull is computed in float32 when there is one)."""
+        on ``h``'s device; the pull is computed in float32 when there is one), or for an affine edit
+        its scale minus one in ``h``'s dtype."""
         rows = None if self.rows is None else self.rows.to(h.device)
+        if self.op == "affine":
+            return self.vector.to(h.device, h.dtype), rows, (self.scale - 1.0).to(h.device, h.dtype)
         basis = None if self.basis is None else self.basis.to(h.device, torch.float32)
         return self.vector.to(h.device, h.dtype), rows, basis
 
@@ -232,6 +264,8 @@ class Edit:
         m = mask.unsqueeze(-1).to(h.dtype)
         if self.op == "add":
             return h + m * (self.alpha * v)
+        if self.op == "affine":  # basis holds scale - 1: h + alpha * ((scale - 1) * h + bias)
+            return h + m * (self.alpha * torch.addcmul(v, basis, h))
         if self.op == "replace":
             return torch.where(mask.unsqueeze(-1), v.expand_as(h), h)
         if self.op == "pull":
@@ -343,7 +377,7 @@ def finite(value, name: str) -> float:
 def check_width(edit: Edit, d_model: int) -> None:
     """Refuse an edit whose vectors are not ``d_model`` wide, when it is attached, instead of a shape
     error from inside a hook in the middle of a forward or a generation."""
-    named = [("vector", edit.vector), ("basis", edit.basis)]
+    named = [("vector", edit.vector), ("basis", edit.basis), ("scale", edit.scale)]
     if edit.gate is not None:
         named.append(("gate direction", edit.gate.direction))
     for name, t in named:

@@ -32,6 +32,7 @@ from interp.steer import (
     AblateDirection,
     AddDirection,
     Conditional,
+    LinearTransport,
     RetrievalGuided,
     SetProjection,
     ShiftToText,
@@ -64,7 +65,17 @@ def vector(seed: int, d: int, scale: float = 1.0) -> torch.Tensor:
 
 
 POSITIONS = ["last", "all", "prompt", "generated", 0, -2]
-KINDS = ["add", "ablate", "ablate_all", "clamp", "shift", "conditional", "gated_ablate", "gated_clamp"]
+KINDS = [
+    "add",
+    "ablate",
+    "ablate_all",
+    "clamp",
+    "shift",
+    "conditional",
+    "gated_ablate",
+    "gated_clamp",
+    "transport",
+]
 
 
 def intervention(kind: str, positions, d: int, seed: int):
@@ -87,6 +98,9 @@ def intervention(kind: str, positions, d: int, seed: int):
         return Conditional(**gate, then=[AblateDirection(v, [2], positions=positions)])
     if kind == "gated_clamp":
         return Conditional(**gate, then=[SetProjection(v, value=9.0, layers=[1], positions=positions)])
+    if kind == "transport":  # per-neuron affine maps (LinearTransport), scales around 1
+        s = 1.0 + 0.5 * vector(seed + 2, d) / vector(seed + 2, d).abs().max()
+        return LinearTransport({1: s, 2: s.flip(0)}, {1: v * 3.0, 2: c * 3.0}, alpha=1.0, positions=positions)
     raise ValueError(kind)
 
 

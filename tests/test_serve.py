@@ -17,7 +17,14 @@ from interp.errors import InputError
 from interp.serve import APIError, ArtifactStore, ChatRequest, Engine, ServeConfig, create_app
 from interp.serve.engine import Job
 from interp.serve.messages import parse_chat
-from interp.steer import AblateDirection, AddDirection, Conditional, RetrievalGuided, SteeringArtifact
+from interp.steer import (
+    AblateDirection,
+    AddDirection,
+    Conditional,
+    LinearTransport,
+    RetrievalGuided,
+    SteeringArtifact,
+)
 
 
 def _dir(model, seed):
@@ -31,6 +38,15 @@ def store(llama):
     s.add("push", [AddDirection(d, [1, 2], 6.0)], llama, "add")
     s.add("ablate", [AblateDirection(_dir(llama, 1))], llama, "ablate")
     s.add("cond", [Conditional(d, 0, 0.0, then=[AddDirection(_dir(llama, 2), [2, 3], 6.0)])], llama, "cast")
+    scale = 1.0 + 0.5 * torch.tanh(
+        _dir(llama, 3)
+    )  # per-neuron maps (LinearTransport), at the last prompt token
+    s.add(
+        "transport",
+        [LinearTransport({1: scale, 2: scale.flip(0)}, {1: 3 * d, 2: 3 * _dir(llama, 4)})],
+        llama,
+        "lineas",
+    )
     return s
 
 
@@ -48,8 +64,17 @@ def test_batched_rows_equal_the_same_requests_served_alone(llama, store):
         (("cond", 1.0),),
         (("push", 0.5), ("ablate", 1.0)),
         (),
+        (("transport", 0.7),),
     ]
-    texts = ["hello there", "tell me a story", "x", "a much longer prompt than the others here", "why?", "ok"]
+    texts = [
+        "hello there",
+        "tell me a story",
+        "x",
+        "a much longer prompt than the others here",
+        "why?",
+        "ok",
+        "so?",
+    ]
     reqs = [
         _request(llama, t, s, max_tokens=4 + i) for i, (t, s) in enumerate(zip(texts, steerings, strict=True))
     ]
@@ -59,11 +84,12 @@ def test_batched_rows_equal_the_same_requests_served_alone(llama, store):
     for i, r in enumerate(batched):  # each row stops at its own max_tokens (or at its end of turn)
         assert r.completion_tokens == 4 + i if r.finish_reason == "length" else r.completion_tokens < 4 + i
     assert sum(r.finish_reason == "length" for r in batched) >= 3
-    assert {r.batch_size for r in batched} == {6}
-    unsteered = engine.run([Job(_request(llama, texts[1], (), 5), loop)])[0]
-    assert unsteered.text != batched[1].text, (
-        "the steering must change this answer, or the test proves nothing"
-    )
+    assert {r.batch_size for r in batched} == {7}
+    for i in (1, 6):
+        unsteered = engine.run([Job(_request(llama, texts[i], (), 4 + i), loop)])[0]
+        assert unsteered.text != batched[i].text, (
+            "the steering must change this answer, or the test proves nothing"
+        )
 
 
 def _weights(model):
@@ -164,7 +190,7 @@ def _chat(text="hello there", **extra):
 
 def test_chat_completion_stream_and_listing(client):
     assert client.get("/v1/models").json()["data"][0]["id"] == "tiny"
-    assert [a["id"] for a in client.get("/v1/steering").json()["data"]] == ["ablate", "cond", "push"]
+    assert [a["id"] for a in client.get("/v1/steering").json()["data"]] == ["ablate", "cond", "push", "transport"]
     plain = client.post("/v1/chat/completions", json=_chat()).json()
     steered = client.post(
         "/v1/chat/completions", json=_chat(steering=[{"artifact": "push", "strength": 1}])

@@ -10,6 +10,7 @@
 >>> RetrievalGuided([14], 1.0, bank=TextBank(object_names), positions=["last", "image_mean"])
 >>> RetrievalGuided(range(10, 17), 0.5, gate=fit_gate(vlm, harmful, harmless).gate)  # pull only harmful text forms
 >>> RetrievalGuided([14, 15], 1.0, along=refusal_dirs.vectors[[14, 15]])  # the refusal component only
+>>> LinearTransport.fit(vlm, image_prompts, imgs, text_prompts, layers=range(10, 16))  # learned (LinEAS)
 """
 
 from interp.steer.apply import generate, last_logits, steer
@@ -26,6 +27,7 @@ from interp.steer.interventions import (
 from interp.steer.specs import from_spec
 from interp.steer.text_bank import SentenceEmbedder, TextBank
 from interp.steer.text_guided import RetrievalGuided
+from interp.steer.transport import LinearTransport
 
 __all__ = [
     "AblateDirection",
@@ -34,6 +36,7 @@ __all__ = [
     "ConditionFit",
     "Conditional",
     "GateFit",
+    "LinearTransport",
     "RetrievalGuided",
     "SentenceEmbedder",
     "SetProjection",

@@ -14,6 +14,7 @@ from torch import Tensor
 from interp.errors import InputError
 from interp.steer.interventions import AblateDirection, AddDirection, Conditional, SetProjection, ShiftToText
 from interp.steer.text_guided import RetrievalGuided
+from interp.steer.transport import LinearTransport
 
 
 def from_spec(spec: dict, tensors: dict[str, Tensor], prefix: str = ""):
@@ -44,6 +45,14 @@ def from_spec(spec: dict, tensors: dict[str, Tensor], prefix: str = ""):
     if kind == "Conditional":
         then = [from_spec(s, tensors, prefix=f"{prefix}then{k}.") for k, s in enumerate(spec["then"])]
         return Conditional(t("condition"), spec["layer"], spec["threshold"], then, spec["above"])
+    if kind == "LinearTransport":
+        return LinearTransport(
+            {layer: t(f"scale.{layer}") for layer in spec["layers"]},
+            {layer: t(f"bias.{layer}") for layer in spec["layers"]},
+            spec["alpha"],
+            spec["positions"],
+            spec.get("metadata", {}),
+        )
     if kind == "RetrievalGuided":
         return RetrievalGuided.from_spec(spec, t)
     raise InputError(f"unknown intervention type {kind!r} in the spec.")
