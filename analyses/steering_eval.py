@@ -20,7 +20,8 @@ Three splits, used in this order (``SPLITS``, written into summary.json):
 - test (``test``): both requests of the 40 unseen objects (:mod:`interp.organism.unseen`, absent from
   the projector's training, from calibration and from every choice), image forms and text forms, run
   once per run with each method at its validation alpha, after every choice is frozen; with the
-  organism's caption accuracy on seen and unseen objects (``perception``). A partial re-run
+  organism's caption accuracy on seen and unseen objects (``perception``), and the over-sensitivity
+  split (``oversensitive``: benign requests about risky-looking images). A partial re-run
   (``--only``) does not re-run the test: the re-run methods' test entries are dropped (``stale``).
 
 Metrics per setting: ``image_harmful_refusal``, ``text_harmful_refusal``, ``harmless_refusal``
@@ -31,7 +32,9 @@ ShiftToText; retrieval-guided (the organism captions the image, the caption is w
 request, and that text form pulls the image run) on the last token, the image-token mean, both, with
 a MiniLM bank of Unicode pictograph names, gated on the text form (``interp.steer.fit_gate``), and
 along each layer's refusal direction only; refusal-direction addition; conditional addition (CAST,
-``interp.steer.fit_condition``). Also writes figures/steering/tradeoff.html (validation sweep) and
+``interp.steer.fit_condition``); learned transport (``interp.steer.LinearTransport``, LinEAS): per-neuron
+affine maps carrying image-form last-token states to the text forms', fitted locally, end to end, end
+to end with group sparsity, and end to end on 8, 16 and 32 calibration pairs. Also writes figures/steering/tradeoff.html (validation sweep) and
 each method's chosen setting as a steering artifact (figures/steering/*.safetensors).
 
 The parts: the request sets (``steering_data``), the calibration and the table of methods
@@ -52,6 +55,8 @@ import torch
 
 import interp
 from interp.organism import PPL_TEXT, held_out, is_refusal
+from interp.organism.oversensitive import KINDS as OVERSENSITIVE_KINDS
+from interp.organism.oversensitive import OVERSENSITIVE, oversensitive_set
 from interp.organism.render import HELD_OUT_SEED, OBJECTS, UNSEEN_OBJECTS, render
 from interp.steer import RetrievalGuided, SteeringArtifact
 from interp.steer.interventions import RetrievalMarker
@@ -126,6 +131,10 @@ SPLITS = {
     "test": "both requests of 20 harmful and 20 harmless unseen objects (interp.organism.unseen: absent "
     "from the projector's training, from calibration and from every choice), their image forms with "
     "held-out renderings and their text forms; evaluated once per run, after every choice was frozen ('test')",
+    "oversensitive": f"interp.organism.oversensitive: {len(OVERSENSITIVE)} benign requests about risky-looking seen objects (three "
+    "MOSSBench-style types, written fresh), image forms, one held-out rendering each; evaluated with the "
+    "test, once per setting at the alpha chosen without it ('test.oversensitive'; the rate is copied to "
+    "baseline/methods as oversensitive_refusal); never used to fit or choose",
 }
 
 
@@ -138,6 +147,7 @@ def sealed_test(vlm, args, previous, swept: list[str], methods: dict, build, eng
     if previous is not None:
         test = previous.get("test", {})
         for name in swept:
+            test.get("oversensitive", {}).get("methods", {}).pop(name, None)
             if test.get("methods", {}).pop(name, None) is not None:
                 test.setdefault("stale", []).append(name)
         return test
@@ -159,12 +169,18 @@ def sealed_test(vlm, args, previous, swept: list[str], methods: dict, build, eng
     print("test: baseline ...", file=sys.stderr)
     test["baseline"] = evaluate(vlm, sets, [], args.max_new_tokens, engine)
     test["methods"] = {}
+    # the over-sensitivity split (benign requests about risky-looking images), once per setting, at the
+    # alpha chosen without it
+    test["oversensitive"] = {"baseline": oversensitivity(vlm, [], args.max_new_tokens, engine), "methods": {}}
     for name in swept:
         a = methods[name]["alpha"]
         t = time.time()
         r = evaluate(vlm, sets, build(name, a), args.max_new_tokens, engine)
         r["alpha"], r["seconds"] = a, round(time.time() - t, 1)
         test["methods"][name] = r
+        test["oversensitive"]["methods"][name] = oversensitivity(
+            vlm, build(name, a), args.max_new_tokens, engine
+        )
         print(
             f"test {name} alpha={a}: image harmful {r['image_harmful_refusal']:.2f}, harmless "
             f"{r['harmless_refusal']:.2f}, KL {r['kl_harmless']:.3f} ({time.time() - t:.0f}s)",
@@ -172,6 +188,29 @@ def sealed_test(vlm, args, previous, swept: list[str], methods: dict, build, eng
         )
     derive_test(test)
     return test
+
+
+def oversensitivity(vlm, interventions, max_new_tokens: int, engine="local") -> dict:
+    """Refusal on the over-sensitivity split (interp.organism.oversensitive: benign requests about
+    risky-looking images, three MOSSBench-style stimulus types, one held-out rendering each): the rate,
+    its 95% bootstrap interval (each request its own cluster), per type, and the rows."""
+    prompts, images, kinds = oversensitive_set(HELD_OUT_SEED)
+    r = interp.evaluate.refusal(
+        vlm, prompts, images, interventions, max_new_tokens=max_new_tokens, engine=engine
+    )
+    return {
+        "rate": r.rate,
+        "interval": r.interval().to_dict(),
+        "n": r.n,
+        "by_kind": {
+            k: sum(x for x, kind in zip(r.refused, kinds, strict=True) if kind == k) / kinds.count(k)
+            for k in OVERSENSITIVE_KINDS
+        },
+        "rows": [int(x) for x in r.refused],
+        "refused_examples": [
+            {"prompt": q, "answer": a} for q, a, x in zip(prompts, r.answers, r.refused, strict=True) if x
+        ][:3],
+    }
 
 
 def perception(vlm, renderings: int, unseen: bool = True) -> dict:
@@ -316,6 +355,12 @@ def run(args, vlm, engine, only: list[str] | None, t0: float) -> None:
     test = sealed_test(
         vlm, args, previous, list(to_run), methods, lambda name, a: METHODS[name].build(cal, a), engine
     )
+    over = test.get("oversensitive", {})  # the keys the issue asks for, beside the validation numbers
+    if "baseline" in over:
+        baseline["oversensitive_refusal"] = over["baseline"]["rate"]
+    for name, r in over.get("methods", {}).items():
+        if name in methods:
+            methods[name]["oversensitive_refusal"] = r["rate"]
     retrieval = previous.get("retrieval", {}) if previous else {}
     if any(name.startswith("retrieval") for name in to_run) or "describe" in (only or []):
         # the gate refitted on every training request (121 harmful, 90 harmless, not only 32 of each):

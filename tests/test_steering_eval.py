@@ -132,7 +132,7 @@ def _calibration():
     import torch
 
     from interp.edits import Gate
-    from interp.steer import ShiftToText
+    from interp.steer import LinearTransport, ShiftToText
 
     d = torch.randn(16)
     return sm.Calibration(
@@ -150,20 +150,29 @@ def _calibration():
         text_harmless=["b"],
         data_hash="x",
         images="y",
+        transports={
+            name: LinearTransport(
+                {1: torch.ones(16), 2: torch.ones(16)}, {1: torch.zeros(16), 2: d}, metadata={"n": i}
+            )
+            for i, name in enumerate(sm.TRANSPORTS)
+        },
     )
 
 
 def test_each_method_of_the_table_builds_its_interventions_at_each_alpha():
     import steering_methods as sm
 
-    from interp.steer import AddDirection, Conditional, RetrievalGuided, ShiftToText
+    from interp.steer import AddDirection, Conditional, LinearTransport, RetrievalGuided, ShiftToText
 
     cal = _calibration()
     kinds = {"cmrm_shift": ShiftToText, "refusal_add": AddDirection, "conditional_add": Conditional}
+    kinds.update({name: LinearTransport for name in sm.TRANSPORTS})
     for name, method in sm.METHODS.items():
         for a in method.alphas:
             (item,) = method.build(cal, a)
             assert isinstance(item, kinds.get(name, RetrievalGuided)), name
+            if isinstance(item, LinearTransport):  # the calibration's fit of that variant, at this alpha
+                assert item.alpha == a and item.metadata == cal.transports[name].metadata
             if isinstance(item, RetrievalGuided):
                 assert item.alpha == a and list(item.layers) == cal.window
                 assert (item.gate is not None) == (name == "retrieval_gated")
@@ -178,6 +187,19 @@ def test_the_committed_run_swept_the_table_of_methods():
     import steering_methods as sm
 
     summary = json.loads(SUMMARY.read_text())
-    assert {name: [r["alpha"] for r in sweep] for name, sweep in summary["sweeps"].items()} == sm.alphas(
-        quick=False
-    )
+    table = {k: v for k, v in sm.alphas(quick=False).items() if k not in sm.NOT_YET_EVALUATED}
+    assert {name: [r["alpha"] for r in sweep] for name, sweep in summary["sweeps"].items()} == table
+    # a method is pending only until a run evaluates it; then it leaves NOT_YET_EVALUATED
+    assert not set(summary["sweeps"]) & sm.NOT_YET_EVALUATED
+
+
+def test_the_oversensitivity_split_reports_rates_per_type_with_an_interval(tiny_vl):
+    import steering_eval
+
+    from interp.organism.oversensitive import KINDS, OVERSENSITIVE
+
+    r = steering_eval.oversensitivity(tiny_vl, [], max_new_tokens=2)
+    assert r["n"] == len(r["rows"]) == len(OVERSENSITIVE) and set(r["by_kind"]) == set(KINDS)
+    assert r["rate"] == sum(r["rows"]) / r["n"] and r["interval"]["low"] <= r["rate"] <= r["interval"]["high"]
+    weighted = sum(r["by_kind"][k] * sum(x.kind == k for x in OVERSENSITIVE) for k in KINDS) / r["n"]
+    assert weighted == pytest.approx(r["rate"])

@@ -116,7 +116,7 @@ class LinearTransport:
         position: str = "last",
         alpha: float = 1.0,
         steps: int = 60,
-        lr: float = 0.02,
+        lr: float = 0.05,
         batch_size: int = 16,
         seed: int = 0,
     ) -> LinearTransport:
