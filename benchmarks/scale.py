@@ -127,8 +127,7 @@ def main() -> None:
         "cpus": args.cpus,
         "runs": runs,
         "prompts_per_s": rate,
-        "ratio_ray1_vs_inprocess": round(rate["inprocess"] / rate["ray1"], 3) if "ray1" in rate else None,
-        "scaling_2_vs_1": round(rate["ray2"] / rate["ray1"], 3) if {"ray1", "ray2"} <= set(rate) else None,
+        **_ratios(rate),
         "generation": _generation_summary(generation, args) if args.generate else None,
         "startup_note": "startup_s: Ray starting and each worker loading the model (in-process: the model's "
         "load); the ratios exclude it",
@@ -139,6 +138,14 @@ def main() -> None:
     print(write(f"scale_{tag}_{args.model}", result))
 
 
+def _ratios(rate: dict) -> dict:
+    """In-process over one worker's prompts/s, and two workers' over one's (None where not run)."""
+    return {
+        "ratio_ray1_vs_inprocess": round(rate["inprocess"] / rate["ray1"], 3) if "ray1" in rate else None,
+        "scaling_2_vs_1": round(rate["ray2"] / rate["ray1"], 3) if {"ray1", "ray2"} <= set(rate) else None,
+    }
+
+
 def _generation_summary(runs: dict, args) -> dict:
     rate = {k: v["prompts_per_s"] for k, v in runs.items()}
     return {
@@ -146,8 +153,7 @@ def _generation_summary(runs: dict, args) -> dict:
         "max_new_tokens": args.max_new_tokens,
         "runs": runs,
         "prompts_per_s": rate,
-        "ratio_ray1_vs_inprocess": round(rate["inprocess"] / rate["ray1"], 3) if "ray1" in rate else None,
-        "scaling_2_vs_1": round(rate["ray2"] / rate["ray1"], 3) if {"ray1", "ray2"} <= set(rate) else None,
+        **_ratios(rate),
         "same_answers": all(v["same_answers"] for k, v in runs.items() if k != "inprocess"),
     }
 
