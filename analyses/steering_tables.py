@@ -122,7 +122,64 @@ def markdown(s: dict) -> str:
     ]
     if t.get("stale"):
         lines += ["", f"Stale (re-run on validation only; not on the test): {', '.join(t['stale'])}."]
+    pending = _not_on_test(s)
+    if pending:
+        lines += [
+            "",
+            f"Not yet on the sealed test (validation only, added by a partial run): {', '.join(pending)}.",
+        ]
+    lines += _transport_fits(s) + _oversensitive(t)
     return "\n".join(lines) + "\n"
+
+
+def _not_on_test(s: dict) -> list[str]:
+    t = s["test"]
+    return [m for m in s["methods"] if m not in t["methods"] and m not in t.get("stale", [])]
+
+
+def _transport_fits(s: dict) -> list[str]:
+    fits = s.get("transport_fits") or {}
+    if not fits:
+        return []
+    rows = [
+        f"| {name} | {f['mode']} | {f['source_requests']} | {f['sparsity']:g} | {f['active_neurons']} | "
+        + (f"{f['loss_first']:.2f} -> {f['loss_last']:.2f}" if "loss_first" in f else "-")
+        + f" | {f['fit_seconds']:.0f} |"
+        for name, f in fits.items()
+    ]
+    return [
+        "",
+        "## Learned transport fits (calibration pairs; image-form -> text-form last-token states)",
+        "",
+        "| method | mode | pairs | sparsity | neurons moved | loss (first -> last step) | fit seconds (2-core CPU) |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+    ]
+
+
+def _oversensitive(t: dict) -> list[str]:
+    over = t.get("oversensitive")
+    if not over:
+        return []
+    settings = [("none", over["baseline"])] + [
+        (f"{name} ({t['methods'][name]['alpha']})", r) for name, r in over["methods"].items()
+    ]
+    kinds = list(over["baseline"]["by_kind"])
+    rows = [
+        f"| {label} | {r['rate']:.2f} [{r['interval']['low']:.2f}, {r['interval']['high']:.2f}] | "
+        + " | ".join(f"{r['by_kind'][k]:.2f}" for k in kinds)
+        + " |"
+        for label, r in settings
+    ]
+    return [
+        "",
+        f"## Over-sensitivity split (benign requests about risky-looking images, n={over['baseline']['n']}; "
+        "evaluated with the sealed test, never used to choose)",
+        "",
+        "| setting (alpha) | refused | " + " | ".join(kinds) + " |",
+        "|---|---|" + "---|" * len(kinds),
+        *rows,
+    ]
 
 
 def readme_block(s: dict) -> str:
@@ -141,7 +198,12 @@ def readme_block(s: dict) -> str:
         f"image requests are refused {_iv(base, 'image_harmful_refusal')} and their text forms "
         f"{base['text_harmful_refusal']:.2f}. {_perception(s)} {_reading(s)} Full tables (validation too): "
         "`figures/steering/summary.md`; the results before issue 27 (layers from the locate report, "
-        "alphas chosen on the reported rows): `figures/steering/issue23/`.",
+        "alphas chosen on the reported rows): `figures/steering/issue23/`."
+        + (
+            f" Not yet on the sealed test (validation only so far, in summary.md): {', '.join(_not_on_test(s))}."
+            if _not_on_test(s)
+            else ""
+        ),
         "",
         "| method (alpha) | harmful image refused | over-refusal rise (<= 0.05) | KL harmless (<= 0.1) |",
         "|---|---|---|---|",
