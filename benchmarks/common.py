@@ -48,7 +48,8 @@ def time_samples(fns: dict, repeats: int, device, warmup: int = 3) -> dict[str, 
 def ratio_report(samples: dict[str, list[float]], keys, baseline: str = "plain") -> dict:
     """Timings of ``keys`` against ``baseline`` from :func:`time_samples`: median ms per function, the
     ratio of medians (``ratio_steered_vs_plain``), the ratio of the fastest runs (the lower envelope,
-    least touched by interference on a shared host) and each function's 10th-90th percentile spread."""
+    least touched by interference on a shared host), each function's 10th-90th percentile spread, and
+    the paired per-repeat ratios with their interval (:func:`paired_ratio`)."""
     ms = {k: statistics.median(v) for k, v in samples.items()}
     low = {k: min(v) for k, v in samples.items()}
     return {
@@ -56,6 +57,8 @@ def ratio_report(samples: dict[str, list[float]], keys, baseline: str = "plain")
         "ratio_steered_vs_plain": {k: round(ms[k] / ms[baseline], 3) for k in keys},
         "ratio_of_fastest_runs": {k: round(low[k] / low[baseline], 3) for k in keys},
         "spread_ms_p10_p90": {k: _spread(v) for k, v in samples.items()},
+        # per-repeat ratios: their median and its 95% bootstrap interval (pairing cancels drift)
+        "paired_ratios": {k: paired_ratio(samples, k, baseline) for k in keys},
     }
 
 
@@ -65,7 +68,7 @@ def paired_ratio(samples: dict[str, list[float]], key: str, baseline: str, seed:
     median, and the number of repeats. Pairing cancels drift that a ratio of medians keeps."""
     import random
 
-    ratios = [a / b for a, b in zip(samples[key], samples[baseline])]
+    ratios = [a / b for a, b in zip(samples[key], samples[baseline], strict=True)]
     rng = random.Random(seed)
     boots = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(2000))
     return {

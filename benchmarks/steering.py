@@ -38,7 +38,7 @@ from common import device_name, load, ratio_report, time_samples, write  # noqa:
 from steering_baselines import baselines, counterpart  # noqa: E402
 
 from interp.edits import unit_vector  # noqa: E402
-from interp.steer import AblateDirection, AddDirection, Conditional, SetProjection, steer  # noqa: E402
+from interp.steer import AblateDirection, AddDirection, Conditional, LinearTransport, SetProjection, steer  # noqa: E402
 
 
 def main() -> None:
@@ -49,7 +49,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--prompt-len", type=int, default=32)
     p.add_argument("--new-tokens", type=int, default=32)
-    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--tag", default="", help="suffix of the result file's name (keeps an earlier run)")
     p.add_argument(
@@ -76,6 +76,10 @@ def main() -> None:
         "ablate_all_layers_folded": [AblateDirection(d, "all")],
         "set_projection": [SetProjection(d, 2.0, [mid])],
         "conditional_add": [Conditional(d, mid - 1, 0.0, [AddDirection(d, [mid], 4.0)])],
+        # learned transport: per-neuron maps on six layers at the last prompt token (the steering
+        # evaluation's setting), and on every layer at every position (the most it can cost)
+        "transport_six_layers_last": [_transport(model, range(mid - 3, mid + 3), "last", g)],
+        "transport_all_layers_all": [_transport(model, range(model.n_layers), "all", g)],
     }
     gen = dict(
         max_new_tokens=args.new_tokens,
@@ -142,6 +146,17 @@ def main() -> None:
     }
     dev = "gpu" if torch.device(args.device).type == "cuda" else "cpu"
     write(f"steering_{dev}_{args.model}" + (f"_{args.tag}" if args.tag else ""), result)
+
+
+def _transport(model, layers, positions, g) -> LinearTransport:
+    """Random per-neuron maps near the identity (scale 1 +- 0.05, small biases): the cost does not
+    depend on the values."""
+    d = model.d_model
+    return LinearTransport(
+        {i: 1 + 0.05 * torch.randn(d, generator=g) for i in layers},
+        {i: 0.05 * torch.randn(d, generator=g) for i in layers},
+        positions=positions,
+    )
 
 
 def _same_rows(a: torch.Tensor, b: torch.Tensor) -> float:

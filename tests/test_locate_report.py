@@ -28,8 +28,12 @@ def test_window_rules():
 
 @pytest.fixture(scope="module")
 def report(tiny_vl):
+    from interp.organism.oversensitive import oversensitive_set
+
     pairs = cross_modal_pairs(1)
-    data = interp.locate.LocateData(HARMFUL, HARMLESS, pairs.rows(range(0, len(pairs), 4)), "tiny")
+    prompts, images, _ = oversensitive_set(10_000)
+    over = (prompts[::15], images[::15])  # a few benign requests about risky-looking images
+    data = interp.locate.LocateData(HARMFUL, HARMLESS, pairs.rows(range(0, len(pairs), 4)), "tiny", over)
     return interp.locate.run(tiny_vl, data, planted=[1, 2], last_positions=2, progress=False)
 
 
@@ -47,8 +51,10 @@ def test_report_runs_every_method_and_saves(report, tmp_path, tiny_vl):
         "cross_modal_cosine",
         "probe_transfer",
         "refusal_projection",
+        "refusal_projection_oversensitive",
         "patch_text_to_image",
     }
+    assert report.profiles["refusal_projection_oversensitive"].metadata["n"] == 7
     # the located layers are the suite-chosen rule applied to this run's curves, named only when the
     # rule localized reliably on the organism suite
     card = chosen_rule()
@@ -145,3 +151,15 @@ def test_report_runs_on_other_vision_language_families(family):
     r = interp.locate.run(model, data, last_positions=2, progress=False)
     assert "cross_modal_cosine" in r.profiles and "patch_text_to_image" in r.profiles
     assert all(len(p.scores) == model.n_layers for p in r.profiles.values() if hasattr(p, "scores"))
+
+
+def test_relative_projection_puts_the_reference_groups_at_0_and_1(tiny_vl):
+    from interp.locate import refusal_directions, relative_projection
+
+    labels = ["harmful"] * len(HARMFUL) + ["harmless"] * len(HARMLESS)
+    acts = interp.capture(tiny_vl, HARMFUL + HARMLESS, labels=labels)
+    dirs = refusal_directions(acts)
+    h = acts.select([i for i, lab in enumerate(labels) if lab == "harmful"])
+    b = acts.select([i for i, lab in enumerate(labels) if lab == "harmless"])
+    assert relative_projection(dirs, h, h, b, "x").scores == pytest.approx([1.0] * tiny_vl.n_layers, abs=1e-5)
+    assert relative_projection(dirs, b, h, b, "x").scores == pytest.approx([0.0] * tiny_vl.n_layers, abs=1e-5)

@@ -20,6 +20,7 @@ from interp.locate.directions import (
     projections,
     refusal_directions,
     refusal_projection,
+    relative_projection,
     select_direction,
 )
 from interp.locate.find import FoundLayers, find_layers
@@ -65,6 +66,7 @@ __all__ = [
     "refusal_directions",
     "refusal_logodds",
     "refusal_projection",
+    "relative_projection",
     "refusal_token_ids",
     "rules",
     "run",

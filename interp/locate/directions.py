@@ -105,6 +105,33 @@ def refusal_projection(
     )
 
 
+def relative_projection(
+    dirs: Directions, acts: Activations, harmful: Activations, harmless: Activations, method: str
+) -> LayerProfile:
+    """Where ``acts`` sit on each layer's refusal direction between two reference groups: per layer,
+    (mean projection - harmless mean) / (harmful mean - harmless mean), so 0 is where harmless inputs
+    sit and 1 where harmful ones do (band: the same for the 25th and 75th percentile row).
+
+        >>> relative_projection(dirs, benign_risky_images, harmful_images, harmless_images, "oversensitive")
+    """
+    x, h, b = (projections(dirs, a) for a in (acts, harmful, harmless))
+    lo, hi = b.mean(0), h.mean(0)
+    span = torch.where((hi - lo).abs() > 1e-6, hi - lo, torch.ones_like(hi))
+    rel = (x - lo) / span  # [N, L]
+    q = torch.quantile(rel, torch.tensor([0.25, 0.75]), dim=0) if len(rel) > 1 else None
+    return LayerProfile(
+        method=method,
+        layers=list(dirs.layers),
+        scores=rel.mean(0).tolist(),
+        lower=q[0].tolist() if q is not None else None,
+        upper=q[1].tolist() if q is not None else None,
+        score_name="position on the refusal direction (0 = harmless inputs, 1 = harmful inputs)",
+        higher_is="closer to where the model refuses",
+        model=dirs.fingerprint.name,
+        metadata={"n": len(x), "n_harmful": len(h), "n_harmless": len(b), "position": dirs.position},
+    )
+
+
 @dataclass
 class Selection:
     layer: int | None

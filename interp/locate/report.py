@@ -43,7 +43,12 @@ import interp.locate.rules as candidate_rules
 import interp.locate.windows as windows
 from interp.capture import capture
 from interp.errors import InputError
-from interp.locate.directions import refusal_directions, refusal_projection, select_direction
+from interp.locate.directions import (
+    refusal_directions,
+    refusal_projection,
+    relative_projection,
+    select_direction,
+)
 from interp.locate.geometry import direction_turn, separation
 from interp.locate.localize import (
     chosen_rule,
@@ -71,6 +76,8 @@ class LocateData:
     harmless: list[str]
     pairs: object | None = None  # interp.organism.pairs.CrossModalPairs
     source: str = ""
+    # benign requests about risky-looking images (interp.organism.oversensitive): (prompts, images)
+    oversensitive: tuple[list[str], list] | None = None
 
     @classmethod
     def organism(cls, n: int = 32, renderings: int = 1, images: bool = True) -> LocateData:
@@ -78,18 +85,23 @@ class LocateData:
         from interp.organism import held_out
 
         split = held_out()
-        pairs = None
+        pairs = over = None
         if images:
+            from interp.organism.oversensitive import oversensitive_set
             from interp.organism.pairs import cross_modal_pairs
+            from interp.organism.render import HELD_OUT_SEED
 
             pairs = cross_modal_pairs(renderings=renderings)
+            over = oversensitive_set(HELD_OUT_SEED)[:2]
         return cls(
             split["harmful"][:n],
             split["harmless"][:n],
             pairs,
             f"organism held-out split ({min(n, len(split['harmful']))} harmful, "
             f"{min(n, len(split['harmless']))} harmless text prompts"
-            + (f"; {len(pairs)} text/image request pairs, {renderings} rendering(s) each)" if pairs else ")"),
+            + (f"; {len(pairs)} text/image request pairs, {renderings} rendering(s) each" if pairs else "")
+            + (f"; {len(over[0])} benign requests about risky-looking images)" if over else ")"),
+            oversensitive=over,
         )
 
 
@@ -299,6 +311,7 @@ def run(
             _cross_modal(
                 model,
                 data.pairs,
+                data.oversensitive,
                 dirs,
                 positions,
                 profiles,
@@ -398,7 +411,18 @@ def capture_rows(model, prompts, engine: str, workers: int, **kw):
 
 
 def _cross_modal(
-    model, pairs, dirs, positions, profiles, maps, findings, batch_size, max_rows, engine, workers
+    model,
+    pairs,
+    oversensitive,
+    dirs,
+    positions,
+    profiles,
+    maps,
+    findings,
+    batch_size,
+    max_rows,
+    engine,
+    workers,
 ) -> None:
     kw = dict(labels=pairs.labels, positions="last", batch_size=batch_size)
     text = capture_rows(model, pairs.text, engine, workers, **kw)
@@ -409,6 +433,24 @@ def _cross_modal(
     profiles["refusal_projection"] = refusal_projection(
         dirs, text.select(harmful_rows), image.select(harmful_rows)
     )
+    if oversensitive is not None:  # does the refusal direction fire on benign risky-looking images?
+        harmless_rows = [i for i, lab in enumerate(pairs.labels) if lab != "harmful"]
+        over = capture_rows(
+            model,
+            oversensitive[0],
+            engine,
+            workers,
+            images=oversensitive[1],
+            positions="last",
+            batch_size=batch_size,
+        )
+        profiles["refusal_projection_oversensitive"] = relative_projection(
+            dirs,
+            over,
+            image.select(harmful_rows),
+            image.select(harmless_rows),
+            "refusal_projection_oversensitive",
+        )
     h = pairs.select("harmful")
     profiles["logit_lens_refusal_image"] = logit_lens_refusal(
         model, h.image, images=h.images, batch_size=batch_size

@@ -162,7 +162,10 @@ def _causal(c: dict | None) -> list[str]:
 
 
 def _cross_modal(r) -> list[str]:
-    f, p, window = r.findings, r.profiles, r.safety_layers
+    f, p = r.findings, r.profiles
+    # the named safety layers, else the best rule's candidate layers (each line says which)
+    window = r.safety_layers or r.candidate_layers
+    where = "the safety layers" if r.safety_layers else "the candidate layers"
     cos = p["cross_modal_cosine"]
     transfer = p["probe_transfer"]
     proj = p["refusal_projection"]
@@ -173,16 +176,23 @@ def _cross_modal(r) -> list[str]:
         "## Text vs image (the same requests; TGA's cross-modal test)",
         "",
         f"- Cosine between the text form's and the image form's last-token state: {_fmt(_mean_at(cos, window))} "
-        f"on average in the safety layers (min {min(cos.scores):.2f} at layer {cos.layers[cos.scores.index(min(cos.scores))]}).",
-        f"- A probe trained on text and tested on image inputs: accuracy {_fmt(_mean_at(transfer, window))} in the "
-        f"safety layers (best {max(transfer.scores):.2f} at layer {transfer.best_layer}).",
+        f"on average in {where} (min {min(cos.scores):.2f} at layer {cos.layers[cos.scores.index(min(cos.scores))]}).",
+        f"- A probe trained on text and tested on image inputs: accuracy {_fmt(_mean_at(transfer, window))} in "
+        f"{where} (best {max(transfer.scores):.2f} at layer {transfer.best_layer}).",
     ]
     if gap is not None:
         g = [v for layer, v in zip(proj.layers, gap, strict=True) if layer in window]
         out.append(
             f"- Refusal-direction projection, image minus text form of harmful requests: "
-            f"{_fmt(mean(g) if g else None)} on average in the safety layers (negative: the image form "
+            f"{_fmt(mean(g) if g else None)} on average in {where} (negative: the image form "
             "looks less like a refusal case)."
+        )
+    over = p.get("refusal_projection_oversensitive")
+    if over is not None:
+        out.append(
+            f"- Benign requests about risky-looking images ({over.metadata['n']}, the over-sensitivity split): on "
+            f"the refusal direction they sit {_fmt(_mean_at(over, window))} of the way from harmless to harmful "
+            f"image requests on average in {where} (0: where harmless ones sit; 1: where harmful ones do)."
         )
     out.append(
         f"- Logit lens, P(refusal tokens) at the last layer: text forms {lens_t.scores[-1]:.3f}, image forms "
