@@ -23,12 +23,10 @@ from interp.inputs import normalize_images
 from interp.layers import resolve_layers
 from interp.models.hooked import HookedModel
 from interp.positions import parse_positions
-from interp.ray_pool import RayPool
+from interp.ray_pool import ENGINES, check_engine
 from interp.shards import ActivationShards, ShardPlan
 
 __all__ = ["ENGINES", "ActivationShards", "capture", "capture_batch"]
-
-ENGINES = ("local", "ray")
 
 
 def capture(
@@ -83,8 +81,7 @@ def capture(
         raise InputError(f"site={site!r} is captured by the native backend only. Fix: backend='native'.")
     if batch_size < 1:
         raise InputError(f"batch_size={batch_size}; it must be at least 1.")
-    if engine not in ENGINES and not isinstance(engine, RayPool):
-        raise InputError(f"unknown engine {engine!r}; choose one of {ENGINES}, or pass an interp.RayPool.")
+    check_engine(engine)
     pos = parse_positions(positions)
     per_image = normalize_images(images, len(prompts))
     ids = [str(i) for i in (prompt_ids if prompt_ids is not None else range(len(prompts)))]

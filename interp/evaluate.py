@@ -25,6 +25,7 @@ from torch import Tensor
 from interp.errors import InputError
 from interp.inputs import groups, normalize_images
 from interp.intervals import Interval, bootstrap_interval
+from interp.ray_pool import check_engine, pool_for
 from interp.refusal import is_refusal, refusal_logodds, refusal_token_ids
 from interp.steer.apply import edits_for, folding, in_prompt_order, last_logits, prepared_batches
 
@@ -99,13 +100,10 @@ def refusal(
     """
     if not prompts:
         raise InputError("refusal() needs at least one prompt.")
+    check_engine(engine)
     if engine == "local":
         rows = refusal_rows(model, prompts, images, interventions, max_new_tokens, batch_size, fold)
     else:
-        from interp.ray_pool import RayPool, pool_for
-
-        if engine != "ray" and not isinstance(engine, RayPool):
-            raise InputError(f"unknown engine {engine!r}; use 'local', 'ray' or an interp.RayPool.")
         pool, owned = pool_for(engine, model, workers, gpus_per_worker, cpus_per_worker, max_retries)
         try:
             rows = _refusal_rows_on(pool, prompts, images, interventions, max_new_tokens, batch_size, fold)

@@ -52,7 +52,7 @@ def capture_on_ray(
         bar = progress_bar(progress, len(prompts), f"capture (ray, {pool.workers} workers)")
         bar.update(plan.skipped)
         labels = list(labels) if labels is not None else None
-        t0, rows = time.perf_counter(), [0]
+        t0, rows = time.perf_counter(), 0
         tasks = [
             (
                 f"shard {name} (prompts {start}-{stop - 1})",
@@ -70,12 +70,13 @@ def capture_on_ray(
         ]
 
         def done(i: int, _result) -> None:
+            nonlocal rows
             name, start, stop = plan.todo[i]
             plan.done(name)
             plan.write()
-            rows[0] += stop - start
+            rows += stop - start
             bar.update(stop - start)
-            bar.set_postfix_str(f"{rows[0] / (time.perf_counter() - t0):.1f} prompts/s")
+            bar.set_postfix_str(f"{rows / (time.perf_counter() - t0):.1f} prompts/s")
 
         try:
             pool.run(capture_shard, tasks, on_done=done)

@@ -161,6 +161,15 @@ class RayPool:
         return results
 
 
+ENGINES = ("local", "ray")
+
+
+def check_engine(engine) -> None:
+    """Refuse anything but one of ``ENGINES`` or a :class:`RayPool` as an ``engine`` argument."""
+    if engine not in ENGINES and not isinstance(engine, RayPool):
+        raise InputError(f"unknown engine {engine!r}; use 'local', 'ray' or an interp.RayPool.")
+
+
 def pool_for(engine, model, workers: int, gpus_per_worker: float, cpus_per_worker: float, max_retries: int):
     """The pool a call with ``engine="ray"`` or ``engine=<RayPool>`` runs on, and whether the call owns
     it (starts and closes it) or borrows the caller's (checked to hold the call's model)."""

@@ -140,6 +140,8 @@ class LinearTransport:
         if len(pos) != 1 or pos[0].kind not in ("last", "index", "mean", "image_mean"):
             raise InputError(f"position={position!r}: the fit reads one state per request (e.g. 'last').")
         ids = resolve_layers(layers, model.n_layers)
+        if mode == "end_to_end" and source_images is not None and any(im is None for im in source_images):
+            raise InputError("an end-to-end fit's source requests must all have an image, or none.")
         t0 = time.perf_counter()
         target = _states(model, target_prompts, target_images, ids, position, batch_size)  # [N, L, D]
         if mode == "local":
@@ -227,7 +229,6 @@ def _end_to_end(model, prompts, images, target, layers, pos: Position, sparsity,
     gain = torch.zeros(n_l, d, requires_grad=True)  # scale - 1
     shift = torch.zeros(n_l, d, requires_grad=True)  # the bias in units of the target's spread
     opt = torch.optim.Adam([gain, shift], lr=lr)
-    per_image = images if images is not None else [None] * len(prompts)
     g = torch.Generator().manual_seed(seed)
     history = []
     for _ in range(steps):
@@ -235,7 +236,7 @@ def _end_to_end(model, prompts, images, target, layers, pos: Position, sparsity,
         steered = _steered_states(
             model,
             [prompts[i] for i in rows],
-            [per_image[i] for i in rows],
+            [images[i] for i in rows] if images is not None else None,
             layers,
             gain,
             shift * target_std,
@@ -274,13 +275,8 @@ def _group_prox(opt, gain: Tensor, shift: Tensor, lr: float, sparsity: float, t:
 def _steered_states(model, prompts, images, layers, gain, bias, pos: Position) -> Float[Tensor, "b l d"]:
     """The states at ``layers`` (read at ``pos``) with the maps applied at ``pos`` in the forward,
     differentiable in ``gain`` and ``bias``; the forward stops after the last steered layer."""
-    edits = [
-        Edit("affine", bias[j], [layer], [pos], 1.0, scale=1 + gain[j]) for j, layer in enumerate(layers)
-    ]
-    with_images = [im for im in images if im is not None]
-    if with_images and len(with_images) != len(images):
-        raise InputError("a transport fit's source requests must all have an image, or none.")
-    batch = model.encode(prompts, images=images if with_images else None)
+    edits = [Edit.affine(1 + gain[j], bias[j], [layer], 1.0, [pos]) for j, layer in enumerate(layers)]
+    batch = model.encode(prompts, images=images)
     with (
         torch.enable_grad(),
         model.hooks([max(layers)], [pos], edits=edits, stop=True, keep_layers=layers) as run,
