@@ -22,7 +22,8 @@ Three splits, used in this order (``SPLITS``, written into summary.json):
   once per run with each method at its validation alpha, after every choice is frozen; with the
   organism's caption accuracy on seen and unseen objects (``perception``), and the over-sensitivity
   split (``oversensitive``: benign requests about risky-looking images). A partial re-run
-  (``--only``) does not re-run the test: the re-run methods' test entries are dropped (``stale``).
+  (``--only``) evaluates on the stored test only what it has never seen (a new method, a missing
+  over-sensitivity entry); re-run methods it has seen are dropped from it (``stale``).
 
 Metrics per setting: ``image_harmful_refusal``, ``text_harmful_refusal``, ``harmless_refusal``
 (image and text), ``kl_harmless``, fluency (``answer_perplexity_{image,text}_harmless``: the harmless
@@ -139,31 +140,58 @@ SPLITS = {
 
 
 def sealed_test(vlm, args, previous, swept: list[str], methods: dict, build, engine="local") -> dict:
-    """The unsteered model and each method's chosen setting on the unseen objects, once. A partial
-    re-run (--only) does not evaluate the test: the re-run methods' test entries are dropped and
-    named in ``stale``, and only a whole run evaluates it again."""
+    """The unsteered model and each method's chosen setting on the unseen objects, once per method.
+
+    A whole run evaluates every method. A partial re-run (--only) keeps the stored test and evaluates
+    only what has never been evaluated on it: a swept method the test has not seen (a method added
+    since), and the over-sensitivity split of the baseline and of every method that lacks it, each at
+    the alpha chosen on validation. A re-run method that the test has already seen is dropped from it
+    and named in ``stale`` (looking again would make the test a validation split); only a whole run
+    evaluates it again. ``partial_evaluations`` records what each partial run evaluated, and when."""
     import datetime
 
+    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     if previous is not None:
         test = previous.get("test", {})
+        seen = set(test.get("methods", {})) | set(test.get("stale", []))
+        new = [name for name in swept if name not in seen]
         for name in swept:
-            test.get("oversensitive", {}).get("methods", {}).pop(name, None)
-            if test.get("methods", {}).pop(name, None) is not None:
-                test.setdefault("stale", []).append(name)
+            if name in seen:
+                test.get("oversensitive", {}).get("methods", {}).pop(name, None)
+                if test.get("methods", {}).pop(name, None) is not None:
+                    test.setdefault("stale", []).append(name)
+        if "baseline" not in test or test.get("objects_are") != _objects_are(args):
+            return test  # no stored test of this kind to extend: a whole run makes one
+        over = test.setdefault("oversensitive", {"methods": {}})
+        stale = set(test.get("stale", []))
+        over_new = [n for n in methods if n not in over["methods"] and n not in stale]
+        if not new and not over_new and "baseline" in over:
+            return test
+        record = {"evaluated": now, "methods": new, "oversensitive": over_new}
+        if "baseline" not in over:
+            over["baseline"] = oversensitivity(vlm, [], args.max_new_tokens, engine)
+            record["oversensitive"] = ["baseline", *over_new]
+        if new:
+            sets = sealed_sets(test["renderings"], _objects(args))
+            _test_methods(vlm, test, sets, new, methods, build, args.max_new_tokens, engine)
+        for name in over_new:
+            over["methods"][name] = oversensitivity(
+                vlm, build(name, methods[name]["alpha"]), args.max_new_tokens, engine
+            )
+        test.setdefault("partial_evaluations", []).append(record)
+        derive_test(test)
         return test
-    # --quick is a smoke run of the pipeline: it must not look at the sealed objects, so its "test"
-    # is the seen objects (and says so)
-    objects = OBJECTS if args.quick else UNSEEN_OBJECTS
+    objects = _objects(args)
     sets = sealed_sets(args.test_renderings, objects)
     test = {
-        "objects_are": "seen objects (a --quick smoke run, not a test)" if args.quick else "unseen",
+        "objects_are": _objects_are(args),
         "n": {k: len(v[0]) for k, v in sets.items()},
         "renderings": args.test_renderings,
         "objects": {
             "harmful": [o.name for o in objects if o.harmful],
             "harmless": [o.name for o in objects if not o.harmful],
         },
-        "evaluated": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "evaluated": now,
         "perception": perception(vlm, args.test_renderings, unseen=not args.quick),
     }
     print("test: baseline ...", file=sys.stderr)
@@ -172,22 +200,38 @@ def sealed_test(vlm, args, previous, swept: list[str], methods: dict, build, eng
     # the over-sensitivity split (benign requests about risky-looking images), once per setting, at the
     # alpha chosen without it
     test["oversensitive"] = {"baseline": oversensitivity(vlm, [], args.max_new_tokens, engine), "methods": {}}
+    _test_methods(vlm, test, sets, swept, methods, build, args.max_new_tokens, engine)
     for name in swept:
+        test["oversensitive"]["methods"][name] = oversensitivity(
+            vlm, build(name, methods[name]["alpha"]), args.max_new_tokens, engine
+        )
+    derive_test(test)
+    return test
+
+
+def _objects(args):
+    # --quick is a smoke run of the pipeline: it must not look at the sealed objects, so its "test"
+    # is the seen objects (and says so)
+    return OBJECTS if args.quick else UNSEEN_OBJECTS
+
+
+def _objects_are(args) -> str:
+    return "seen objects (a --quick smoke run, not a test)" if args.quick else "unseen"
+
+
+def _test_methods(vlm, test, sets, names, methods, build, max_new_tokens, engine) -> None:
+    """Each named method at its validation alpha on the sealed sets, into ``test['methods']``."""
+    for name in names:
         a = methods[name]["alpha"]
         t = time.time()
-        r = evaluate(vlm, sets, build(name, a), args.max_new_tokens, engine)
+        r = evaluate(vlm, sets, build(name, a), max_new_tokens, engine)
         r["alpha"], r["seconds"] = a, round(time.time() - t, 1)
         test["methods"][name] = r
-        test["oversensitive"]["methods"][name] = oversensitivity(
-            vlm, build(name, a), args.max_new_tokens, engine
-        )
         print(
             f"test {name} alpha={a}: image harmful {r['image_harmful_refusal']:.2f}, harmless "
             f"{r['harmless_refusal']:.2f}, KL {r['kl_harmless']:.3f} ({time.time() - t:.0f}s)",
             file=sys.stderr,
         )
-    derive_test(test)
-    return test
 
 
 def oversensitivity(vlm, interventions, max_new_tokens: int, engine="local") -> dict:

@@ -128,7 +128,7 @@ def markdown(s: dict) -> str:
             "",
             f"Not yet on the sealed test (validation only, added by a partial run): {', '.join(pending)}.",
         ]
-    lines += _transport_fits(s) + _oversensitive(t)
+    lines += _partial(t) + _transport_fits(s) + _oversensitive(t)
     return "\n".join(lines) + "\n"
 
 
@@ -142,7 +142,8 @@ def _transport_fits(s: dict) -> list[str]:
     if not fits:
         return []
     rows = [
-        f"| {name} | {f['mode']} | {f['source_requests']} | {f['sparsity']:g} | {f['active_neurons']} | "
+        f"| {name} | {f['mode']} | {f['source_requests']} | {_support(f)} | {f['active_neurons']} | "
+        f"{'image' if f.get('image_rows_only') else 'all'} | "
         + (f"{f['loss_first']:.2f} -> {f['loss_last']:.2f}" if "loss_first" in f else "-")
         + f" | {f['fit_seconds']:.0f} |"
         for name, f in fits.items()
@@ -151,9 +152,35 @@ def _transport_fits(s: dict) -> list[str]:
         "",
         "## Learned transport fits (calibration pairs; image-form -> text-form last-token states)",
         "",
-        "| method | mode | pairs | sparsity | neurons moved | loss (first -> last step) | fit seconds (2-core CPU) |",
-        "|---|---|---|---|---|---|---|",
+        "| method | mode | pairs | sparsity | neurons moved | requests steered | loss (first -> last step) | fit seconds (2-core CPU) |",
+        "|---|---|---|---|---|---|---|---|",
         *rows,
+    ]
+
+
+def _support(fit: dict) -> str:
+    """How a fit was made sparse: a set share of neurons (keep), a group penalty, or neither."""
+    if fit.get("keep") is not None:
+        return f"keep {fit['keep']:g}"
+    return f"penalty {fit['sparsity']:g}" if fit.get("sparsity") else "-"
+
+
+def _partial(t: dict) -> list[str]:
+    """What partial runs added to the stored test, each thing evaluated once."""
+    out = []
+    for p in t.get("partial_evaluations", []):
+        parts = []
+        if p["methods"]:
+            parts.append(f"first evaluated on the test: {', '.join(p['methods'])}")
+        if p["oversensitive"]:
+            parts.append(f"over-sensitivity split: {', '.join(p['oversensitive'])}")
+        out.append(f"- {p['evaluated']} (a partial run): {'; '.join(parts)}.")
+    if not out:
+        return []
+    return [
+        "",
+        "The test was extended by partial runs, each setting evaluated once, at its validation alpha:",
+        *out,
     ]
 
 

@@ -60,6 +60,7 @@ class Edit:
     gate: Gate | None = None  # rows decided per forward from the stream (conditional steering)
     basis: Tensor | None = None  # pull, pull_mean: [K, D] orthonormal rows; the move stays in their span
     scale: Tensor | None = None  # affine: [D] per-neuron scale (``vector`` is the bias)
+    image_rows_only: bool = False  # touch only rows whose prompt has image tokens (decided per row)
 
     @classmethod
     def _vector_edit(cls, op, vector, layers, alpha, positions, rows, site, basis=None) -> Edit:
@@ -135,9 +136,12 @@ class Edit:
         alpha: float = 1.0,
         positions="all",
         site: str = "resid",
+        image_rows_only: bool = False,
     ) -> Edit:
         """h <- h + alpha * ((scale - 1) * h + bias), per neuron: at ``alpha`` 1 the map
-        ``scale * h + bias``, at 0 nothing (the transport maps of :class:`interp.steer.LinearTransport`)."""
+        ``scale * h + bias``, at 0 nothing (the transport maps of :class:`interp.steer.LinearTransport`).
+        ``image_rows_only``: only in rows whose prompt has image tokens (a map learned from image-form
+        states leaves text requests alone)."""
         bias, scale = _check_vector(bias).float(), _check_vector(scale).float()
         if bias.ndim != 1 or scale.shape != bias.shape:
             raise InputError(
@@ -151,6 +155,7 @@ class Edit:
             finite(alpha, "alpha"),
             site=check_site(site),
             scale=scale,
+            image_rows_only=bool(image_rows_only),
         )
 
     @classmethod
@@ -227,6 +232,7 @@ class Edit:
             self.op in ("add", "ablate", "set")
             and self.rows is None
             and self.gate is None
+            and not self.image_rows_only
             and all(p.kind == "all" for p in self.positions)
         )
 

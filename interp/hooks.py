@@ -101,11 +101,13 @@ class HookRun:
 
     def edit_mask_for(self, edit: Edit, h: Tensor) -> Tensor:
         """Tokens of this chunk that the edit's positions select (cached per forward)."""
-        key = tuple(p.name for p in edit.positions)
+        key = (*(p.name for p in edit.positions), edit.image_rows_only)
         if key not in self._masks:
             mask = torch.zeros(h.shape[:2], dtype=torch.bool, device=h.device)
             for pos in edit.positions:
                 mask = mask | self.mask_for(pos)
+            if edit.image_rows_only:
+                mask = mask & self.layout.image_rows().to(h.device).unsqueeze(1)
             self._masks[key] = mask
         return self._masks[key]
 

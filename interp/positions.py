@@ -111,6 +111,12 @@ class PromptLayout:
             )
         return self.first_real() + k if k >= 0 else self.last_real() + 1 + k
 
+    def image_rows(self) -> Bool[Tensor, " b"]:
+        """Rows whose prompt has image tokens (none for a text model or a text-only batch)."""
+        if self.image is None:
+            return torch.zeros(self.mask.shape[0], dtype=torch.bool, device=self.mask.device)
+        return self.image.any(1)
+
     def image_or_raise(self) -> Bool[Tensor, "b t"]:
         if self.image is None:
             raise InputError(

@@ -203,3 +203,54 @@ def test_the_oversensitivity_split_reports_rates_per_type_with_an_interval(tiny_
     assert r["rate"] == sum(r["rows"]) / r["n"] and r["interval"]["low"] <= r["rate"] <= r["interval"]["high"]
     weighted = sum(r["by_kind"][k] * sum(x.kind == k for x in OVERSENSITIVE) for k in KINDS) / r["n"]
     assert weighted == pytest.approx(r["rate"])
+
+
+def test_a_partial_run_evaluates_on_the_test_only_what_it_has_never_seen(monkeypatch):
+    import argparse
+
+    import steering_eval
+
+    KEYS = ("image_harmful_refusal", "harmless_refusal", "kl_harmless")
+    calls = []
+    monkeypatch.setattr(steering_eval, "sealed_sets", lambda renderings, objects: {"renderings": renderings})
+    monkeypatch.setattr(
+        steering_eval,
+        "evaluate",
+        lambda vlm, sets, items, n, engine: calls.append(("test", items)) or dict.fromkeys(KEYS, 0.0),
+    )
+    monkeypatch.setattr(
+        steering_eval,
+        "oversensitivity",
+        lambda vlm, items, n, engine: calls.append(("over", items)) or {"rate": 0},
+    )
+    monkeypatch.setattr(steering_eval, "derive_test", lambda test: None)
+    args = argparse.Namespace(quick=False, max_new_tokens=2, test_renderings=1)
+    methods = {"old": {"alpha": 1.0}, "new": {"alpha": 0.5}, "other": {"alpha": 2.0}}
+    build = lambda name, a: [(name, a)]  # noqa: E731
+    previous = {
+        "test": {
+            "objects_are": "unseen",
+            "renderings": 1,
+            "baseline": {},
+            "methods": {"old": {}, "other": {}},
+        }
+    }
+    test = steering_eval.sealed_test(None, args, previous, ["old", "new"], methods, build)
+    # "old" was seen by the test: re-run, it is stale, not evaluated again; "new" never was: evaluated once
+    assert test["stale"] == ["old"] and set(test["methods"]) == {"other", "new"}
+    assert ("test", [("new", 0.5)]) in calls and ("test", [("old", 1.0)]) not in calls
+    # the over-sensitivity split: the baseline and every method without it, but not the stale one
+    assert sorted(str(c[1]) for c in calls if c[0] == "over") == sorted(
+        str(x) for x in ([], [("new", 0.5)], [("other", 2.0)])
+    )
+    assert test["partial_evaluations"][0]["methods"] == ["new"]
+    assert test["partial_evaluations"][0]["oversensitive"] == ["baseline", "new", "other"]
+    # a second partial run of the same method: it has now been seen, so nothing is evaluated
+    calls.clear()
+    again = steering_eval.sealed_test(None, args, {"test": test}, ["new"], methods, build)
+    assert calls == [] and again["stale"] == ["old", "new"] and "new" not in again["oversensitive"]["methods"]
+    # a smoke run (--quick) never extends a test of the unseen objects
+    quick = argparse.Namespace(quick=True, max_new_tokens=2, test_renderings=1)
+    previous = {"test": {"objects_are": "unseen", "renderings": 1, "baseline": {}, "methods": {}}}
+    steering_eval.sealed_test(None, quick, previous, ["new"], methods, build)
+    assert calls == []

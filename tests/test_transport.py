@@ -125,6 +125,41 @@ def test_image_form_requests_are_carried_toward_their_text_forms(tiny_vl):
     assert (_w1(after, target) < 0.5 * _w1(before, target)).all()
 
 
+def test_keep_moves_that_share_of_neurons_and_costs_loss(llama):
+    kw = dict(mode="end_to_end", steps=30, lr=0.05, batch_size=8)
+    dense = LinearTransport.fit(llama, SOURCE, None, TARGET, [1, 2], **kw)
+    sparse = LinearTransport.fit(llama, SOURCE, None, TARGET, [1, 2], keep=0.25, **kw)
+    assert sparse.active_neurons() == round(0.25 * llama.d_model) < dense.active_neurons()
+    assert dense.metadata["loss_last"] < sparse.metadata["loss_last"] < sparse.metadata["loss_first"]
+    assert sparse.metadata["keep"] == 0.25
+
+
+def test_an_image_to_text_map_leaves_text_requests_alone(tiny_vl, tmp_path):
+    from interp.organism.render import render
+
+    names = ["bomb", "knife", "dog", "cake"]
+    images = [render(n, 10_000 + i) for i, n in enumerate(names)]
+    image_prompts = ["what is this used for"] * len(names)
+    text_prompts = [f"what is a {n} used for" for n in names]
+    t = LinearTransport.fit(tiny_vl, image_prompts, images, text_prompts, [1, 2], mode="local")
+    assert t.image_rows_only  # image sources, text targets: the default
+    path = SteeringArtifact.create(tiny_vl, [t], method="transport").save(tmp_path / "t.safetensors")
+    back = interp.steer.load(path, tiny_vl).interventions[0]
+    assert back.image_rows_only
+    for m in (t, back):
+        plain_text = interp.capture(tiny_vl, text_prompts, layers=[2])["last"]
+        plain_image = interp.capture(tiny_vl, image_prompts, images=images, layers=[2])["last"]
+        with interp.steer.steer(tiny_vl, [m]):
+            text = interp.capture(tiny_vl, text_prompts, layers=[2])["last"]
+            image = interp.capture(tiny_vl, image_prompts, images=images, layers=[2])["last"]
+        torch.testing.assert_close(text, plain_text, rtol=0, atol=0)
+        assert (image - plain_image).abs().amax() > 1e-3
+    everywhere = LinearTransport(t.scales, t.biases, image_rows_only=False)
+    with interp.steer.steer(tiny_vl, [everywhere]):
+        text = interp.capture(tiny_vl, text_prompts, layers=[2])["last"]
+    assert (text - plain_text).abs().amax() > 1e-3
+
+
 def test_bad_fits_say_how_to_fix_them(llama):
     with pytest.raises(InputError, match="choose one of"):
         LinearTransport.fit(llama, SOURCE, None, TARGET, [1], mode="global")
@@ -132,6 +167,10 @@ def test_bad_fits_say_how_to_fix_them(llama):
         LinearTransport.fit(llama, SOURCE, None, TARGET, [1], mode="local", sparsity=0.1)
     with pytest.raises(InputError, match="at least 2 source"):
         LinearTransport.fit(llama, SOURCE[:1], None, TARGET, [1])
+    with pytest.raises(InputError, match="share of neurons"):
+        LinearTransport.fit(llama, SOURCE, None, TARGET, [1], keep=0.0)
+    with pytest.raises(InputError, match="share of neurons"):
+        LinearTransport.fit(llama, SOURCE, None, TARGET, [1], mode="local", keep=0.5)
     with pytest.raises(InputError, match="one state per request"):
         LinearTransport.fit(llama, SOURCE, None, TARGET, [1], position="all")
     with pytest.raises(InputError, match="NaN or inf"):

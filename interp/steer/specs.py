@@ -52,6 +52,7 @@ def from_spec(spec: dict, tensors: dict[str, Tensor], prefix: str = ""):
             spec["alpha"],
             spec["positions"],
             spec.get("metadata", {}),
+            bool(spec.get("image_rows_only", False)),
         )
     if kind == "RetrievalGuided":
         return RetrievalGuided.from_spec(spec, t)

@@ -4,6 +4,7 @@
     ...                         mode="end_to_end")                 # image-form states -> text-form states
     >>> interp.steer.generate(vlm, prompts, images=imgs, interventions=[t])
     >>> LinearTransport.fit(..., mode="end_to_end", sparsity=0.05).active_neurons()   # group-sparse maps
+    >>> LinearTransport.fit(..., mode="end_to_end", keep=0.1).active_neurons()        # 10% of neurons
     >>> SteeringArtifact.create(vlm, [t], method="transport").save("transport.safetensors")
 
 Each steered layer ``l`` gets a map ``h <- scale_l * h + bias_l`` per neuron, applied at ``positions``
@@ -24,7 +25,13 @@ requests, target = states of the equivalent text-form requests.
   would otherwise decide the fit). The maps start at the identity. ``sparsity`` > 0 adds a group
   penalty, ``sparsity`` times the mean over neurons of the norm of each neuron's ``(scale - 1,
   bias / target std)`` across layers, applied as a proximal step after each Adam step (in Adam's
-  metric), so neurons the loss does not need stay untouched (``active_neurons``).
+  metric), so neurons the loss does not need stay untouched (``active_neurons``). ``keep`` sets the
+  share of neurons moved instead: the dense fit ranks them, and a second fit trains only the top ones.
+
+A map fitted from image-form sources to text-form targets applies to image requests only
+(``image_rows_only``, decided per row from the prompt's image tokens): on a text request it would move
+states that already are text-form states (on the organism, at full strength, it cut text-harmful
+refusal by more than half in a validation run that steered every request).
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ class LinearTransport:
     alpha: float = 1.0
     positions: str | list = "last"
     metadata: dict = field(default_factory=dict)
+    image_rows_only: bool = False
 
     def __post_init__(self):
         if not self.scales or sorted(self.scales) != sorted(self.biases):
@@ -77,7 +85,14 @@ class LinearTransport:
 
     def edits(self, model) -> list[Edit]:
         return [
-            Edit.affine(self.scales[layer], self.biases[layer], [layer], self.alpha, self.positions)
+            Edit.affine(
+                self.scales[layer],
+                self.biases[layer],
+                [layer],
+                self.alpha,
+                self.positions,
+                image_rows_only=self.image_rows_only,
+            )
             for layer in self.layers
         ]
 
@@ -98,6 +113,7 @@ class LinearTransport:
                 "positions": self.positions,
                 "layers": self.layers,
                 "metadata": self.metadata,
+                "image_rows_only": self.image_rows_only,
             },
             tensors,
         )
@@ -113,17 +129,25 @@ class LinearTransport:
         target_images=None,
         mode: str = "end_to_end",
         sparsity: float = 0.0,
+        keep: float | None = None,
         position: str = "last",
         alpha: float = 1.0,
         steps: int = 60,
         lr: float = 0.05,
         batch_size: int = 16,
         seed: int = 0,
+        image_rows_only: bool | None = None,
     ) -> LinearTransport:
         """Maps that carry the source requests' states at ``layers`` (read at ``position``) to the
         target requests' distribution there. ``source_images`` / ``target_images``: one image per
         prompt or None. ``steps``, ``lr``, ``batch_size``: the end-to-end optimisation (Adam, a
-        random minibatch of source requests per step); ``seed`` fixes it."""
+        random minibatch of source requests per step); ``seed`` fixes it. ``keep``: the share of
+        neurons (0 < keep <= 1) allowed to move, end to end only: a dense fit ranks the neurons by
+        the size of their maps (``||(scale - 1, bias / target std)||`` across layers), and a second
+        fit trains only the top ``keep`` share (a set support, where ``sparsity`` sets a penalty whose
+        support depends on the data). ``image_rows_only``: apply the maps only to requests with an
+        image; by default True when the sources have images and the targets none (an image-to-text
+        map has nothing to do on a text request)."""
         if mode not in MODES:
             raise InputError(f"mode={mode!r}; choose one of {MODES}.")
         if len(source_prompts) < 2 or len(target_prompts) < 2:
@@ -136,6 +160,15 @@ class LinearTransport:
             raise InputError(
                 f"sparsity={sparsity}: it is a group penalty of the end-to-end fit (mode='end_to_end'), >= 0."
             )
+        if keep is not None:
+            keep = finite(keep, "keep")
+            if not 0 < keep <= 1 or mode == "local":
+                raise InputError(
+                    f"keep={keep}: the share of neurons an end-to-end fit (mode='end_to_end') may move, "
+                    "in (0, 1]."
+                )
+        if image_rows_only is None:
+            image_rows_only = source_images is not None and target_images is None
         pos = parse_positions(position)
         if len(pos) != 1 or pos[0].kind not in ("last", "index", "mean", "image_mean"):
             raise InputError(f"position={position!r}: the fit reads one state per request (e.g. 'last').")
@@ -149,7 +182,7 @@ class LinearTransport:
             scale, bias = _local_maps(source, target)
             history = []
         else:
-            scale, bias, history = _end_to_end(
+            fit = (
                 model,
                 source_prompts,
                 source_images,
@@ -162,9 +195,16 @@ class LinearTransport:
                 batch_size,
                 seed,
             )
+            scale, bias, history = _end_to_end(*fit)
+            if keep is not None and keep < 1:
+                size = torch.cat([scale - 1, bias / target.std(0).clamp(min=1e-3)]).norm(dim=0)  # [D]
+                free = torch.zeros(size.shape[0], dtype=torch.bool)
+                free[size.topk(max(1, round(keep * size.shape[0]))).indices] = True
+                scale, bias, history = _end_to_end(*fit, free=free)
         meta = {
             "mode": mode,
             "sparsity": sparsity,
+            "keep": keep,
             "read_position": position,
             "source_requests": len(source_prompts),
             "target_requests": len(target_prompts),
@@ -185,6 +225,7 @@ class LinearTransport:
             alpha,
             position,
             meta,
+            bool(image_rows_only),
         )
 
 
@@ -223,7 +264,11 @@ def _local_maps(source: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     return scale, ym - scale * xm
 
 
-def _end_to_end(model, prompts, images, target, layers, pos: Position, sparsity, steps, lr, batch_size, seed):
+def _end_to_end(
+    model, prompts, images, target, layers, pos: Position, sparsity, steps, lr, batch_size, seed, free=None
+):
+    """``free``: bool [D], the neurons that may move (None: all); the others stay at the identity
+    (their gradients are zeroed, so Adam never moves them)."""
     n_l, d = target.shape[1], target.shape[2]
     target_std = target.std(0).clamp(min=1e-3)  # [L, D]
     gain = torch.zeros(n_l, d, requires_grad=True)  # scale - 1
@@ -246,6 +291,9 @@ def _end_to_end(model, prompts, images, target, layers, pos: Position, sparsity,
         # per layer: the mean over neurons of W1(steered, target) / target std; summed over layers
         loss = ((steered.sort(0).values - y).abs() / target_std).mean((0, 2)).sum()
         gain.grad, shift.grad = torch.autograd.grad(loss, [gain, shift])
+        if free is not None:
+            gain.grad[:, ~free] = 0
+            shift.grad[:, ~free] = 0
         opt.step()
         if sparsity > 0:
             _group_prox(opt, gain, shift, lr, sparsity, len(history) + 1)
