@@ -5,7 +5,7 @@
 >>> acts = interp.capture(model, interp.data.load("harmbench").prompts, positions="last")
 """
 
-from interp import data, evaluate, export, locate, refusal, steer
+from interp import data, evaluate, export, locate, refusal, steer, vllm
 from interp.activations import Activations
 from interp.capture import ActivationShards, capture
 from interp.crossfit import CrossFit, cross_fit
@@ -67,6 +67,7 @@ __all__ = [
     "refusal",
     "register_model",
     "steer",
+    "vllm",
     "wrap",
     "__version__",
 ]

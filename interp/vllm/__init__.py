@@ -1,0 +1,45 @@
+"""interp's steering inside vLLM: per request, on vLLM's own batches (:mod:`interp.vllm.worker`).
+
+    $ INTERP_VLLM_ARTIFACTS=runs/artifacts vllm serve runs/model --enforce-eager
+    >>> params = SamplingParams(temperature=0.7, extra_args=interp.vllm.steering([("refusal_add", 0.5)]))
+    >>> llm.generate([{"prompt": p, "cache_salt": interp.vllm.cache_salt(steer)}], params)
+
+Each request names its steering in ``SamplingParams.extra_args["interp_steering"]``; the plugin
+(:mod:`interp.vllm.plugin`, loaded by vLLM from interp's entry point) applies it inside the worker's
+forward, to that request's tokens only. A steered prompt's KV cache must not be reused by a request
+with another steering: give each steered request the ``cache_salt`` of its steering
+(:func:`cache_salt`), which keys vLLM's prefix cache on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+KEY = "interp_steering"
+
+
+def steering(items) -> dict:
+    """``extra_args`` for a request steered by ``items``: ``[(name, strength), ...]`` or
+    ``[{"artifact": name, "strength": s}, ...]``."""
+    return {KEY: _normalise(items)}
+
+
+def cache_salt(items) -> str | None:
+    """The prefix-cache salt of a steering (None for no steering: the shared, unsalted cache)."""
+    norm = _normalise(items)
+    if not norm:
+        return None
+    return "interp-" + hashlib.sha256(json.dumps(norm, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _normalise(items) -> list[dict]:
+    out = []
+    for item in items or []:
+        if isinstance(item, (tuple, list)):
+            name, strength = item
+            item = {"artifact": name, "strength": float(strength)}
+        elif isinstance(item, str):
+            item = {"artifact": item, "strength": 1.0}
+        out.append({"artifact": item["artifact"], "strength": float(item.get("strength", 1.0))})
+    return out

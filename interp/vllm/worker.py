@@ -1,0 +1,348 @@
+"""interp's steering inside a vLLM worker: per request, on vLLM's flat token batches.
+
+    >>> steerer = Steerer.install(runner, artifacts)        # runner: the worker's model runner, after load
+    >>> # each request names its steering in SamplingParams.extra_args["interp_steering"]:
+    >>> SamplingParams(extra_args={"interp_steering": [{"artifact": "refusal_add", "strength": 0.5}]})
+
+Every forward is planned once, before it runs (a pre-hook on the model): each scheduled token is
+mapped to its request (the runner's request order and ``query_start_loc``) and to its absolute
+position in that request's sequence, and each request's steering is read from its sampling
+parameters. Requests that ask for the same steering share its edits; every edit gets the mask of the
+tokens it touches (its requests, its positions, decided against the request's prompt length:
+:mod:`interp.vllm.tokens`). Hooks on the decoder layers (and, for ablations of every writer, on the
+embedding, attention and MLP outputs) then apply :class:`interp.edits.Edit` exactly as interp's HF
+hooks do, on a ``[1, tokens, D]`` view. A forward with no steered request is not touched.
+
+vLLM's Llama-style decoder layers return ``(hidden, residual)``, the block output and the stream
+before it, added together only by the next layer's fused add-and-norm; the residual stream after
+layer ``i`` is their sum. A steered layer returns ``(0, edited sum)``, which the next layer (or the
+final norm) adds back exactly.
+
+Not supported inside vLLM (listed as unservable, with the reason): conditional steering (a CAST gate
+decides on the prompt's last token, which a chunked prefill reaches only in its last chunk, after
+the earlier chunks' prompt tokens have run) and retrieval-guided steering (it needs a caption
+generation per request).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from interp.edits import Edit
+from interp.errors import InputError
+from interp.layers import resolve_layers
+from interp.positions import Position
+from interp.vllm import KEY  # the SamplingParams.extra_args entry a request names its steering in
+from interp.vllm.tokens import StepTokens, token_requests
+
+log = logging.getLogger("interp.vllm")
+Steering = tuple[tuple[str, float], ...]
+
+
+@dataclass
+class Artifacts:
+    """The steering artifacts a vLLM engine may apply, by name: their edits at strength 1, and the
+    ones that cannot run inside vLLM with the reason."""
+
+    edits: dict[str, list[Edit]] = field(default_factory=dict)
+    unservable: dict[str, str] = field(default_factory=dict)
+    max_strength: float = 100.0
+
+    @classmethod
+    def from_dir(cls, directory, n_layers: int, d_model: int, fingerprint=None) -> Artifacts:
+        """Every ``*.safetensors`` artifact of ``directory``. ``fingerprint``: the served model's
+        (:func:`interp.vllm.fingerprint.checkpoint_fingerprint`); an artifact made for another model
+        is refused with the reason."""
+        from interp.serve.store import NAME
+        from interp.steer.artifact import load
+
+        out = cls()
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise InputError(
+                f"artifact directory {directory} does not exist. Fix: create it, or pass another."
+            )
+        for path in sorted(directory.glob("*.safetensors")):
+            if not NAME.match(path.stem):
+                raise InputError(
+                    f"artifact file name {path.name!r}: use letters, digits, '_', '-', '.' only."
+                )
+            art = load(path, None)
+            if fingerprint is not None:
+                fingerprint.check(art.fingerprint, f"steering artifact {path.name}")
+            elif (art.fingerprint.n_layers, art.fingerprint.d_model) != (n_layers, d_model):
+                raise InputError(
+                    f"steering artifact {path.name} was made for a model with {art.fingerprint.n_layers} layers "
+                    f"of width {art.fingerprint.d_model}; this one has {n_layers} of width {d_model}."
+                )
+            try:
+                out.edits[path.stem] = edits_of(art.interventions, n_layers)
+            except InputError as e:
+                out.unservable[path.stem] = str(e)
+                log.warning("not serving artifact %s in vLLM: %s", path.name, e)
+        return out
+
+    def resolve(self, items) -> Steering:
+        """A request's steering list, checked: ``[{"artifact": name, "strength": number}, ...]`` (or a
+        JSON string of it, as ``vllm_xargs`` carries it)."""
+        if isinstance(items, str):
+            try:
+                items = json.loads(items)
+            except json.JSONDecodeError as e:
+                raise InputError(f"{KEY} is not JSON ({e}).") from None
+        if not isinstance(items, list):
+            raise InputError(f'{KEY} must be a list of {{"artifact": name, "strength": number}}.')
+        out = []
+        for k, item in enumerate(items):
+            if isinstance(item, str):
+                item = {"artifact": item}
+            if not isinstance(item, dict) or not isinstance(item.get("artifact"), str):
+                raise InputError(f'{KEY}[{k}] must be {{"artifact": name, "strength": number}}.')
+            name = item["artifact"]
+            if name in self.unservable:
+                raise InputError(f"artifact {name!r} is not served by vLLM: {self.unservable[name]}")
+            if name not in self.edits:
+                raise InputError(
+                    f"unknown steering artifact {name!r}. Artifacts here: {', '.join(sorted(self.edits)) or 'none'}."
+                )
+            s = item.get("strength", 1.0)
+            if isinstance(s, bool) or not isinstance(s, (int, float)) or not abs(s) <= self.max_strength:
+                raise InputError(
+                    f"{KEY}[{k}].strength must be a number in [-{self.max_strength}, {self.max_strength}]."
+                )
+            out.append((name, float(s)))
+        return tuple(out)
+
+    def scaled(self, steering: Steering) -> list[Edit]:
+        return [e.scaled(s) for name, s in steering for e in self.edits[name]]
+
+
+def edits_of(interventions, n_layers: int) -> list[Edit]:
+    """The hook edits of an artifact's interventions, with their layers resolved; refused (with the
+    reason) where they cannot run per request inside vLLM."""
+    from interp.steer.interventions import RetrievalMarker
+
+    out = []
+    for item in interventions:
+        if isinstance(item, RetrievalMarker):
+            raise InputError(
+                f"{type(item).__name__} writes a caption per image request before it steers; vLLM runs no "
+                "such step. Fix: serve it with `interp serve` (the HF engine)."
+            )
+        for e in item.edits(_Shape(n_layers)):
+            if e.gate is not None:
+                raise InputError(
+                    "conditional steering decides on the prompt's last token, which vLLM's chunked prefill "
+                    "reaches only after the earlier prompt tokens have run. Fix: serve it with `interp serve`."
+                )
+            if e.op not in ("add", "ablate", "set", "affine"):
+                raise InputError(f"a {e.op} edit has no vLLM form yet. Fix: serve it with `interp serve`.")
+            out.append(replace(e, layers=resolve_layers(e.layers, n_layers)))
+    return out
+
+
+@dataclass
+class _Shape:
+    """What an intervention's ``edits`` reads of a model: its depth and kind (vLLM serves text here)."""
+
+    n_layers: int
+
+    @property
+    def adapter(self):
+        return _Kind()
+
+
+class _Kind:
+    kind = "text"
+
+
+class Steerer:
+    """Hooks on one vLLM model that apply each request's steering (see the module docstring)."""
+
+    def __init__(self, runner, artifacts: Artifacts, layers: nn.ModuleList, embed: nn.Module):
+        self.runner, self.artifacts = runner, artifacts
+        self.layers, self.embed = layers, embed
+        self.plan: dict[tuple[int, str], list[tuple[Edit, torch.Tensor]]] = {}
+        self._steering: dict[str, Steering] = {}  # req_id -> its resolved steering
+        self._edits: dict[Steering, list[Edit]] = {}
+        self._prepared: dict[int, tuple] = {}
+        self.handles: list = []
+        self.errors: dict[str, str] = {}  # req_id -> why its steering was refused
+
+    @classmethod
+    def install(cls, runner, artifacts: Artifacts) -> Steerer:
+        model = runner.get_model() if hasattr(runner, "get_model") else runner.model
+        layers, embed = decoder_layers(model)
+        s = cls(runner, artifacts, layers, embed)
+        s.handles.append(model.register_forward_pre_hook(s._plan_step, with_kwargs=True))
+        for i, layer in enumerate(layers):
+            s.handles.append(layer.register_forward_hook(s._resid_hook(i)))
+            for site, name in (("attn", "self_attn"), ("mlp", "mlp")):
+                sub = getattr(layer, name, None)
+                if sub is not None:
+                    s.handles.append(sub.register_forward_hook(s._site_hook(i, site)))
+        s.handles.append(embed.register_forward_hook(s._site_hook(0, "embed")))
+        return s
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
+
+    # --- planning -------------------------------------------------------------------------------
+    def request_steering(self, req_id: str, state) -> Steering:
+        if req_id not in self._steering:
+            params = getattr(state, "sampling_params", None)
+            extra = (getattr(params, "extra_args", None) or {}) if params is not None else {}
+            steering: Steering = ()
+            if KEY in extra:
+                try:
+                    steering = self.artifacts.resolve(extra[KEY])
+                except InputError as e:  # the front end checks first; a direct caller is told in the log
+                    self.errors[req_id] = str(e)
+                    log.error("request %s: steering refused, generated unsteered: %s", req_id, e)
+            self._steering[req_id] = steering
+        return self._steering[req_id]
+
+    def _plan_step(self, module, args, kwargs):
+        self.plan = {}
+        runner = self.runner
+        batch = runner.input_batch
+        num_reqs = batch.num_reqs
+        if num_reqs == 0:
+            return
+        req_ids = list(batch.req_ids[:num_reqs])
+        states = [runner.requests.get(r) for r in req_ids]
+        steering = [
+            self.request_steering(r, st) if st is not None else ()
+            for r, st in zip(req_ids, states, strict=True)
+        ]
+        self._forget(set(req_ids))
+        if not any(steering):
+            return
+        positions = kwargs.get("positions", args[1] if len(args) > 1 else None)
+        query_start_loc = np.asarray(runner.query_start_loc.np[: num_reqs + 1])
+        n_tokens = int(positions.shape[-1])
+        request = token_requests(query_start_loc, n_tokens)
+        if positions.ndim == 1:
+            position = positions.detach().to("cpu", torch.long)
+        else:  # M-RoPE positions: the text position from the request's computed tokens
+            computed = torch.as_tensor(np.asarray(batch.num_computed_tokens_cpu[:num_reqs]), dtype=torch.long)
+            offset = (
+                torch.arange(n_tokens)
+                - torch.as_tensor(query_start_loc[:-1], dtype=torch.long)[request.clamp(min=0)]
+            )
+            position = computed[request.clamp(min=0)] + offset
+        facts = StepTokens(
+            request,
+            position,
+            torch.tensor([st.num_prompt_tokens for st in states], dtype=torch.long),
+            [_image_positions(st) for st in states],
+        )
+        device = positions.device
+        for key in set(steering) - {()}:
+            rows = torch.tensor([s == key for s in steering], dtype=torch.bool)
+            if key not in self._edits:
+                self._edits[key] = self.artifacts.scaled(key)
+            on = facts.of_requests(rows)
+            masks: dict[tuple, torch.Tensor] = {}
+            for e in self._edits[key]:
+                mk = (tuple(p.name for p in e.positions), e.image_rows_only)
+                if mk not in masks:
+                    m = on & _union(facts, e.positions)
+                    if e.image_rows_only:
+                        m = m & facts.of_requests(facts.image_requests())
+                    masks[mk] = m.to(device)
+                for layer in e.layers:
+                    self.plan.setdefault((layer, e.site), []).append((e, masks[mk]))
+
+    def _forget(self, running: set[str]) -> None:
+        """Drop what is kept for requests no longer running (bounded by the batch size)."""
+        if len(self._steering) > 4 * max(len(running), 64):
+            for r in [r for r in self._steering if r not in running]:
+                self._steering.pop(r, None)
+                self.errors.pop(r, None)
+
+    # --- applying -------------------------------------------------------------------------------
+    def _apply(self, h: torch.Tensor, items) -> torch.Tensor:
+        x = h.unsqueeze(0)
+        for e, mask in items:
+            key = id(e)
+            got = self._prepared.get(key)
+            if got is None or got[0].device != h.device or got[0].dtype != h.dtype:
+                got = self._prepared[key] = e.prepare(x)
+            x = e.apply(x, mask[: x.shape[1]].unsqueeze(0), got)
+        return x.squeeze(0)
+
+    def _resid_hook(self, index: int):
+        def hook(module, args, output):
+            items = self.plan.get((index, "resid"))
+            if not items:
+                return None
+            if not (isinstance(output, tuple) and len(output) == 2):
+                raise InputError(
+                    f"vLLM decoder layer {index} ({type(module).__name__}) does not return (hidden, residual); "
+                    "interp steers Llama-style vLLM models only. Fix: serve this model with `interp serve`."
+                )
+            hidden, residual = output
+            stream = hidden if residual is None else hidden + residual
+            return torch.zeros_like(hidden), self._apply(stream, items)
+
+        return hook
+
+    def _site_hook(self, index: int, site: str):
+        def hook(module, args, output):
+            items = self.plan.get((index, site))
+            if not items:
+                return None
+            if isinstance(output, tuple):
+                return (self._apply(output[0], items), *output[1:])
+            return self._apply(output, items)
+
+        return hook
+
+
+def _union(facts: StepTokens, positions: list[Position]) -> torch.Tensor:
+    m = torch.zeros_like(facts.request, dtype=torch.bool)
+    for p in positions:
+        m = m | facts.mask(p)
+    return m
+
+
+def _image_positions(state) -> torch.Tensor | None:
+    """bool [prompt_len]: the request's image-token positions (None: no multimodal input)."""
+    features = getattr(state, "mm_features", None) or []
+    if not features:
+        return None
+    out = torch.zeros(state.num_prompt_tokens, dtype=torch.bool)
+    for f in features:
+        if getattr(f, "modality", "image") != "image":
+            continue
+        r = f.mm_position
+        span = torch.ones(r.length, dtype=torch.bool) if r.is_embed is None else r.is_embed.bool().cpu()
+        out[r.offset : r.offset + r.length] = span
+    return out
+
+
+def decoder_layers(model: nn.Module) -> tuple[nn.ModuleList, nn.Module]:
+    """The text decoder's layer list and token embedding of a vLLM model (Llama-style families and
+    the language model inside a vision-language one)."""
+    for prefix in ("model", "language_model.model", "model.language_model", "language_model"):
+        try:
+            root = model.get_submodule(prefix)
+        except AttributeError:
+            continue
+        layers, embed = getattr(root, "layers", None), getattr(root, "embed_tokens", None)
+        if isinstance(layers, nn.ModuleList) and embed is not None:
+            return layers, embed
+    raise InputError(
+        f"cannot find the decoder layers of {type(model).__name__} (looked for model.layers and "
+        "language_model.model.layers). Fix: serve this model with `interp serve`."
+    )
