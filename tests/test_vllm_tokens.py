@@ -83,3 +83,22 @@ def test_a_steering_and_its_cache_salt():
     assert cache_salt([]) is None and cache_salt(None) is None
     same = cache_salt([{"artifact": "refusal", "strength": 0.5}])
     assert same == cache_salt([("refusal", 0.5)]) != cache_salt([("refusal", 0.25)])
+
+
+def test_a_bad_steering_is_refused_before_it_is_sent(tmp_path):
+    from interp.steer import AddDirection, Conditional, SteeringArtifact
+    from interp.testing import tiny_model
+
+    model = tiny_model("llama")
+    d = torch.ones(model.d_model)
+    SteeringArtifact.create(model, [AddDirection(d, [1], 1.0)]).save(tmp_path / "add.safetensors")
+    SteeringArtifact.create(model, [Conditional(d, 1, 0.0, [AddDirection(d, [2], 1.0)])]).save(
+        tmp_path / "gate.safetensors"
+    )
+    assert steering([("add", 0.5)], artifacts=tmp_path)["interp_steering"][0]["strength"] == 0.5
+    with pytest.raises(InputError, match="unknown steering artifact 'nope'"):
+        steering(["nope"], artifacts=tmp_path)
+    with pytest.raises(InputError, match="not served by vLLM: conditional steering"):
+        steering(["gate"], artifacts=tmp_path)
+    with pytest.raises(InputError, match="strength must be a number"):
+        steering([("add", 1e9)], artifacts=tmp_path)

@@ -13,16 +13,32 @@ with another steering: give each steered request the ``cache_salt`` of its steer
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 
 KEY = "interp_steering"
 
 
-def steering(items) -> dict:
+def steering(items, artifacts=None) -> dict:
     """``extra_args`` for a request steered by ``items``: ``[(name, strength), ...]`` or
-    ``[{"artifact": name, "strength": s}, ...]``."""
-    return {KEY: _normalise(items)}
+    ``[{"artifact": name, "strength": s}, ...]``, checked against the artifact directory the engine
+    serves (``artifacts``, by default ``INTERP_VLLM_ARTIFACTS``): an unknown name, a strength out of
+    range or an artifact vLLM cannot run raises here, before the request is sent (inside the engine
+    a bad steering can only be logged)."""
+    norm = _normalise(items)
+    directory = artifacts or os.environ.get("INTERP_VLLM_ARTIFACTS")
+    if norm and directory:
+        _served(str(directory)).resolve(norm)
+    return {KEY: norm}
+
+
+@functools.lru_cache(maxsize=4)
+def _served(directory: str):
+    from interp.vllm.worker import Artifacts
+
+    return Artifacts.from_dir(directory)
 
 
 def cache_salt(items) -> str | None:

@@ -56,10 +56,13 @@ class Artifacts:
     max_strength: float = 100.0
 
     @classmethod
-    def from_dir(cls, directory, n_layers: int, d_model: int, fingerprint=None) -> Artifacts:
+    def from_dir(
+        cls, directory, n_layers: int | None = None, d_model: int | None = None, fingerprint=None
+    ) -> Artifacts:
         """Every ``*.safetensors`` artifact of ``directory``. ``fingerprint``: the served model's
         (:func:`interp.vllm.fingerprint.checkpoint_fingerprint`); an artifact made for another model
-        is refused with the reason."""
+        is refused with the reason. Without it, ``n_layers`` and ``d_model`` are checked if given
+        (neither: each artifact is read as made, to check requests before they are sent)."""
         from interp.serve.store import NAME
         from interp.steer.artifact import load
 
@@ -77,13 +80,16 @@ class Artifacts:
             art = load(path, None)
             if fingerprint is not None:
                 fingerprint.check(art.fingerprint, f"steering artifact {path.name}")
-            elif (art.fingerprint.n_layers, art.fingerprint.d_model) != (n_layers, d_model):
+            elif n_layers is not None and (art.fingerprint.n_layers, art.fingerprint.d_model) != (
+                n_layers,
+                d_model,
+            ):
                 raise InputError(
                     f"steering artifact {path.name} was made for a model with {art.fingerprint.n_layers} layers "
                     f"of width {art.fingerprint.d_model}; this one has {n_layers} of width {d_model}."
                 )
             try:
-                out.edits[path.stem] = edits_of(art.interventions, n_layers)
+                out.edits[path.stem] = edits_of(art.interventions, n_layers or art.fingerprint.n_layers)
             except InputError as e:
                 out.unservable[path.stem] = str(e)
                 log.warning("not serving artifact %s in vLLM: %s", path.name, e)
