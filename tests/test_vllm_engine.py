@@ -237,9 +237,62 @@ def test_what_cannot_run_inside_vllm_is_listed_with_the_reason(served):
         arts.resolve([{"artifact": "add_all", "strength": "x"}])
 
 
+def test_interp_serve_engine_vllm_takes_the_steering_field(served):
+    """`interp serve --engine vllm`: vLLM's own server (engine in another process, the plugin loaded
+    there by its entry point), the `steering` field checked by interp's middleware."""
+    import httpx
+
+    from interp.serve.launch import serve_process
+
+    hf, _, kinds = served
+    want = _hf_greedy(hf, PROMPTS[:3], _edits(hf, kinds["add_all"]))
+    env = {k: v for k, v in os.environ.items() if k != "VLLM_ENABLE_V1_MULTIPROCESSING"}
+    args = [
+        "--engine",
+        "vllm",
+        "--model",
+        str(ROOT / "model"),
+        "--artifacts",
+        str(ARTIFACTS),
+        "--dtype",
+        "float32",
+    ]
+    args += ["--vllm-args", "--max-model-len", "256", "--seed", "0"]
+    old = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        with serve_process(args, startup_timeout_s=240) as url:
+            for x, w in zip(PROMPTS[:3], want, strict=True):
+                body = {
+                    "model": str(ROOT / "model"),
+                    "prompt": _ids(hf, x),
+                    "max_tokens": NEW,
+                    "temperature": 0,
+                    "return_token_ids": True,
+                }
+                r = httpx.post(
+                    url + "/v1/completions", json={**body, "steering": [{"artifact": "add_all"}]}, timeout=60
+                )
+                assert r.status_code == 200, r.text
+                assert _cut(r.json()["choices"][0]["token_ids"], hf) == w
+            plain = httpx.post(url + "/v1/completions", json=body, timeout=60).json()["choices"][0]
+            assert _cut(plain["token_ids"], hf) != w
+            r = httpx.post(
+                url + "/v1/completions", json={**body, "steering": [{"artifact": "nope"}]}, timeout=60
+            )
+            assert r.status_code == 404 and "unknown steering artifact" in r.json()["error"]["message"]
+            r = httpx.post(url + "/v1/completions", json={**body, "steering": ["conditional"]}, timeout=60)
+            assert r.status_code == 400 and "chunked prefill" in r.json()["error"]["message"]
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+
+
 def test_a_baked_checkpoint_served_by_stock_vllm_answers_as_the_hooked_model(served):
     """``interp export bake`` writes a plain checkpoint: vLLM serves it with no plugin and no steering
-    field, and its greedy answers are the hooked model's."""
+    field, and its greedy answers are the hooked model's. (Last in the module: a second engine in
+    this process leaves the first one unusable.)"""
     hf, llm, kinds = served
     baked_dir = ROOT / "baked"
     items = kinds["ablate_all"] + [AddDirection(_direction(hf.d_model, 9, 1.0), [1], 6.0, "all")]
