@@ -238,8 +238,10 @@ def test_what_cannot_run_inside_vllm_is_listed_with_the_reason(served):
 
 
 def test_interp_serve_engine_vllm_takes_the_steering_field(served):
-    """`interp serve --engine vllm`: vLLM's own server (engine in another process, the plugin loaded
-    there by its entry point), the `steering` field checked by interp's middleware."""
+    """`interp serve --engine vllm`: vLLM's own server with two tensor-parallel ranks (the engine and
+    its workers in other processes, the plugin loaded in each by its entry point, every rank steering
+    the full hidden state), the `steering` field checked by interp's middleware; its greedy answers
+    are the HF hooks' (so tensor parallelism 2 answers as 1 does)."""
     import httpx
 
     from interp.serve.launch import serve_process
@@ -247,6 +249,7 @@ def test_interp_serve_engine_vllm_takes_the_steering_field(served):
     hf, _, kinds = served
     want = _hf_greedy(hf, PROMPTS[:3], _edits(hf, kinds["add_all"]))
     env = {k: v for k, v in os.environ.items() if k != "VLLM_ENABLE_V1_MULTIPROCESSING"}
+    env["VLLM_CPU_OMP_THREADS_BIND"] = "0|1"  # vLLM's CPU backend: one core per tensor-parallel rank
     args = [
         "--engine",
         "vllm",
@@ -256,6 +259,8 @@ def test_interp_serve_engine_vllm_takes_the_steering_field(served):
         str(ARTIFACTS),
         "--dtype",
         "float32",
+        "--tensor-parallel-size",
+        "2",
     ]
     args += ["--vllm-args", "--max-model-len", "256", "--seed", "0"]
     old = dict(os.environ)
@@ -278,6 +283,15 @@ def test_interp_serve_engine_vllm_takes_the_steering_field(served):
                 assert _cut(r.json()["choices"][0]["token_ids"], hf) == w
             plain = httpx.post(url + "/v1/completions", json=body, timeout=60).json()["choices"][0]
             assert _cut(plain["token_ids"], hf) != w
+            # a full ablation: the attention and MLP outputs, reduced across the ranks, are edited
+            ablated = _hf_greedy(hf, PROMPTS[:3], _edits(hf, kinds["ablate_all"]))
+            for x, w in zip(PROMPTS[:3], ablated, strict=True):
+                r = httpx.post(
+                    url + "/v1/completions",
+                    json={**body, "prompt": _ids(hf, x), "steering": ["ablate_all"]},
+                    timeout=60,
+                )
+                assert _cut(r.json()["choices"][0]["token_ids"], hf) == w
             r = httpx.post(
                 url + "/v1/completions", json={**body, "steering": [{"artifact": "nope"}]}, timeout=60
             )
