@@ -21,8 +21,10 @@ half harmless, sent as the token ids interp's own encoding gives (chat template 
   on the same prompts, unsteered: above 1 means vLLM is faster.
 - ``load``: one ``generate`` call holding many requests with mixed steerings and strengths, each
   greedy answer against the same request served alone: ``requests``, ``errors``, ``mismatches``.
-  This is an offline load (one call), not concurrent HTTP clients: the vLLM server front end is not
-  built yet.
+- ``http``: ``interp serve --engine vllm`` and ``interp serve`` (HF) under the same greedy chat load
+  (200 requests from 16 clients, mixed steering; ``throughput_ratio_vllm_vs_hf`` = HF wall time over
+  vLLM's), then on vLLM the load again with every other request sampled under its own seed; every
+  greedy request is sent again alone and compared (``mismatches``).
 """
 
 from __future__ import annotations
@@ -78,6 +80,9 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--load", type=int, default=200, help="requests in the mixed load")
     p.add_argument("--layer", type=int, default=10)
+    p.add_argument("--http-requests", type=int, default=200)
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--no-http", action="store_true", help="skip the HTTP load on both servers")
     args = p.parse_args()
 
     import vllm
@@ -165,6 +170,7 @@ def main() -> None:
             alone = llm.generate([{"prompt_token_ids": x}], params(k, s), use_tqdm=False)[0]
             mismatches += list(o.outputs[0].token_ids) != list(alone.outputs[0].token_ids)
     unservable = Artifacts.from_dir(root / "artifacts", model.n_layers, model.d_model).unservable
+    http = None if args.no_http else http_load(root, prompts, args)
     result = {
         "benchmark": "vllm",
         "model": f"{model.name} (float32, saved as a Hugging Face checkpoint)",
@@ -187,9 +193,117 @@ def main() -> None:
             "kind": "offline, one call",
         },
         "unavailable_in_vllm": unservable,
+        "http": http,
         "repeats": args.repeats,
     }
     write("vllm_cpu_organism", result)
+
+
+STEERINGS = [
+    None,
+    [],
+    [{"artifact": "add_one_layer", "strength": 1.0}],
+    [{"artifact": "ablation_full"}],
+    [{"artifact": "add_all_layers", "strength": 0.5}],
+]
+
+
+def http_load(root: Path, prompts: list[str], args) -> dict:
+    """The same greedy chat load (``--http-requests`` from ``--concurrency`` clients, mixed steering)
+    on ``interp serve --engine vllm`` and on ``interp serve`` (HF), then on vLLM a load where every
+    other request samples with its own seed; each greedy request against itself sent alone."""
+    import threading
+
+    from openai import OpenAI
+
+    from interp.serve.launch import serve_process
+
+    rng = random.Random(1)
+    distinct = [(i, s) for i in range(min(len(prompts), 16)) for s in range(len(STEERINGS))]
+    load = [rng.choice(distinct) for _ in range(args.http_requests)]
+
+    def ask(client, name, i, s, seed=None):
+        extra = {} if STEERINGS[s] is None else {"steering": STEERINGS[s]}
+        kw = {"temperature": 0.7, "seed": seed} if seed is not None else {"temperature": 0.0}
+        r = client.chat.completions.create(
+            model=name,
+            messages=[{"role": "user", "content": prompts[i]}],
+            max_tokens=args.new_tokens,
+            extra_body=extra,
+            **kw,
+        )
+        return r.choices[0].message.content
+
+    def run_load(url, name, seeded: bool):
+        client = OpenAI(base_url=url + "/v1", api_key="-", max_retries=0, timeout=600)
+        ask(client, name, 0, 0)  # warm up
+        answers, errors, lock, jobs = [None] * len(load), [], threading.Lock(), iter(range(len(load)))
+
+        def worker():
+            while True:
+                with lock:
+                    k = next(jobs, None)
+                if k is None:
+                    return
+                i, s = load[k]
+                try:
+                    answers[k] = ask(client, name, i, s, seed=k if seeded and k % 2 else None)
+                except Exception as e:  # noqa: BLE001 - counted and reported
+                    errors.append(f"{type(e).__name__}: {e}"[:300])
+
+        t = time.perf_counter()
+        threads = [threading.Thread(target=worker) for _ in range(args.concurrency)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        wall = time.perf_counter() - t
+        greedy = [k for k in range(len(load)) if not (seeded and k % 2) and answers[k] is not None]
+        alone = {load[k]: ask(client, name, *load[k]) for k in greedy}
+        mismatches = sum(answers[k] != alone[load[k]] for k in greedy)
+        return {
+            "requests": len(load),
+            "errors": len(errors),
+            "error_examples": errors[:3],
+            "greedy_checked": len(greedy),
+            "mismatches": mismatches,
+            "wall_s": round(wall, 1),
+        }
+
+    arts = str(root / "artifacts")
+    vllm_args = [
+        "--engine",
+        "vllm",
+        "--model",
+        str(root / "organism"),
+        "--artifacts",
+        arts,
+        "--dtype",
+        "float32",
+    ]
+    env_keep = dict(os.environ)
+    os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
+    try:
+        with serve_process(vllm_args, startup_timeout_s=300) as url:
+            v_greedy = run_load(url, str(root / "organism"), seeded=False)
+            v_seeded = run_load(url, str(root / "organism"), seeded=True)
+    finally:
+        os.environ.clear()
+        os.environ.update(env_keep)
+    # interp's HF server: the organism by name, the same artifacts (made on the same weights)
+    with serve_process(
+        ["--model", "organism", "--artifacts", arts, "--dtype", "float32", "--max-pending", "256"]
+    ) as url:
+        h_greedy = run_load(url, "organism", seeded=False)
+    return {
+        "kind": f"{args.http_requests} chat requests from {args.concurrency} clients, mixed steering, "
+        f"{args.new_tokens} tokens; each greedy request again alone",
+        "steerings": STEERINGS,
+        "vllm_greedy": v_greedy,
+        "vllm_mixed_seeds": v_seeded,
+        "hf_server_greedy": h_greedy,
+        "throughput_ratio_vllm_vs_hf": round(h_greedy["wall_s"] / v_greedy["wall_s"], 3),
+    }
 
 
 def _ids(model, prompt: str) -> list[int]:
