@@ -102,3 +102,19 @@ def test_a_bad_steering_is_refused_before_it_is_sent(tmp_path):
         steering(["gate"], artifacts=tmp_path)
     with pytest.raises(InputError, match="strength must be a number"):
         steering([("add", 1e9)], artifacts=tmp_path)
+
+
+def test_a_saved_checkpoint_has_the_models_fingerprint(tmp_path):
+    import interp
+    from interp.testing import tiny_model
+    from interp.vllm.fingerprint import checkpoint_fingerprint
+
+    model = tiny_model("qwen2")
+    interp.export.save_checkpoint(model, tmp_path / "ckpt")
+    fp = checkpoint_fingerprint(tmp_path / "ckpt")
+    model.fingerprint.check(fp)
+    assert interp.load_model(str(tmp_path / "ckpt")).fingerprint == fp
+    with pytest.raises(InputError, match="not empty"):
+        interp.export.save_checkpoint(model, tmp_path / "ckpt")
+    with pytest.raises(InputError, match="not a Hugging Face checkpoint"):
+        checkpoint_fingerprint(tmp_path)

@@ -1,13 +1,14 @@
 """Steering for deployed models: baked weights and llama.cpp control vectors.
 
 >>> interp.export.save_baked(model, [AblateDirection(refusal)], "runs/ablated")     # HF checkpoint
+>>> interp.export.save_checkpoint(model, "runs/organism")    # unsteered, for vLLM (interp.vllm)
 >>> interp.export.save_control_vector(model, [AddDirection(refusal, [12], 4.0)], "refusal.gguf")
 >>> with interp.export.folded_ablation(model, [refusal]): ...   # baked in place for a block, then restored
 
 The third path, per-request hook steering behind an OpenAI-compatible server, is :mod:`interp.serve`.
 """
 
-from interp.export.bake import bake, save_baked
+from interp.export.bake import bake, save_baked, save_checkpoint
 from interp.export.control_vector import control_vector, read_control_vector, save_control_vector
 from interp.steer.folding import ablated_weights, folded_ablation, orthogonalize, swapped_weights
 
@@ -19,6 +20,7 @@ __all__ = [
     "orthogonalize",
     "read_control_vector",
     "save_baked",
+    "save_checkpoint",
     "save_control_vector",
     "swapped_weights",
 ]

