@@ -180,6 +180,21 @@ def scale_rows() -> list[str]:
     return rows
 
 
+def vllm_rows() -> list[str]:
+    rows = [
+        "| result file | device, model, vLLM | kind | greedy answers identical to interp's HF hooks | first-token logprob max difference | **steered / plain in vLLM** (goal ≤ 1.05) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, d in _load("vllm_*.json"):
+        for kind, a in d["agreement_with_hf"].items():
+            r = d["ratio_steered_vs_plain"][kind]
+            rows.append(
+                f"| `{name}` | {d['device']}, {d['model']}, {d['vllm']} | {kind} | {a['identical']:.3f} of {a['n']} | "
+                f"{a['first_token_logprob_max_abs_diff']:.1e} | **{_x(r)}**{_ci(d, kind)} |"
+            )
+    return rows
+
+
 def _worst(d: dict, keys) -> tuple[str, float]:
     r = {k: v for k, v in d["ratio_steered_vs_plain"].items() if k in keys}
     k = max(r, key=r.get)
@@ -269,6 +284,27 @@ def reading() -> list[str]:
                 f"{g['scaling_2_vs_1']:.2f}× one; every answer equal to in-process: "
                 f"{'yes' if g['same_answers'] else 'no'}."
             )
+    for name, d in _load("vllm_*.json"):
+        worst = max(d["ratio_steered_vs_plain"], key=d["ratio_steered_vs_plain"].get)
+        agree = min(a["identical"] for a in d["agreement_with_hf"].values())
+        tp = d["throughput_ratio_vllm_vs_hf_generate"]
+        line = (
+            f"- Steering inside vLLM (`{name}`, {d['prompts']} held-out prompts, {d['new_tokens']} tokens): the "
+            f"costliest kind is {worst}, {d['ratio_steered_vs_plain'][worst]:.3f}× unsteered vLLM (goal ≤ 1.05: "
+            f"{'met' if d['ratio_steered_vs_plain'][worst] <= 1.05 else 'missed'}); greedy answers identical to "
+            f"interp's HF hooks: at least {agree:.3f} per kind (goal ≥ 0.95: {'met' if agree >= 0.95 else 'missed'}); "
+            f"vLLM {tp['median']:.2f}× the speed of interp's batched HF generate on the same prompts; offline "
+            f"load of {d['load']['requests']}: {d['load']['errors']} errors, {d['load']['mismatches']} mismatches"
+        )
+        h = d.get("http")
+        if h:
+            line += (
+                f"; HTTP, {h['vllm_greedy']['requests']} requests: vLLM server {h['vllm_greedy']['errors']} errors, "
+                f"{h['vllm_greedy']['mismatches']} mismatches, {h['throughput_ratio_vllm_vs_hf']:.2f}× the speed of "
+                f"`interp serve`; with seeded sampling mixed in {h['vllm_mixed_seeds']['errors']} errors, "
+                f"{h['vllm_mixed_seeds']['mismatches']} mismatches"
+            )
+        out.append(line + ".")
     for name, d in _load("serve_cpu_*.json"):
         out.append(
             f"- Serving under load (`{name}`): {d['requests']} requests from {d['concurrency']} clients, "
@@ -326,6 +362,10 @@ def page() -> str:
             "## Capture and steered generation across Ray workers",
             "",
             *scale_rows(),
+            "",
+            "## Steering inside vLLM (`benchmarks/vllm_steering.py`)",
+            "",
+            *vllm_rows(),
             "",
         ]
     )
