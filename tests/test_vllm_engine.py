@@ -6,6 +6,7 @@ tokenizer, steered by artifacts made on the same weights with interp, under chun
 steps, so long prompts arrive in pieces) and prefix caching.
 """
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -283,6 +284,16 @@ def test_interp_serve_engine_vllm_takes_the_steering_field(served):
                 assert _cut(r.json()["choices"][0]["token_ids"], hf) == w
             plain = httpx.post(url + "/v1/completions", json=body, timeout=60).json()["choices"][0]
             assert _cut(plain["token_ids"], hf) != w
+            # streamed: the same steered answer, chunk by chunk
+            steered = {**body, "steering": [{"artifact": "add_all"}]}
+            whole = httpx.post(url + "/v1/completions", json=steered, timeout=60).json()["choices"][0]["text"]
+            with httpx.stream(
+                "POST", url + "/v1/completions", json={**steered, "stream": True}, timeout=60
+            ) as r:
+                lines = [x[len("data: ") :] for x in r.iter_lines() if x.startswith("data: ")]
+            chunks = [json.loads(x) for x in lines if x != "[DONE]"]
+            assert lines[-1] == "[DONE]" and len(chunks) > 1
+            assert "".join(c["choices"][0]["text"] for c in chunks if c["choices"]) == whole
             # a full ablation: the attention and MLP outputs, reduced across the ranks, are edited
             ablated = _hf_greedy(hf, PROMPTS[:3], _edits(hf, kinds["ablate_all"]))
             for x, w in zip(PROMPTS[:3], ablated, strict=True):
