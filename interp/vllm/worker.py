@@ -340,7 +340,13 @@ def _image_positions(state) -> torch.Tensor | None:
 def decoder_layers(model: nn.Module) -> tuple[nn.ModuleList, nn.Module]:
     """The text decoder's layer list and token embedding of a vLLM model (Llama-style families and
     the language model inside a vision-language one)."""
-    for prefix in ("model", "language_model.model", "model.language_model", "language_model"):
+    for prefix in (
+        "model",
+        "language_model.model",
+        "model.language_model",
+        "model.text_model",
+        "language_model",
+    ):
         try:
             root = model.get_submodule(prefix)
         except AttributeError:
