@@ -195,6 +195,17 @@ def vllm_rows() -> list[str]:
     return rows
 
 
+def _verdict(paired: dict, goal: float) -> str:
+    """A paired ratio against an upper goal: met / missed when its 95% interval decides it."""
+    lo, hi = paired["ci95"]
+    if hi <= goal:
+        return "met"
+    if lo > goal:
+        return "missed"
+    side = "meets" if paired["median"] <= goal else "misses"
+    return f"the median {side} it; its 95% interval [{lo:.3f}, {hi:.3f}], n={paired['n']}, does not decide"
+
+
 def _worst(d: dict, keys) -> tuple[str, float]:
     r = {k: v for k, v in d["ratio_steered_vs_plain"].items() if k in keys}
     k = max(r, key=r.get)
@@ -291,7 +302,7 @@ def reading() -> list[str]:
         line = (
             f"- Steering inside vLLM (`{name}`, {d['prompts']} held-out prompts, {d['new_tokens']} tokens): the "
             f"costliest kind is {worst}, {d['ratio_steered_vs_plain'][worst]:.3f}× unsteered vLLM (goal ≤ 1.05: "
-            f"{'met' if d['ratio_steered_vs_plain'][worst] <= 1.05 else 'missed'}); greedy answers identical to "
+            f"{_verdict(d['paired_ratios'][worst], 1.05)}); greedy answers identical to "
             f"interp's HF hooks: at least {agree:.3f} per kind (goal ≥ 0.95: {'met' if agree >= 0.95 else 'missed'}); "
             f"vLLM {tp['median']:.2f}× the speed of interp's batched HF generate on the same prompts; offline "
             f"load of {d['load']['requests']}: {d['load']['errors']} errors, {d['load']['mismatches']} mismatches"
