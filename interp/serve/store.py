@@ -38,6 +38,19 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 Steering = tuple[tuple[str, float], ...]
 
 
+def artifact_files(directory: str | Path) -> list[Path]:
+    """The ``*.safetensors`` files of an artifact directory, by name; each file's stem is the name a
+    request uses, so it must be a plain name."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise InputError(f"artifact directory {directory} does not exist. Fix: create it, or pass another.")
+    paths = sorted(directory.glob("*.safetensors"))
+    for path in paths:
+        if not NAME.match(path.stem):
+            raise InputError(f"artifact file name {path.name!r}: use letters, digits, '_', '-', '.' only.")
+    return paths
+
+
 @dataclass
 class ArtifactStore:
     edits_by_name: dict[str, list] = field(default_factory=dict)  # name -> Edit list (strength 1)
@@ -55,16 +68,7 @@ class ArtifactStore:
         store = cls(max_strength=max_strength)
         if directory is None:
             return store
-        directory = Path(directory)
-        if not directory.is_dir():
-            raise InputError(
-                f"artifact directory {directory} does not exist. Fix: create it or drop --artifacts."
-            )
-        for path in sorted(directory.glob("*.safetensors")):
-            if not NAME.match(path.stem):
-                raise InputError(
-                    f"artifact file name {path.name!r}: use letters, digits, '_', '-', '.' only."
-                )
+        for path in artifact_files(directory):
             art = load(path, model)
             try:
                 store.add(path.stem, art.interventions, model, art.method)

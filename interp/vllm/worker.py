@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -63,20 +62,11 @@ class Artifacts:
         (:func:`interp.vllm.fingerprint.checkpoint_fingerprint`); an artifact made for another model
         is refused with the reason. Without it, ``n_layers`` and ``d_model`` are checked if given
         (neither: each artifact is read as made, to check requests before they are sent)."""
-        from interp.serve.store import NAME
+        from interp.serve.store import artifact_files
         from interp.steer.artifact import load
 
         out = cls()
-        directory = Path(directory)
-        if not directory.is_dir():
-            raise InputError(
-                f"artifact directory {directory} does not exist. Fix: create it, or pass another."
-            )
-        for path in sorted(directory.glob("*.safetensors")):
-            if not NAME.match(path.stem):
-                raise InputError(
-                    f"artifact file name {path.name!r}: use letters, digits, '_', '-', '.' only."
-                )
+        for path in artifact_files(directory):
             art = load(path, None)
             if fingerprint is not None:
                 fingerprint.check(art.fingerprint, f"steering artifact {path.name}")
