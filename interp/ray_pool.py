@@ -35,11 +35,21 @@ class ModelWorker:
     """The Ray actor's class: loads the model at start (and again if Ray restarts the actor), then
     runs the functions it is given on it."""
 
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, spec: ModelSpec, threads: int | None = None):
+        import torch
+
+        if threads is not None:
+            torch.set_num_threads(threads)
         self.model = spec.load()
 
     def info(self) -> dict:
-        return {"fingerprint": self.model.fingerprint.to_dict(), "n_layers": self.model.n_layers}
+        import torch
+
+        return {
+            "fingerprint": self.model.fingerprint.to_dict(),
+            "n_layers": self.model.n_layers,
+            "threads": torch.get_num_threads(),
+        }
 
     def call(self, fn: Callable, args: tuple, kwargs: dict):
         """``fn(model, *args, **kwargs)``; ``fn`` is an importable function (it travels by name)."""
@@ -52,6 +62,10 @@ class RayPool:
     ``spec``: a :class:`~interp.ModelSpec`, a ``load_model`` name, a factory, or a model loaded by
     :func:`interp.load_model` (its spec is reused). ``gpus_per_worker`` / ``cpus_per_worker``: each
     actor's Ray resources. ``max_retries``: how often a dead worker is restarted and its task rerun.
+    ``threads``: torch threads per worker (None: Ray's default, one per CPU the actor holds;
+    ``pool.info["threads"]`` says what they run). On a CPU, results equal an in-process run's bit for
+    bit only at the same thread count: matrix kernels split their sums by thread (SmolLM2's states
+    differ by up to about 1e-4 between 1 and 2 threads on an AVX-512 machine).
     """
 
     def __init__(
@@ -61,11 +75,12 @@ class RayPool:
         gpus_per_worker: float = 0,
         cpus_per_worker: float = 1,
         max_retries: int = 3,
+        threads: int | None = None,
     ):
         if workers < 1:
             raise InputError(f"workers={workers}; it must be at least 1.")
         self.spec = ModelSpec.of(spec)
-        self.workers, self.max_retries = workers, max_retries
+        self.workers, self.max_retries, self.threads = workers, max_retries, threads
         self.gpus_per_worker, self.cpus_per_worker = gpus_per_worker, cpus_per_worker
         self.actors: list = []
         self.info: dict | None = None
@@ -92,7 +107,7 @@ class RayPool:
             max_restarts=self.max_retries,
             max_task_retries=self.max_retries,
         )(ModelWorker)
-        self.actors = [actor.remote(self.spec) for _ in range(self.workers)]
+        self.actors = [actor.remote(self.spec, self.threads) for _ in range(self.workers)]
         try:
             try:
                 infos = ray.get([w.info.remote() for w in self.actors])

@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 
-KEY = "interp_steering"
+from interp.vllm.names import ENV, KEY
 
 
 def steering(items, artifacts=None) -> dict:
@@ -28,7 +28,7 @@ def steering(items, artifacts=None) -> dict:
     range or an artifact vLLM cannot run raises here, before the request is sent (inside the engine
     a bad steering can only be logged)."""
     norm = _normalise(items)
-    directory = artifacts or os.environ.get("INTERP_VLLM_ARTIFACTS")
+    directory = artifacts or os.environ.get(ENV)
     if norm and directory:
         _served(str(directory)).resolve(norm)
     return {KEY: norm}

@@ -21,7 +21,8 @@ import json
 import os
 
 from interp.errors import InputError
-from interp.vllm import KEY, cache_salt
+from interp.vllm import cache_salt
+from interp.vllm.names import ENV, KEY
 
 PATHS = ("/v1/chat/completions", "/v1/completions")
 
@@ -31,7 +32,7 @@ class SteeringField:
 
     def __init__(self, app, artifacts: str | None = None):
         self.app = app
-        self.directory = artifacts or os.environ.get("INTERP_VLLM_ARTIFACTS")
+        self.directory = artifacts or os.environ.get(ENV)
         self._artifacts = None
 
     @property

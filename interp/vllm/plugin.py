@@ -16,8 +16,9 @@ from __future__ import annotations
 import logging
 import os
 
+from interp.vllm.names import ENV
+
 log = logging.getLogger("interp.vllm")
-ENV = "INTERP_VLLM_ARTIFACTS"
 
 
 def register() -> None:

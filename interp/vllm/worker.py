@@ -38,7 +38,7 @@ from interp.edits import Edit
 from interp.errors import InputError
 from interp.layers import resolve_layers
 from interp.positions import Position
-from interp.vllm import KEY  # the SamplingParams.extra_args entry a request names its steering in
+from interp.vllm.names import KEY
 from interp.vllm.tokens import StepTokens, token_requests
 
 log = logging.getLogger("interp.vllm")
