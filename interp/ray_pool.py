@@ -65,7 +65,7 @@ class RayPool:
     ``threads``: torch threads per worker (None: Ray's default, one per CPU the actor holds;
     ``pool.info["threads"]`` says what they run). On a CPU, results equal an in-process run's bit for
     bit only at the same thread count: matrix kernels split their sums by thread (SmolLM2's states
-    differ by up to about 1e-4 between 1 and 2 threads on an AVX-512 machine).
+    differ by up to about 1e-3 between 1 and 2 threads on an AVX-512 machine).
     """
 
     def __init__(
