@@ -86,7 +86,8 @@ def test_a_steering_and_its_cache_salt():
 
 
 def test_a_bad_steering_is_refused_before_it_is_sent(tmp_path):
-    from interp.steer import AddDirection, Conditional, SteeringArtifact
+    import interp
+    from interp.steer import AddDirection, Conditional, SetProjection, SteeringArtifact
     from interp.testing import tiny_model
 
     model = tiny_model("llama")
@@ -102,6 +103,11 @@ def test_a_bad_steering_is_refused_before_it_is_sent(tmp_path):
         steering(["gate"], artifacts=tmp_path)
     with pytest.raises(InputError, match="strength must be a number"):
         steering([("add", 1e9)], artifacts=tmp_path)
+    # a clamp has no strength: refused here, not when the engine scales its edits mid-forward
+    SteeringArtifact.create(model, [SetProjection(d, 2.0, [1])]).save(tmp_path / "clamp.safetensors")
+    interp.vllm._served.cache_clear()
+    with pytest.raises(InputError, match="clamps a projection"):
+        steering([("clamp", 0.5)], artifacts=tmp_path)
 
 
 def test_a_saved_checkpoint_has_the_models_fingerprint(tmp_path):

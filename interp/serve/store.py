@@ -51,6 +51,57 @@ def artifact_files(directory: str | Path) -> list[Path]:
     return paths
 
 
+def resolve_steering(
+    items, edits_by_name: dict, unservable: dict, max_strength: float, where: str = ""
+) -> Steering:
+    """A request's ``steering`` list checked against the served artifacts (``edits_by_name``: name ->
+    its edits at strength 1; ``unservable``: name -> why not), as ``((name, strength), ...)``; an
+    :class:`APIError` (404 unknown name, 400 otherwise) says what is wrong. ``where`` names the engine
+    in the message about an unservable artifact (" by vLLM")."""
+    if not isinstance(items, list):
+        raise APIError(
+            400,
+            '\'steering\' must be a list of {"artifact": name, "strength": number}.',
+            param="steering",
+        )
+    out = []
+    for k, item in enumerate(items):
+        if isinstance(item, str):
+            item = {"artifact": item}
+        if not isinstance(item, dict) or not isinstance(item.get("artifact"), str):
+            raise APIError(
+                400, f'steering[{k}] must be {{"artifact": name, "strength": number}}.', param="steering"
+            )
+        name = item["artifact"]
+        if name in unservable:
+            raise APIError(
+                400, f"artifact {name!r} is not served{where}: {unservable[name]}", param="steering"
+            )
+        if name not in edits_by_name:
+            known = ", ".join(sorted(edits_by_name)) or "none are loaded"
+            raise APIError(
+                404,
+                f"unknown steering artifact {name!r}. Artifacts on this server: {known} (GET /v1/steering).",
+                type_="not_found_error",
+                param="steering",
+            )
+        s = item.get("strength", 1.0)
+        if isinstance(s, bool) or not isinstance(s, (int, float)) or not abs(s) <= max_strength:
+            raise APIError(
+                400,
+                f"steering[{k}].strength must be a number in [-{max_strength}, {max_strength}].",
+                param="steering",
+            )
+        if s != 1.0 and any(e.op in ("set", "replace") for e in edits_by_name[name]):
+            raise APIError(
+                400,
+                f"artifact {name!r} clamps a projection, which has no strength; use 1.",
+                param="steering",
+            )
+        out.append((name, float(s)))
+    return tuple(out)
+
+
 @dataclass
 class ArtifactStore:
     edits_by_name: dict[str, list] = field(default_factory=dict)  # name -> Edit list (strength 1)
@@ -128,48 +179,7 @@ class ArtifactStore:
 
     def resolve(self, items) -> Steering:
         """Check a request's ``steering`` list (names known, strengths finite and in range)."""
-        if not isinstance(items, list):
-            raise APIError(
-                400,
-                '\'steering\' must be a list of {"artifact": name, "strength": number}.',
-                param="steering",
-            )
-        out = []
-        for k, item in enumerate(items):
-            if isinstance(item, str):
-                item = {"artifact": item}
-            if not isinstance(item, dict) or not isinstance(item.get("artifact"), str):
-                raise APIError(
-                    400, f'steering[{k}] must be {{"artifact": name, "strength": number}}.', param="steering"
-                )
-            name = item["artifact"]
-            if name in self.unservable:
-                raise APIError(
-                    400, f"artifact {name!r} is not served: {self.unservable[name]}", param="steering"
-                )
-            if name not in self.edits_by_name:
-                known = ", ".join(self.names) or "none are loaded"
-                raise APIError(
-                    404,
-                    f"unknown steering artifact {name!r}. Artifacts on this server: {known} (GET /v1/steering).",
-                    type_="not_found_error",
-                    param="steering",
-                )
-            s = item.get("strength", 1.0)
-            if isinstance(s, bool) or not isinstance(s, (int, float)) or not abs(s) <= self.max_strength:
-                raise APIError(
-                    400,
-                    f"steering[{k}].strength must be a number in [-{self.max_strength}, {self.max_strength}].",
-                    param="steering",
-                )
-            if s != 1.0 and any(e.op in ("set", "replace") for e in self.edits_by_name[name]):
-                raise APIError(
-                    400,
-                    f"artifact {name!r} clamps a projection, which has no strength; use 1.",
-                    param="steering",
-                )
-            out.append((name, float(s)))
-        return tuple(out)
+        return resolve_steering(items, self.edits_by_name, self.unservable, self.max_strength)
 
     def edits(self, steering: Steering, rows: torch.Tensor | None) -> list:
         """The edits of one steering, applied only to the batch rows ``rows`` (bool [B]; None: all)."""

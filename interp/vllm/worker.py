@@ -93,28 +93,13 @@ class Artifacts:
                 items = json.loads(items)
             except json.JSONDecodeError as e:
                 raise InputError(f"{KEY} is not JSON ({e}).") from None
-        if not isinstance(items, list):
-            raise InputError(f'{KEY} must be a list of {{"artifact": name, "strength": number}}.')
-        out = []
-        for k, item in enumerate(items):
-            if isinstance(item, str):
-                item = {"artifact": item}
-            if not isinstance(item, dict) or not isinstance(item.get("artifact"), str):
-                raise InputError(f'{KEY}[{k}] must be {{"artifact": name, "strength": number}}.')
-            name = item["artifact"]
-            if name in self.unservable:
-                raise InputError(f"artifact {name!r} is not served by vLLM: {self.unservable[name]}")
-            if name not in self.edits:
-                raise InputError(
-                    f"unknown steering artifact {name!r}. Artifacts here: {', '.join(sorted(self.edits)) or 'none'}."
-                )
-            s = item.get("strength", 1.0)
-            if isinstance(s, bool) or not isinstance(s, (int, float)) or not abs(s) <= self.max_strength:
-                raise InputError(
-                    f"{KEY}[{k}].strength must be a number in [-{self.max_strength}, {self.max_strength}]."
-                )
-            out.append((name, float(s)))
-        return tuple(out)
+        from interp.serve.errors import APIError
+        from interp.serve.store import resolve_steering
+
+        try:
+            return resolve_steering(items, self.edits, self.unservable, self.max_strength, where=" by vLLM")
+        except APIError as e:  # the same checks as interp serve; the middleware gives the status again
+            raise InputError(e.message) from None
 
     def scaled(self, steering: Steering) -> list[Edit]:
         return [e.scaled(s) for name, s in steering for e in self.edits[name]]
