@@ -3,7 +3,7 @@
 Runs where vLLM is installed (CI: a second environment, see .ci/run); skipped elsewhere. One engine
 per module: a tiny random Llama (head_dim 64, which vLLM's CPU attention needs) saved with its
 tokenizer, steered by artifacts made on the same weights with interp, under chunked prefill (32-token
-steps, so long prompts arrive in pieces) and prefix caching.
+steps, so long prompts arrive in pieces) and prefix caching (32-token blocks).
 """
 
 import json
@@ -81,7 +81,18 @@ def served():
                 positions="last",
             )
         ],
+        # CAST: decided per request on the prompt's last token at layer 1 (it fires for 3 of the 8
+        # prompts), steering the answer
         "conditional": [
+            Conditional(
+                _direction(d, 7, 1.0),
+                1,
+                -0.2,
+                [AddDirection(_direction(d, 8, 1.0), [2], 6.0, ["last", "generated"])],
+            )
+        ],
+        # ... and the same gate steering every prompt token: not servable under chunked prefill
+        "conditional_all": [
             Conditional(_direction(d, 7, 1.0), 1, 0.0, [AddDirection(_direction(d, 8, 1.0), [2], 4.0)])
         ],
     }
@@ -96,6 +107,7 @@ def served():
         max_num_batched_tokens=32,
         max_num_seqs=16,
         enable_prefix_caching=True,
+        block_size=32,
         seed=0,
     )
     return hf, llm, kinds
@@ -152,7 +164,7 @@ def _params(steering, **kw):
 
 def test_steered_greedy_answers_equal_interp_hooks_in_one_mixed_batch(served):
     hf, llm, kinds = served
-    servable = [k for k in kinds if k != "conditional"]
+    servable = [k for k in kinds if k != "conditional_all"]
     requests, params, expected = [], [], []
     for name in [None, *servable]:  # every kind and the unsteered model, interleaved in one generate call
         steering = [(name, 1.0)] if name else []
@@ -178,6 +190,7 @@ def test_first_token_logprobs_match_interp_within_1e_3(served):
         ("ablate_all", 0.5),
         ("transport_last", 0.5),
         ("clamp_prompt", 1.0),
+        ("conditional", 1.0),
     ):
         steering = [(name, strength)]
         outs = llm.generate(_requests(hf, PROMPTS, steering), _params(steering, logprobs=5), use_tqdm=False)
@@ -208,6 +221,65 @@ def test_a_prompt_cached_under_one_steering_is_not_reused_by_another(served):
     assert _cut(list(out[0].outputs[0].token_ids), hf) == plain[0]
 
 
+def test_the_gate_decides_per_request_and_holds_across_decode_steps(served):
+    """The conditional artifact fires for some prompts and not others (in interp's hooks), and vLLM's
+    answers (one mixed batch, long prompts prefilled in 32-token chunks) follow each request's own
+    decision: fired ones equal the hooked model's steered answer, the others the plain one."""
+    from interp.steer.apply import edits_for
+
+    hf, llm, kinds = served
+    gate = kinds["conditional"][0].gate()
+    fired = []
+    for p in PROMPTS:
+        ids = torch.tensor([_ids(hf, p)])
+        with torch.inference_mode():
+            states = hf.model(input_ids=ids, output_hidden_states=True).hidden_states
+        fired.append(bool(gate.fires(states[gate.layer + 1][:, -1])[0]))
+    assert any(fired) and not all(fired), fired  # the test can tell a per-request gate from none
+    inner = edits_for(hf, kinds["conditional"][0].then)
+    want = [
+        s if f else u
+        for s, u, f in zip(_hf_greedy(hf, PROMPTS, inner), _hf_greedy(hf, PROMPTS, []), fired, strict=True)
+    ]
+    assert want != _hf_greedy(hf, PROMPTS, inner) and want != _hf_greedy(hf, PROMPTS, [])
+    steering = [("conditional", 1.0)]
+    outs = llm.generate(_requests(hf, PROMPTS, steering), _params(steering), use_tqdm=False)
+    assert [_cut(list(o.outputs[0].token_ids), hf) for o in outs] == want
+
+
+def test_a_block_edited_for_one_prompt_is_not_reused_by_a_longer_one(served):
+    """A `last` edit changes the prompt's final token, so the cached block that holds it is right for
+    that prompt only: a request whose prompt extends it must not reuse it. Its cache_salt is its own
+    (interp.vllm.cache_salt); with one salt shared by both, vLLM reuses the block and answers wrong."""
+    hf, llm, kinds = served
+    ids = _ids(hf, PROMPTS[2])
+    assert len(ids) >= 36
+    short, longer = ids[:32], ids[:36]  # the short prompt fills exactly one 32-token block
+    steering = [("add_prompt_last", 0.25)]
+    edits = _edits(hf, kinds["add_prompt_last"], 0.25)
+    with hf.hooks(edits=edits), torch.inference_mode():
+        logits = hf.model(input_ids=torch.tensor([longer])).logits[0, -1]
+    want = torch.log_softmax(logits.float(), -1)
+
+    def worst(salt_short, salt_long) -> float:
+        llm.generate(
+            [{"prompt_token_ids": short, "cache_salt": salt_short}], _params(steering), use_tqdm=False
+        )
+        out = llm.generate(
+            [{"prompt_token_ids": longer, "cache_salt": salt_long}],
+            _params(steering, logprobs=5),
+            use_tqdm=False,
+        )
+        return max(abs(lp.logprob - float(want[t])) for t, lp in out[0].outputs[0].logprobs[0].items())
+
+    salts = [interp.vllm.cache_salt(steering) for _ in range(2)]
+    assert salts[0] != salts[1]
+    assert worst(*salts) < 1e-3
+    # the control: with one salt for both, the longer prompt reuses the block whose token 31 was edited
+    # (about 8e-3 here; one edited token seen through attention)
+    assert worst("shared", "shared") > 3e-3
+
+
 def test_sampling_settings_work_with_steering(served):
     hf, llm, _ = served
     steering = [("add_all", 0.5)]
@@ -229,9 +301,10 @@ def test_what_cannot_run_inside_vllm_is_listed_with_the_reason(served):
     from interp.vllm.worker import Artifacts
 
     arts = Artifacts.from_dir(ARTIFACTS, 4, 256)
-    assert "conditional" in arts.unservable and "chunked prefill" in arts.unservable["conditional"]
+    assert "conditional_all" in arts.unservable and "chunked prefill" in arts.unservable["conditional_all"]
+    assert "conditional" in arts.edits
     with pytest.raises(interp.errors.InputError, match="not served by vLLM"):
-        arts.resolve([{"artifact": "conditional"}])
+        arts.resolve([{"artifact": "conditional_all"}])
     with pytest.raises(interp.errors.InputError, match="unknown steering artifact"):
         arts.resolve([{"artifact": "nope"}])
     with pytest.raises(interp.errors.InputError, match="strength must be a number"):
@@ -307,7 +380,9 @@ def test_interp_serve_engine_vllm_takes_the_steering_field(served):
                 url + "/v1/completions", json={**body, "steering": [{"artifact": "nope"}]}, timeout=60
             )
             assert r.status_code == 404 and "unknown steering artifact" in r.json()["error"]["message"]
-            r = httpx.post(url + "/v1/completions", json={**body, "steering": ["conditional"]}, timeout=60)
+            r = httpx.post(
+                url + "/v1/completions", json={**body, "steering": ["conditional_all"]}, timeout=60
+            )
             assert r.status_code == 400 and "chunked prefill" in r.json()["error"]["message"]
     finally:
         os.environ.clear()

@@ -20,6 +20,7 @@ def artifacts(tmp_path_factory):
     model = tiny_model("llama")
     d = torch.ones(model.d_model)
     SteeringArtifact.create(model, [AddDirection(d, [1], 1.0)]).save(path / "add.safetensors")
+    SteeringArtifact.create(model, [AddDirection(d, [1], 1.0, "last")]).save(path / "last.safetensors")
     SteeringArtifact.create(model, [Conditional(d, 1, 0.0, [AddDirection(d, [2], 1.0)])]).save(
         path / "gate.safetensors"
     )
@@ -53,7 +54,12 @@ def test_the_steering_field_becomes_vllm_xargs_and_a_cache_salt(artifacts):
     sent = r.json()
     assert "steering" not in sent
     assert json.loads(sent["vllm_xargs"]["interp_steering"]) == [{"artifact": "add", "strength": 0.5}]
-    assert sent["cache_salt"] == cache_salt([("add", 0.5)])
+    assert sent["cache_salt"] == cache_salt([("add", 0.5)], artifacts)  # the steering's own: shared
+    # a steering whose edits depend on where the prompt ends gets a salt no other request reuses
+    salts = {
+        _post(artifacts, "/v1/completions", {"steering": ["last"]}).json()["cache_salt"] for _ in range(2)
+    }
+    assert len(salts) == 2 and all(x.startswith("interp-once-") for x in salts)
     # a request's own salt and other xargs are kept; no steering field: the body is untouched
     r = _post(
         artifacts, "/v1/completions", {"steering": ["add"], "cache_salt": "mine", "vllm_xargs": {"a": 1}}

@@ -75,14 +75,45 @@ def test_image_positions_and_requests():
         facts.mask(parse_positions(["mean"])[0])
 
 
-def test_a_steering_and_its_cache_salt():
+def test_a_steering_and_its_cache_salt(tmp_path):
+    from interp.steer import AblateDirection, AddDirection, Conditional, SteeringArtifact
+    from interp.testing import tiny_model
+
     a = steering([("refusal", 0.5), "ablate"])
     assert a == {
         "interp_steering": [{"artifact": "refusal", "strength": 0.5}, {"artifact": "ablate", "strength": 1.0}]
     }
     assert cache_salt([]) is None and cache_salt(None) is None
-    same = cache_salt([{"artifact": "refusal", "strength": 0.5}])
-    assert same == cache_salt([("refusal", 0.5)]) != cache_salt([("refusal", 0.25)])
+    model = tiny_model("llama")
+    d = torch.ones(model.d_model)
+    made = {
+        "refusal": [AddDirection(d, [1], 1.0)],
+        "ablate": [AblateDirection(d)],
+        "first": [AddDirection(d, [1], 1.0, [0, 2])],
+        "last": [AddDirection(d, [1], 1.0, "last")],
+        "answer": [AddDirection(d, [1], 1.0, "generated")],
+        "prompt": [AddDirection(d, [1], 1.0, "prompt")],
+        "gate": [Conditional(d, 1, 0.0, [AddDirection(d, [2], 1.0, "generated")])],
+    }
+    for name, items in made.items():
+        SteeringArtifact.create(model, items).save(tmp_path / f"{name}.safetensors")
+    # edits that change every prefix alike: one salt per steering, shared by its requests
+    same = cache_salt([{"artifact": "refusal", "strength": 0.5}], tmp_path)
+    assert same == cache_salt([("refusal", 0.5)], tmp_path) != cache_salt([("refusal", 0.25)], tmp_path)
+    assert cache_salt(["ablate", "first"], tmp_path) == cache_salt(["ablate", "first"], tmp_path)
+    # edits that depend on where the prompt ends (or on a gate's decision), an unknown artifact, or no
+    # artifacts to read: a salt of the request's own, never reused
+    for items, where in [
+        (["last"], tmp_path),
+        (["answer"], tmp_path),
+        (["prompt"], tmp_path),
+        (["gate"], tmp_path),
+        (["refusal", "last"], tmp_path),
+        (["nope"], tmp_path),
+        (["refusal"], None),
+    ]:
+        one, two = cache_salt(items, where), cache_salt(items, where)
+        assert one != two and one.startswith("interp-once-"), items
 
 
 def test_a_bad_steering_is_refused_before_it_is_sent(tmp_path):
@@ -96,11 +127,21 @@ def test_a_bad_steering_is_refused_before_it_is_sent(tmp_path):
     SteeringArtifact.create(model, [Conditional(d, 1, 0.0, [AddDirection(d, [2], 1.0)])]).save(
         tmp_path / "gate.safetensors"
     )
+    SteeringArtifact.create(
+        model, [Conditional(d, 1, 0.0, [AddDirection(d, [2], 1.0, ["last", "generated"])])]
+    ).save(tmp_path / "gate_answer.safetensors")
+    SteeringArtifact.create(model, [Conditional(d, 3, 0.0, [AddDirection(d, [2], 1.0, "generated")])]).save(
+        tmp_path / "gate_late.safetensors"
+    )
     assert steering([("add", 0.5)], artifacts=tmp_path)["interp_steering"][0]["strength"] == 0.5
+    assert steering([("gate_answer", 0.5)], artifacts=tmp_path)  # a gate that steers the answer: served
     with pytest.raises(InputError, match="unknown steering artifact 'nope'"):
         steering(["nope"], artifacts=tmp_path)
-    with pytest.raises(InputError, match="not served by vLLM: conditional steering"):
+    # a gated edit of the prompt tokens before the one the gate reads: a chunked prefill runs them first
+    with pytest.raises(InputError, match="not served by vLLM: conditional steering .* edits \\['all'\\]"):
         steering(["gate"], artifacts=tmp_path)
+    with pytest.raises(InputError, match="gate reads layer 3 but its edit starts at layer 2"):
+        steering(["gate_late"], artifacts=tmp_path)
     with pytest.raises(InputError, match="strength must be a number"):
         steering([("add", 1e9)], artifacts=tmp_path)
     # a clamp has no strength: refused here, not when the engine scales its edits mid-forward

@@ -7,8 +7,9 @@
 Each request names its steering in ``SamplingParams.extra_args["interp_steering"]``; the plugin
 (:mod:`interp.vllm.plugin`, loaded by vLLM from interp's entry point) applies it inside the worker's
 forward, to that request's tokens only. A steered prompt's KV cache must not be reused by a request
-with another steering: give each steered request the ``cache_salt`` of its steering
-(:func:`cache_salt`), which keys vLLM's prefix cache on it.
+it was not computed for: give each steered request the ``cache_salt`` that :func:`cache_salt` returns
+(the steering's own, shared by requests with that steering, when its edits do not depend on where the
+prompt ends; otherwise one of the request's own).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import functools
 import hashlib
 import json
 import os
+import uuid
 
 from interp.vllm.names import ENV, KEY
 
@@ -41,11 +43,24 @@ def _served(directory: str):
     return Artifacts.from_dir(directory)
 
 
-def cache_salt(items) -> str | None:
-    """The prefix-cache salt of a steering (None for no steering: the shared, unsalted cache)."""
+def cache_salt(items, artifacts=None) -> str | None:
+    """The prefix-cache salt of a request with this steering: None for no steering (the shared,
+    unsalted cache); the steering's own salt when its artifacts edit every prompt prefix alike
+    (:func:`interp.vllm.worker.prefix_stable`), so that requests with the same steering share prefixes;
+    otherwise (``last``, ``generated`` or ``prompt`` positions, a gate, image requests only, or
+    artifacts that cannot be read) a salt of the request's own, which no other request reuses.
+    ``artifacts``: the served directory (default ``INTERP_VLLM_ARTIFACTS``) or an
+    :class:`~interp.vllm.worker.Artifacts`."""
     norm = _normalise(items)
     if not norm:
         return None
+    if artifacts is None:
+        artifacts = os.environ.get(ENV)
+    if artifacts is not None and not hasattr(artifacts, "shares_prefixes"):
+        artifacts = _served(str(artifacts))
+    pairs = tuple((x["artifact"], x["strength"]) for x in norm)
+    if artifacts is None or not artifacts.shares_prefixes(pairs):
+        return "interp-once-" + uuid.uuid4().hex
     return "interp-" + hashlib.sha256(json.dumps(norm, sort_keys=True).encode()).hexdigest()[:24]
 
 

@@ -10,8 +10,8 @@ dropped without a word. This ASGI middleware reads it on ``/v1/chat/completions`
 or a malformed list a 400, in OpenAI's error shape, as ``interp serve`` answers), and rewrites the
 request for vLLM: the steering goes into ``vllm_xargs`` (which vLLM passes to the engine as
 ``SamplingParams.extra_args``, flat values only, so as a JSON string) and, unless the request sets
-one, ``cache_salt`` becomes the steering's (a steered prompt's KV cache is never reused by a request
-with another steering). A request that sets ``vllm_xargs["interp_steering"]`` itself is checked the
+one, ``cache_salt`` is set by :func:`interp.vllm.cache_salt` (a steered prompt's KV cache is never
+reused by a request it was not computed for). A request that sets ``vllm_xargs["interp_steering"]`` itself is checked the
 same way.
 """
 
@@ -107,7 +107,7 @@ def rewrite(body: bytes, artifacts) -> bytes:
     if norm:
         xargs[KEY] = json.dumps(norm)
         data["vllm_xargs"] = xargs
-        data.setdefault("cache_salt", cache_salt(norm))
+        data.setdefault("cache_salt", cache_salt(norm, artifacts))
     else:
         xargs.pop(KEY, None)
     return json.dumps(data).encode()

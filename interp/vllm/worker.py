@@ -18,10 +18,20 @@ before it, added together only by the next layer's fused add-and-norm; the resid
 layer ``i`` is their sum. A steered layer returns ``(0, edited sum)``, which the next layer (or the
 final norm) adds back exactly.
 
-Not supported inside vLLM (listed as unservable, with the reason): conditional steering (a CAST gate
-decides on the prompt's last token, which a chunked prefill reaches only in its last chunk, after
-the earlier chunks' prompt tokens have run) and retrieval-guided steering (it needs a caption
-generation per request).
+Conditional steering (a CAST gate) is decided per request in the step that holds the token the gate
+reads (the prompt's last token), at the gate's layer, on that layer's unedited output, exactly as
+interp's hooks decide it in the prefill; the decision is kept for the request's later decode steps.
+Its edits must touch only that token and the ones after it (positions ``last`` / ``generated``, as
+CAST steers the answer): a chunked prefill runs the earlier prompt tokens in earlier steps, before the
+decision exists, so a gated edit of them is listed as unservable with the reason. So is
+retrieval-guided steering (it needs a caption generation per request).
+
+Prefix caching: a steering whose edit of a token does not depend on where the prompt ends
+(:func:`prefix_stable`: positions ``all``, ``image`` or a fixed index, no gate, every request alike)
+computes a prefix the same way in every request, so requests with that steering may share it (their
+``cache_salt`` is the steering's). Any other steering (``last``, ``generated``, ``prompt``, a gate,
+image requests only) may leave a prompt's blocks edited in a way a longer prompt would not; such
+requests get a salt of their own (:func:`interp.vllm.cache_salt`), so their blocks are never reused.
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from interp.edits import Edit
+from interp.edits import Edit, Gate, last_gate_layer
 from interp.errors import InputError
 from interp.layers import resolve_layers
 from interp.positions import Position
@@ -52,6 +62,7 @@ class Artifacts:
 
     edits: dict[str, list[Edit]] = field(default_factory=dict)
     unservable: dict[str, str] = field(default_factory=dict)
+    stable: dict[str, bool] = field(default_factory=dict)  # name -> prefix_stable(its edits)
     max_strength: float = 100.0
 
     @classmethod
@@ -80,6 +91,7 @@ class Artifacts:
                 )
             try:
                 out.edits[path.stem] = edits_of(art.interventions, n_layers or art.fingerprint.n_layers)
+                out.stable[path.stem] = prefix_stable(out.edits[path.stem])
             except InputError as e:
                 out.unservable[path.stem] = str(e)
                 log.warning("not serving artifact %s in vLLM: %s", path.name, e)
@@ -104,6 +116,10 @@ class Artifacts:
     def scaled(self, steering: Steering) -> list[Edit]:
         return [e.scaled(s) for name, s in steering for e in self.edits[name]]
 
+    def shares_prefixes(self, steering: Steering) -> bool:
+        """Whether requests with ``steering`` may share cached prompt prefixes (:func:`prefix_stable`)."""
+        return all(self.stable.get(name, False) for name, _ in steering)
+
 
 def edits_of(interventions, n_layers: int) -> list[Edit]:
     """The hook edits of an artifact's interventions, with their layers resolved; refused (with the
@@ -119,14 +135,47 @@ def edits_of(interventions, n_layers: int) -> list[Edit]:
             )
         for e in item.edits(_Shape(n_layers)):
             if e.gate is not None:
-                raise InputError(
-                    "conditional steering decides on the prompt's last token, which vLLM's chunked prefill "
-                    "reaches only after the earlier prompt tokens have run. Fix: serve it with `interp serve`."
-                )
+                _check_gate(e, n_layers)
             if e.op not in ("add", "ablate", "set", "affine"):
                 raise InputError(f"a {e.op} edit has no vLLM form yet. Fix: serve it with `interp serve`.")
             out.append(replace(e, layers=resolve_layers(e.layers, n_layers)))
     return out
+
+
+AFTER_THE_GATE = ("last", "generated")
+
+
+def _check_gate(edit: Edit, n_layers: int) -> None:
+    """A gated edit runs inside vLLM when every token it edits comes at or after the token its gate
+    reads, in a layer at or after the gate's (see the module docstring)."""
+    gate = edit.gate
+    early = [p.name for p in edit.positions if p.kind not in AFTER_THE_GATE]
+    if gate.position.kind != "last" or early:
+        raise InputError(
+            f"conditional steering whose gate reads {gate.position.name!r} and edits {early or 'it'}: vLLM's "
+            "chunked prefill may run those prompt tokens in an earlier step than the one where the gate decides "
+            "(on the prompt's last token). Fix: give the gated interventions positions 'last' and/or "
+            "'generated' (CAST steers the answer), or serve it with `interp serve`."
+        )
+    if gate.layer % n_layers > last_gate_layer(edit, n_layers):
+        raise InputError(
+            f"a gate reads layer {gate.layer} but its edit starts at layer "
+            f"{min(resolve_layers(edit.layers, n_layers))} ({edit.site}): the edit would run before the "
+            "decision. Fix: read the gate at or before the edit's first layer."
+        )
+
+
+def prefix_stable(edits: list[Edit]) -> bool:
+    """Whether ``edits`` change each token the same way in every prompt that starts with it: no gate,
+    every request alike, and positions that do not depend on where the prompt ends (``all``,
+    ``image``, an index from the start). Only then may requests with this steering share cached
+    prompt prefixes."""
+    return all(
+        e.gate is None
+        and not e.image_rows_only
+        and all(p.kind in ("all", "image") or (p.kind == "index" and p.index >= 0) for p in e.positions)
+        for e in edits
+    )
 
 
 @dataclass
@@ -151,6 +200,11 @@ class Steerer:
         self.runner, self.artifacts = runner, artifacts
         self.layers, self.embed = layers, embed
         self.plan: dict[tuple[int, str], list[tuple[Edit, torch.Tensor]]] = {}
+        self.gates: dict[int, list[tuple[Gate, torch.Tensor]]] = {}  # layer -> (gate, its read tokens)
+        self.decided: dict[tuple[str, int], bool] = {}  # (req_id, id(gate)) -> fired, kept across steps
+        self._req_ids: list[str] = []
+        self._request: torch.Tensor | None = None  # this step's token -> request index
+        self._fired: dict[int, torch.Tensor] = {}  # id(gate) -> bool per token, this step
         self._steering: dict[str, Steering] = {}  # req_id -> its resolved steering
         self._edits: dict[Steering, list[Edit]] = {}
         self._prepared: dict[int, tuple] = {}
@@ -193,7 +247,7 @@ class Steerer:
         return self._steering[req_id]
 
     def _plan_step(self, module, args, kwargs):
-        self.plan = {}
+        self.plan, self.gates, self._fired = {}, {}, {}
         runner = self.runner
         batch = runner.input_batch
         num_reqs = batch.num_reqs
@@ -228,6 +282,7 @@ class Steerer:
             [_image_positions(st) for st in states],
         )
         device = positions.device
+        self._req_ids, self._request = req_ids, request.to(device)
         for key in set(steering) - {()}:
             rows = torch.tensor([s == key for s in steering], dtype=torch.bool)
             if key not in self._edits:
@@ -241,8 +296,45 @@ class Steerer:
                     if e.image_rows_only:
                         m = m & facts.of_requests(facts.image_requests())
                     masks[mk] = m.to(device)
+                if e.gate is not None:
+                    self._read(e.gate, on & facts.mask(e.gate.position), device)
                 for layer in e.layers:
                     self.plan.setdefault((layer, e.site), []).append((e, masks[mk]))
+
+    def _read(self, gate: Gate, tokens: torch.Tensor, device) -> None:
+        """Have ``gate`` decide, at its layer, for the requests whose read token is in ``tokens``."""
+        layer = gate.layer % len(self.layers)
+        known = self.gates.setdefault(layer, [])
+        for k, (g, t) in enumerate(known):
+            if g is gate:
+                known[k] = (g, t | tokens.to(device))
+                return
+        known.append((gate, tokens.to(device)))
+
+    def _decide(self, index: int, stream: torch.Tensor) -> None:
+        """The gates read at layer ``index`` decide, on its unedited output, for the requests whose
+        read token this step holds; the decision is kept for the request's later steps."""
+        for gate, tokens in self.gates.get(index, ()):
+            rows = tokens[: stream.shape[0]].nonzero().flatten()
+            if rows.numel() == 0:
+                continue
+            fired, _ = gate.fires(stream[rows])
+            for t, f in zip(rows.tolist(), fired.tolist(), strict=True):
+                self.decided[(self._req_ids[int(self._request[t])], id(gate))] = bool(f)
+            self._fired.pop(id(gate), None)
+
+    def _gate_tokens(self, gate: Gate, n: int, device) -> torch.Tensor:
+        """bool [n]: the tokens of this step whose request's gate fired."""
+        got = self._fired.get(id(gate))
+        if got is None:
+            missing = [r for r in self._req_ids if (r, id(gate)) not in self.decided]
+            per_request = torch.tensor(
+                [self.decided.get((r, id(gate)), False) for r in self._req_ids], dtype=torch.bool
+            ).to(device)
+            got = self._fired[id(gate)] = per_request[self._request.clamp(min=0)] & (self._request >= 0)
+            if missing:
+                log.debug("gate undecided for %d request(s) this step (not steered by it)", len(missing))
+        return got[:n]
 
     def _forget(self, running: set[str]) -> None:
         """Drop what is kept for requests no longer running (bounded by the batch size)."""
@@ -250,6 +342,7 @@ class Steerer:
             for r in [r for r in self._steering if r not in running]:
                 self._steering.pop(r, None)
                 self.errors.pop(r, None)
+            self.decided = {k: v for k, v in self.decided.items() if k[0] in running}
 
     # --- applying -------------------------------------------------------------------------------
     def _apply(self, h: torch.Tensor, items) -> torch.Tensor:
@@ -259,13 +352,16 @@ class Steerer:
             got = self._prepared.get(key)
             if got is None or got[0].device != h.device or got[0].dtype != h.dtype:
                 got = self._prepared[key] = e.prepare(x)
-            x = e.apply(x, mask[: x.shape[1]].unsqueeze(0), got)
+            m = mask[: x.shape[1]]
+            if e.gate is not None:
+                m = m & self._gate_tokens(e.gate, x.shape[1], m.device)
+            x = e.apply(x, m.unsqueeze(0), got)
         return x.squeeze(0)
 
     def _resid_hook(self, index: int):
         def hook(module, args, output):
             items = self.plan.get((index, "resid"))
-            if not items:
+            if not items and index not in self.gates:
                 return None
             if not (isinstance(output, tuple) and len(output) == 2):
                 raise InputError(
@@ -274,6 +370,9 @@ class Steerer:
                 )
             hidden, residual = output
             stream = hidden if residual is None else hidden + residual
+            self._decide(index, stream)
+            if not items:
+                return None
             return torch.zeros_like(hidden), self._apply(stream, items)
 
         return hook
