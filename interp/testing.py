@@ -440,3 +440,33 @@ def tiny_organism_vl() -> HookedModel:
                 module.weight.normal_(0.0, (2.0 / module.weight[0].numel()) ** 0.5, generator=g)
     processor = OrganismVLProcessor(text.tokenizer, vlm.config.n_image_tokens, image_token_id=TINY_IMAGE_ID)
     return HookedModel(vlm, text.tokenizer, processor, name="tiny-organism-vl", chat_template=False)
+
+
+def steered_vllm(model, items: dict, directory, **engine_kwargs):
+    """An in-process vLLM engine (float32, eager, prefix caching on) serving ``model`` (a tiny
+    :class:`HookedModel`) with interp's steering: ``items`` (name -> interventions) saved as artifacts
+    under ``directory``, the model and its tokenizer/processor under ``directory/model``.
+
+        >>> llm = steered_vllm(tiny, {"add": [AddDirection(d, [1], 4.0)]}, tmp, max_num_batched_tokens=32)
+
+    The artifact directory is set (``INTERP_VLLM_ARTIFACTS``) just before the engine starts: vLLM loads
+    interp's plugin then, and the plugin reads the directory when the engine loads its model, so each
+    engine of a process gets its own. Needs vLLM (``VLLM_ENABLE_V1_MULTIPROCESSING=0`` keeps the engine
+    in this process)."""
+    import os
+    from pathlib import Path
+
+    import vllm
+
+    from interp.steer import SteeringArtifact
+
+    directory = Path(directory)
+    model_dir, artifacts = directory / "model", directory / "artifacts"
+    model.model.save_pretrained(model_dir)
+    (model.processor or model.tokenizer).save_pretrained(model_dir)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    for name, interventions in items.items():
+        SteeringArtifact.create(model, interventions, method=name).save(artifacts / f"{name}.safetensors")
+    os.environ["INTERP_VLLM_ARTIFACTS"] = str(artifacts)
+    kwargs = dict(dtype="float32", enforce_eager=True, max_model_len=256, enable_prefix_caching=True, seed=0)
+    return vllm.LLM(model=str(model_dir), **{**kwargs, **engine_kwargs})

@@ -22,10 +22,9 @@ from interp.steer import (  # noqa: E402
     AddDirection,
     Conditional,
     LinearTransport,
-    SetProjection,
-    SteeringArtifact,  # noqa: E402
+    SetProjection,  # noqa: E402
 )
-from interp.testing import tiny_model  # noqa: E402
+from interp.testing import steered_vllm, tiny_model  # noqa: E402
 
 ROOT = Path(tempfile.mkdtemp(prefix="interp-vllm-"))
 ARTIFACTS = ROOT / "artifacts"
@@ -61,9 +60,6 @@ def served():
         num_key_value_heads=2,
         head_dim=64,
     )
-    model_dir = ROOT / "model"
-    hf.model.save_pretrained(model_dir)
-    hf.tokenizer.save_pretrained(model_dir)
     d = hf.d_model
     g = torch.Generator().manual_seed(3)
     kinds = {
@@ -94,23 +90,7 @@ def served():
             Conditional(_direction(d, 7, 1.0), 1, 0.0, [AddDirection(_direction(d, 8, 1.0), [2], 4.0)])
         ],
     }
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for name, items in kinds.items():
-        SteeringArtifact.create(hf, items, method=name).save(ARTIFACTS / f"{name}.safetensors")
-    # set before the engine starts: vLLM loads the plugin then, and the plugin reads the directory when
-    # the engine loads its model (set here, not at import, so each test module's engine gets its own)
-    os.environ["INTERP_VLLM_ARTIFACTS"] = str(ARTIFACTS)
-    llm = vllm.LLM(
-        model=str(model_dir),
-        dtype="float32",
-        enforce_eager=True,
-        max_model_len=256,
-        max_num_batched_tokens=32,
-        max_num_seqs=16,
-        enable_prefix_caching=True,
-        block_size=32,
-        seed=0,
-    )
+    llm = steered_vllm(hf, kinds, ROOT, max_num_batched_tokens=32, max_num_seqs=16, block_size=32)
     return hf, llm, kinds
 
 

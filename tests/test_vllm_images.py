@@ -25,10 +25,9 @@ from interp.steer import (  # noqa: E402
     AddDirection,
     LinearTransport,
     ShiftToText,
-    SteeringArtifact,
 )
 from interp.steer.apply import edits_for  # noqa: E402
-from interp.testing import tiny_model  # noqa: E402
+from interp.testing import steered_vllm, tiny_model  # noqa: E402
 
 ROOT = Path(tempfile.mkdtemp(prefix="interp-vllm-images-"))
 ARTIFACTS = ROOT / "artifacts"
@@ -60,9 +59,6 @@ def _direction(d: int, seed: int) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def served():
     hf = tiny_model("idefics3", hidden_size=128, num_attention_heads=2, num_key_value_heads=1, head_dim=64)
-    model_dir = ROOT / "model"
-    hf.model.save_pretrained(model_dir)
-    hf.processor.save_pretrained(model_dir)
     d, g = hf.d_model, torch.Generator().manual_seed(5)
     kinds = {
         # the image tokens' states, at two layers
@@ -81,21 +77,7 @@ def served():
         # every writer to the stream, and (a VLM) every layer's output, where image features enter
         "ablate_all": [AblateDirection(_direction(d, 3))],
     }
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for name, items in kinds.items():
-        SteeringArtifact.create(hf, items, method=name).save(ARTIFACTS / f"{name}.safetensors")
-    # set before the engine starts: vLLM loads the plugin then, and the plugin reads the directory when
-    # the engine loads its model (set here, not at import, so each test module's engine gets its own)
-    os.environ["INTERP_VLLM_ARTIFACTS"] = str(ARTIFACTS)
-    llm = vllm.LLM(
-        model=str(model_dir),
-        dtype="float32",
-        enforce_eager=True,
-        max_model_len=256,
-        max_num_seqs=16,
-        enable_prefix_caching=True,
-        seed=0,
-    )
+    llm = steered_vllm(hf, kinds, ROOT, max_num_seqs=16)
     return hf, llm, kinds
 
 

@@ -26,6 +26,11 @@ CAST steers the answer): a chunked prefill runs the earlier prompt tokens in ear
 decision exists, so a gated edit of them is listed as unservable with the reason. So is
 retrieval-guided steering (it needs a caption generation per request).
 
+Image requests: image-token positions come from vLLM's placeholder ranges (``mm_features``), and an
+``image`` position selects no token of a text request (interp's hooks refuse a text row there; a
+server takes mixed traffic). Token-embedding edits run on the first decoder layer's input, at text
+tokens only (see :meth:`Steerer._embed_hook`).
+
 Prefix caching: a steering whose edit of a token does not depend on where the prompt ends
 (:func:`prefix_stable`: positions ``all``, ``image`` or a fixed index, no gate, every request alike)
 computes a prefix the same way in every request, so requests with that steering may share it (their
