@@ -21,7 +21,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.errors import InputError
+from interp.errors import InputError, LayerIndexError
 from interp.layers import resolve_layers
 from interp.positions import Position, PromptLayout, parse_positions, reduce_prefill
 
@@ -422,6 +422,19 @@ def _check_vector(vector) -> Tensor:
     if not torch.isfinite(t).all():
         raise InputError("edit vector contains NaN or inf. Fix: recompute it; never steer with it.")
     return t
+
+
+def check_gate_layer(edit: Edit, n_layers: int) -> None:
+    """Refuse a gated edit whose gate reads a layer after the edit's first one (the decision would
+    come after the edit), or a layer the model does not have."""
+    g = edit.gate
+    resolve_layers([g.layer], n_layers)
+    if g.layer % n_layers > last_gate_layer(edit, n_layers):
+        raise LayerIndexError(
+            f"a gate reads layer {g.layer} but its edit starts at layer "
+            f"{min(resolve_layers(edit.layers, n_layers))} ({edit.site}): the decision would come after "
+            "the edit. Fix: a condition layer before the steered layers."
+        )
 
 
 def last_gate_layer(edit: Edit, n_layers: int) -> int:

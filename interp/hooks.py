@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from interp.compat import cached_length
-from interp.edits import SITES, Edit, Gate, check_width, last_gate_layer
+from interp.edits import SITES, Edit, Gate, check_gate_layer, check_width
 from interp.errors import InputError, LayerIndexError
 from interp.layers import resolve_layers
 from interp.positions import Position, PromptLayout, edit_mask, parse_positions, reduce_prefill
@@ -239,12 +239,7 @@ def attach(
             per_site.setdefault((i, edit.site), []).append(edit)
         if edit.gate is not None:
             g = edit.gate
-            resolve_layers([g.layer], n)
-            if g.layer % n > last_gate_layer(edit, n):
-                raise LayerIndexError(
-                    f"a gate reads layer {g.layer} but its edit starts at layer {min(edit_layers)} ({edit.site}): "
-                    "the decision would come after the edit. Fix: a condition layer before the steered layers."
-                )
+            check_gate_layer(edit, n)
             if g not in gates.setdefault(g.layer % n, []):
                 gates[g.layer % n].append(g)
     # a gate on a layer the model may skip (Mllama's cross-attention layers, without images) decides

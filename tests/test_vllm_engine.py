@@ -91,7 +91,8 @@ def served():
         ],
     }
     llm = steered_vllm(hf, kinds, ROOT, max_num_batched_tokens=32, max_num_seqs=16, block_size=32)
-    return hf, llm, kinds
+    yield hf, llm, kinds
+    os.environ.pop("INTERP_VLLM_ARTIFACTS", None)  # steered_vllm set it; later modules start without it
 
 
 def _ids(hf, prompt: str) -> list[int]:

@@ -78,7 +78,8 @@ def served():
         "ablate_all": [AblateDirection(_direction(d, 3))],
     }
     llm = steered_vllm(hf, kinds, ROOT, max_num_seqs=16)
-    return hf, llm, kinds
+    yield hf, llm, kinds
+    os.environ.pop("INTERP_VLLM_ARTIFACTS", None)  # steered_vllm set it; later modules start without it
 
 
 def _text(hf, prompt: str, image: bool) -> str:

@@ -49,8 +49,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from interp.edits import Edit, Gate, last_gate_layer
-from interp.errors import InputError
+from interp.edits import Edit, Gate, check_gate_layer
+from interp.errors import InputError, InterpError
 from interp.layers import resolve_layers
 from interp.positions import Position
 from interp.vllm.names import KEY
@@ -67,7 +67,6 @@ class Artifacts:
 
     edits: dict[str, list[Edit]] = field(default_factory=dict)
     unservable: dict[str, str] = field(default_factory=dict)
-    stable: dict[str, bool] = field(default_factory=dict)  # name -> prefix_stable(its edits)
     max_strength: float = 100.0
 
     @classmethod
@@ -98,8 +97,7 @@ class Artifacts:
                 out.edits[path.stem] = edits_of(
                     art.interventions, n_layers or art.fingerprint.n_layers, _kind(art.fingerprint.model_type)
                 )
-                out.stable[path.stem] = prefix_stable(out.edits[path.stem])
-            except InputError as e:
+            except InterpError as e:  # refused for vLLM (a wrong layer too): listed, with the reason
                 out.unservable[path.stem] = str(e)
                 log.warning("not serving artifact %s in vLLM: %s", path.name, e)
         return out
@@ -125,7 +123,7 @@ class Artifacts:
 
     def shares_prefixes(self, steering: Steering) -> bool:
         """Whether requests with ``steering`` may share cached prompt prefixes (:func:`prefix_stable`)."""
-        return all(self.stable.get(name, False) for name, _ in steering)
+        return all(name in self.edits and prefix_stable(self.edits[name]) for name, _ in steering)
 
 
 def edits_of(interventions, n_layers: int, kind: str = "text") -> list[Edit]:
@@ -166,12 +164,7 @@ def _check_gate(edit: Edit, n_layers: int) -> None:
             "(on the prompt's last token). Fix: give the gated interventions positions 'last' and/or "
             "'generated' (CAST steers the answer), or serve it with `interp serve`."
         )
-    if gate.layer % n_layers > last_gate_layer(edit, n_layers):
-        raise InputError(
-            f"a gate reads layer {gate.layer} but its edit starts at layer "
-            f"{min(resolve_layers(edit.layers, n_layers))} ({edit.site}): the edit would run before the "
-            "decision. Fix: read the gate at or before the edit's first layer."
-        )
+    check_gate_layer(edit, n_layers)
 
 
 def prefix_stable(edits: list[Edit]) -> bool:
@@ -215,9 +208,8 @@ def _kind(family: str) -> str:
 class Steerer:
     """Hooks on one vLLM model that apply each request's steering (see the module docstring)."""
 
-    def __init__(self, runner, artifacts: Artifacts, layers: nn.ModuleList, embed: nn.Module):
-        self.runner, self.artifacts = runner, artifacts
-        self.layers, self.embed = layers, embed
+    def __init__(self, runner, artifacts: Artifacts, layers: nn.ModuleList):
+        self.runner, self.artifacts, self.layers = runner, artifacts, layers
         self.plan: dict[tuple[int, str], list[tuple[Edit, torch.Tensor]]] = {}
         self.gates: dict[int, list[tuple[Gate, torch.Tensor]]] = {}  # layer -> (gate, its read tokens)
         self.decided: dict[tuple[str, int], bool] = {}  # (req_id, id(gate)) -> fired, kept across steps
@@ -233,8 +225,8 @@ class Steerer:
     @classmethod
     def install(cls, runner, artifacts: Artifacts) -> Steerer:
         model = runner.get_model() if hasattr(runner, "get_model") else runner.model
-        layers, embed = decoder_layers(model)
-        s = cls(runner, artifacts, layers, embed)
+        layers, _ = decoder_layers(model)
+        s = cls(runner, artifacts, layers)
         s.handles.append(model.register_forward_pre_hook(s._plan_step, with_kwargs=True))
         for i, layer in enumerate(layers):
             s.handles.append(layer.register_forward_hook(s._resid_hook(i)))
@@ -309,8 +301,7 @@ class Steerer:
             on = facts.of_requests(rows)
             masks: dict[tuple, torch.Tensor] = {}
             for e in self._edits[key]:
-                mk = (tuple(p.name for p in e.positions), e.image_rows_only)
-                mk = (*mk, e.site == "embed")
+                mk = (tuple(p.name for p in e.positions), e.image_rows_only, e.site == "embed")
                 if mk not in masks:
                     m = on & _union(facts, e.positions)
                     if e.image_rows_only:
@@ -348,14 +339,10 @@ class Steerer:
     def _gate_tokens(self, gate: Gate, n: int, device) -> torch.Tensor:
         """bool [n]: the tokens of this step whose request's gate fired."""
         got = self._fired.get(id(gate))
-        if got is None:
-            missing = [r for r in self._req_ids if (r, id(gate)) not in self.decided]
-            per_request = torch.tensor(
-                [self.decided.get((r, id(gate)), False) for r in self._req_ids], dtype=torch.bool
-            ).to(device)
+        if got is None:  # a request whose gate has not decided is not steered by it
+            fired = [self.decided.get((r, id(gate)), False) for r in self._req_ids]
+            per_request = torch.tensor(fired, dtype=torch.bool).to(device)
             got = self._fired[id(gate)] = per_request[self._request.clamp(min=0)] & (self._request >= 0)
-            if missing:
-                log.debug("gate undecided for %d request(s) this step (not steered by it)", len(missing))
         return got[:n]
 
     def _forget(self, running: set[str]) -> None:
